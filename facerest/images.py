@@ -1,0 +1,151 @@
+"""Reading, converting and writing images.
+
+Conventions used across facerest:
+- an *image* is a ``numpy.uint8`` array of shape (H, W, 3) in RGB order;
+- a *tensor* is ``float32`` of shape (N, 3, H, W) or (3, H, W) with values in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FacerestError, ImageReadError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+# 64 megapixels: a 8000 x 8000 photo. Larger inputs are refused before their pixels are decoded.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
+
+
+def list_images(folder: Union[str, os.PathLike]) -> list[Path]:
+    """The image files of ``folder`` (by extension, not recursive), sorted by name.
+
+    Raises ``FacerestError`` when the folder is missing, is not a folder, or holds no image files.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise FacerestError(f"folder not found: {folder}")
+    if not folder.is_dir():
+        raise FacerestError(f"not a folder: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return paths
+
+
+def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``source`` (path, encoded bytes, PIL image or array) to an RGB uint8 array.
+
+    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB;
+    an alpha channel is dropped. Raises ``ImageReadError`` saying why an image cannot be used.
+    """
+    name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source, name)
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(source, name, max_pixels)
+    if isinstance(source, bytes):
+        return _open_and_convert(io.BytesIO(source), name, max_pixels)
+    path = Path(source)
+    if not path.exists():
+        raise ImageReadError(path, "file not found")
+    if not path.is_file():
+        raise ImageReadError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    with open(path, "rb") as handle:
+        return _open_and_convert(handle, path, max_pixels)
+
+
+def iter_images(paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
+    """Yield ``(path, image, None)`` for each readable file and ``(path, None, reason)`` for the others."""
+    for path in paths:
+        try:
+            yield Path(path), load_image(path, max_pixels), None
+        except ImageReadError as error:
+            yield Path(path), None, error.reason
+
+
+def save_image(image: np.ndarray, path: Union[str, os.PathLike], **save_kwargs) -> None:
+    """Write an RGB uint8 array; the format follows the file extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, **save_kwargs)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8, rounded and clipped."""
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {tensor.shape[0]}")
+        tensor = tensor[0]
+    array = tensor.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round()
+    return array.permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+def _open_and_convert(handle, name, max_pixels: int | None) -> np.ndarray:
+    try:
+        with Image.open(handle) as pil:  # reads the header only
+            width, height = pil.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageReadError(
+                    name, f"image too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
+                )
+            pil.load()
+            return _pil_to_rgb(pil, name, max_pixels)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(name, "not an image file (unknown format)") from None
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(name, f"image too large: {error}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(name, f"cannot decode image (truncated or corrupt): {error}") from None
+
+
+def _pil_to_rgb(pil: Image.Image, name, max_pixels: int | None) -> np.ndarray:
+    width, height = pil.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(name, f"image too large: {width}x{height}, the limit is {max_pixels:,} pixels")
+    pil = ImageOps.exif_transpose(pil)
+    if pil.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _array_to_rgb(np.asarray(pil), name)
+    if pil.mode != "RGB":
+        pil = pil.convert("RGB")
+    return np.asarray(pil, dtype=np.uint8).copy()
+
+
+def _array_to_rgb(array: np.ndarray, name) -> np.ndarray:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., :3]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ImageReadError(name, f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}")
+    if array.size == 0:
+        raise ImageReadError(name, "empty image (no pixels)")
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype == np.uint16 or (np.issubdtype(array.dtype, np.integer) and array.max() > 255):
+        array = np.round(array.astype(np.float64) / 65535.0 * 255.0).clip(0, 255).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    else:
+        array = array.clip(0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return np.ascontiguousarray(array)
