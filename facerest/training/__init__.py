@@ -1,0 +1,1 @@
+"""What only training needs: losses, discriminators, checkpoint and logging helpers."""
