@@ -34,17 +34,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--restored", required=True, help="folder of restored images")
     evaluate.add_argument("--gt", help="folder of ground-truth images with the same file names (full-reference metrics)")
-    evaluate.add_argument("--metrics", nargs="+", help="metrics to compute (default: all that apply)")
-    evaluate.add_argument("--out", help="write the table to OUT.md and OUT.csv (default: RESTORED/../metrics)")
+    evaluate.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="NAME",
+        help="any of lpips, lpips-random, fid, niqe, psnr, ssim, identity (default: all that apply; "
+        "lpips-random, a random AlexNet, only when lpips's weights are missing)",
+    )
+    evaluate.add_argument("--fid-stats", help="FID against these saved statistics (.npz with mu, sigma) instead of --gt")
+    evaluate.add_argument(
+        "--weights-dir",
+        action="append",
+        default=[],
+        help="folder holding metric weights (NIQE parameters, AlexNet, Inception, ArcFace), searched with its "
+        "sub-folders before the caches; repeatable; $FACEREST_WEIGHTS_DIR works too",
+    )
+    evaluate.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    evaluate.add_argument("--out", help="write the table to OUT.md and OUT.csv (default: RESTORED/../<name>_metrics)")
     evaluate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     evaluate.set_defaults(handler=_evaluate)
     return parser
 
 
 def _make_testset(args) -> int:
+    import json
+
     from .data import make_testset
 
-    make_testset(args.hq_dir, args.out_dir, resolution=args.resolution, seed=args.seed)
+    manifest_path = make_testset(args.hq_dir, args.out_dir, resolution=args.resolution, seed=args.seed)
+    manifest = json.loads(manifest_path.read_text())
+    print(f"wrote {len(manifest['images'])} LQ/HQ pairs of {args.resolution} px: {manifest_path.parent}/lq, hq, manifest.json")
+    if manifest["skipped"]:
+        print(f"skipped {len(manifest['skipped'])} files of {args.hq_dir}:", file=sys.stderr)
+        for entry in manifest["skipped"]:
+            print(f"  {entry['source']}: {entry['reason']}", file=sys.stderr)
     return 0
 
 

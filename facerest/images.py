@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Union
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -149,3 +150,43 @@ def _array_to_rgb(array: np.ndarray, name) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     return np.ascontiguousarray(array)
+
+
+def resize_square(image: np.ndarray, resolution: int) -> np.ndarray:
+    """Resize an (H, W, C) image to ``resolution`` x ``resolution``: area filter down, bicubic up."""
+    height, width = image.shape[:2]
+    if height == width == resolution:
+        return image
+    interpolation = cv2.INTER_AREA if resolution < max(height, width) else cv2.INTER_CUBIC
+    return cv2.resize(image, (resolution, resolution), interpolation=interpolation)
+
+
+def pair_by_stem(lq_dir: Union[str, os.PathLike], hq_dir: Union[str, os.PathLike]) -> list[tuple[Path, Path]]:
+    """The (LQ, HQ) image paths of two folders matched by file name without extension, sorted by name.
+
+    Raises ``FacerestError`` (one line) for a missing or empty folder, two images with one name in a
+    folder, or names found in only one of the folders.
+    """
+    lq_by_name, hq_by_name = index_by_stem(list_images(lq_dir)), index_by_stem(list_images(hq_dir))
+    if lq_by_name.keys() != hq_by_name.keys():
+        differences = (_unmatched(lq_by_name, hq_by_name, lq_dir), _unmatched(hq_by_name, lq_by_name, hq_dir))
+        raise FacerestError(f"file names differ between {lq_dir} and {hq_dir}: " + "; ".join(part for part in differences if part))
+    return [(lq_by_name[name], hq_by_name[name]) for name in sorted(lq_by_name)]
+
+
+def index_by_stem(paths: list[Path]) -> dict[str, Path]:
+    """Paths by file name without extension; ``FacerestError`` when two share one."""
+    by_stem: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in by_stem:
+            raise FacerestError(f"two images share the name {path.stem!r}: {by_stem[path.stem].name} and {path.name} in {path.parent}")
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def _unmatched(names: dict[str, Path], others: dict[str, Path], folder: Union[str, os.PathLike]) -> str:
+    missing = sorted(names.keys() - others.keys())
+    if not missing:
+        return ""
+    shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return f"{len(missing)} only in {folder} ({shown})"

@@ -1,0 +1,222 @@
+"""Datasets of face pairs (degraded input, ground truth), and the synthesis of paired test sets.
+
+- ``DegradedFaceDataset``: HQ faces degraded on the fly (training), reproducible from (seed, epoch, index);
+- ``PairedFolderDataset``: LQ and HQ images matched by file name (validation, evaluation);
+- ``make_testset``: a CelebA-Test-style paired folder made with a fixed seed, and its manifest.
+
+Unreadable files (empty, truncated, not an image) and images that are not square are skipped when a
+dataset is built and listed in its ``skipped`` attribute (the test-set manifest lists them too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .degradation import DegradationConfig, degrade
+from .errors import FacerestError
+from .images import image_to_tensor, index_by_stem, iter_images, list_images, load_image, pair_by_stem, resize_square, save_image
+
+PathLike = Union[str, os.PathLike]
+
+
+class DegradedFaceDataset(Dataset):
+    """Aligned HQ faces, each returned with a freshly degraded copy: ``(lq, gt)``, float32 (3, R, R) in [-1, 1].
+
+    ``hq`` is a folder or a list of image paths. Faces are resized to ``resolution``, flipped horizontally
+    with probability 1/2 (when ``flip``) and degraded with ``config`` (default: GFP-GAN's model).
+    All randomness of item ``i`` comes from ``numpy.random.default_rng([seed, epoch, i])``: an epoch is the
+    same whatever the number of DataLoader workers, and a resumed run sees the same pairs. Call
+    ``set_epoch`` before each epoch (and create the DataLoader iterator after it: persistent workers keep
+    the epoch they started with). With ``with_info=True`` items are ``(lq, gt, {"index", "flipped"})``.
+    """
+
+    def __init__(
+        self,
+        hq: PathLike | Iterable[PathLike],
+        resolution: int,
+        config: DegradationConfig | None = None,
+        flip: bool = True,
+        seed: int = 0,
+        with_info: bool = False,
+    ):
+        _check_positive_int("resolution", resolution)
+        _check_non_negative_int("seed", seed)
+        if isinstance(hq, (str, os.PathLike)):
+            candidates, source = list_images(hq), str(hq)
+        else:
+            candidates, source = [Path(path) for path in hq], "the given list"
+            if not candidates:
+                raise FacerestError("no HQ images: the list of paths is empty")
+        self.paths, self.skipped = _usable_images(candidates, require_square=True)
+        if not self.paths:
+            raise FacerestError(f"none of the {len(candidates)} files of {source} is a usable image: {_first_skip(self.skipped)}")
+        self.resolution = resolution
+        self.config = config or DegradationConfig()
+        self.flip = flip
+        self.seed = seed
+        self.with_info = with_info
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        _check_non_negative_int("epoch", epoch)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        index = _check_index(index, len(self))
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        gt = resize_square(load_image(self.paths[index]), self.resolution)
+        flipped = bool(rng.random() < 0.5) and self.flip  # always drawn, so `flip` does not change the degradation
+        if flipped:
+            gt = np.ascontiguousarray(gt[:, ::-1])
+        lq = degrade(gt, self.config, rng=rng)
+        pair = (image_to_tensor(lq), image_to_tensor(gt))
+        return (*pair, {"index": index, "flipped": flipped}) if self.with_info else pair
+
+
+class PairedFolderDataset(Dataset):
+    """``(lq, gt)`` tensors in [-1, 1] from two folders whose images are paired by file stem (``a.png`` <-> ``a.jpg``).
+
+    Both folders must hold the same names (else ``FacerestError`` naming the differences). With
+    ``resolution``, both images are resized to (resolution, resolution). ``names`` lists the pairs' stems.
+    """
+
+    def __init__(self, lq_dir: PathLike, hq_dir: PathLike, resolution: int | None = None):
+        if resolution is not None:
+            _check_positive_int("resolution", resolution)
+        pairs = pair_by_stem(lq_dir, hq_dir)
+        _, self.skipped = _usable_images([path for pair in pairs for path in pair], require_square=False)
+        unusable = {path for path, _ in self.skipped}
+        pairs = [(lq, hq) for lq, hq in pairs if lq not in unusable and hq not in unusable]
+        if not pairs:
+            raise FacerestError(f"no readable LQ/HQ pair in {lq_dir} and {hq_dir}: {_first_skip(self.skipped)}")
+        self.names = [lq.stem for lq, _ in pairs]
+        self.lq_paths = [lq for lq, _ in pairs]
+        self.hq_paths = [hq for _, hq in pairs]
+        self.resolution = resolution
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = _check_index(index, len(self))
+        lq, gt = load_image(self.lq_paths[index]), load_image(self.hq_paths[index])
+        if self.resolution is not None:
+            lq, gt = resize_square(lq, self.resolution), resize_square(gt, self.resolution)
+        return image_to_tensor(lq), image_to_tensor(gt)
+
+
+def make_testset(
+    hq_dir: PathLike, out_dir: PathLike, resolution: int = 512, seed: int = 0, config: DegradationConfig | None = None
+) -> Path:
+    """Write a paired test set the way CelebA-Test was made: degrade held-out HQ faces with a fixed seed.
+
+    Writes ``out_dir/hq/<stem>.png`` (the face resized to ``resolution``), ``out_dir/lq/<stem>.png`` (its
+    degraded copy, same size) and ``out_dir/manifest.json`` (seed, config, and per image its source file and
+    degradation parameters; also the skipped files and why). Image ``<stem>`` is degraded with
+    ``numpy.random.default_rng([seed, key(stem)])``, key = the first 8 bytes of SHA-256(stem), so its pair
+    does not depend on the other files. The same arguments give the same bytes. ``out_dir`` must be new,
+    empty, or an earlier test set (its ``lq/`` and ``hq/`` are then replaced). Returns the manifest's path.
+    """
+    _check_positive_int("resolution", resolution)
+    _check_non_negative_int("seed", seed)
+    config = config or DegradationConfig()
+    hq_dir, out_dir = Path(hq_dir), Path(out_dir)
+    sources = index_by_stem(list_images(hq_dir))
+    _prepare_testset_folder(out_dir, hq_dir)
+
+    records, skipped = [], []
+    for path, image, reason in _iter_usable_images(list(sources.values()), require_square=True):
+        if image is None:
+            skipped.append((path, reason))
+            continue
+        hq = resize_square(image, resolution)
+        rng = np.random.default_rng([seed, _name_key(path.stem)])
+        lq, params = degrade(hq, config, rng=rng, return_params=True)
+        save_image(hq, out_dir / "hq" / f"{path.stem}.png")
+        save_image(lq, out_dir / "lq" / f"{path.stem}.png")
+        records.append({"name": path.stem, "source": path.name, "source_size": [image.shape[1], image.shape[0]], "params": params.to_dict()})
+    if not records:
+        raise FacerestError(f"none of the {len(sources)} files of {hq_dir} is a usable image: {_first_skip(skipped)}")
+
+    manifest = {
+        "hq_dir": str(hq_dir.resolve()),
+        "resolution": resolution,
+        "seed": seed,
+        "rng": "numpy.random.default_rng([seed, int.from_bytes(sha256(name.encode()).digest()[:8], 'big')])",
+        "config": config.to_dict(),
+        "images": records,
+        "skipped": [{"source": path.name, "reason": reason} for path, reason in skipped],
+    }
+    manifest_path = out_dir / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest_path
+
+
+def _iter_usable_images(paths: list[Path], require_square: bool):
+    """Like ``iter_images``, and with ``require_square`` an image that is not square counts as unusable."""
+    for path, image, reason in iter_images(paths):
+        if image is not None and require_square and image.shape[0] != image.shape[1]:
+            image, reason = None, f"not square ({image.shape[1]}x{image.shape[0]}); expected an aligned square face crop"
+        yield path, image, reason
+
+
+def _usable_images(paths: list[Path], require_square: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Split ``paths`` into the usable images and the others, each with the reason."""
+    usable, skipped = [], []
+    for path, image, reason in _iter_usable_images(paths, require_square):
+        if image is None:
+            skipped.append((path, reason))
+        else:
+            usable.append(path)
+    return usable, skipped
+
+
+def _prepare_testset_folder(out_dir: Path, hq_dir: Path) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise FacerestError(f"output path exists and is not a folder: {out_dir}")
+    if any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
+        raise FacerestError(f"output folder {out_dir} is not empty and holds no earlier test set (manifest.json): choose a new folder")
+    for part in ("lq", "hq"):
+        if (out_dir / part).resolve() == hq_dir.resolve():
+            raise FacerestError(f"the HQ folder {hq_dir} is inside the output test set {out_dir}, which would overwrite it")
+    for part in ("lq", "hq"):
+        shutil.rmtree(out_dir / part, ignore_errors=True)
+
+
+def _name_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
+def _first_skip(skipped: list[tuple[Path, str]]) -> str:
+    path, reason = skipped[0]
+    return f"{path}: {reason}"
+
+
+def _check_index(index: int, length: int) -> int:
+    if not -length <= index < length:
+        raise IndexError(f"index {index} out of range for a dataset of {length} items")
+    return index % length
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise FacerestError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_non_negative_int(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise FacerestError(f"{name} must be a non-negative integer, got {value!r}")

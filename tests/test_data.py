@@ -1,0 +1,202 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from facerest.data import DegradedFaceDataset, PairedFolderDataset, make_testset
+from facerest.degradation import DegradationParams, degrade
+from facerest.errors import FacerestError
+from facerest.images import load_image, save_image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def faces(tmp_path, ffhq_test_dir):
+    """Five real 256 px faces copied to a scratch folder."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for path in sorted(ffhq_test_dir.glob("*.jpg"))[:5]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _add_bad_files(folder: Path) -> set[str]:
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    good = (folder / sorted(p.name for p in folder.glob("*.jpg"))[0]).read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    save_image(np.zeros((20, 30, 3), np.uint8), folder / "wide.png")
+    return {"empty.png", "notes.png", "truncated.jpg", "wide.png"}
+
+
+def test_degraded_dataset_shapes_range_and_pairs(faces):
+    dataset = DegradedFaceDataset(faces, resolution=64, seed=0)
+    assert len(dataset) == 5 and dataset.skipped == []
+    lq, gt = dataset[0]
+    for tensor in (lq, gt):
+        assert tensor.shape == (3, 64, 64) and tensor.dtype == torch.float32
+        assert tensor.min() >= -1 and tensor.max() <= 1
+    assert (lq - gt).abs().mean() > 0.01  # the input really is degraded
+    batch_lq, batch_gt = next(iter(DataLoader(dataset, batch_size=5)))
+    assert batch_lq.shape == batch_gt.shape == (5, 3, 64, 64)
+
+
+def test_flip_and_epoch_determinism(faces):
+    dataset = DegradedFaceDataset(faces, resolution=64, seed=3, with_info=True)
+    unflipped = DegradedFaceDataset(faces, resolution=64, seed=3, flip=False, with_info=True)
+    seen = set()
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        unflipped.set_epoch(epoch)
+        for index in range(len(dataset)):
+            lq, gt, info = dataset[index]
+            assert info["index"] == index
+            seen.add(info["flipped"])
+            _, plain_gt, plain_info = unflipped[index]
+            assert plain_info["flipped"] is False
+            torch.testing.assert_close(gt, plain_gt.flip(-1) if info["flipped"] else plain_gt, rtol=0, atol=0)
+    assert seen == {True, False}
+
+    # an epoch is a function of (seed, epoch, index) only: a fresh dataset and DataLoader workers agree
+    dataset.set_epoch(2)
+    again = DegradedFaceDataset(faces, resolution=64, seed=3, with_info=True)
+    again.set_epoch(2)
+    torch.testing.assert_close(dataset[1][0], again[1][0], rtol=0, atol=0)
+    single = torch.cat([lq for lq, _, _ in DataLoader(dataset, batch_size=2, num_workers=0)])
+    workers = torch.cat([lq for lq, _, _ in DataLoader(dataset, batch_size=2, num_workers=2)])
+    torch.testing.assert_close(single, workers, rtol=0, atol=0)
+    dataset.set_epoch(3)
+    assert not torch.equal(dataset[1][0], again[1][0])
+    other_seed = DegradedFaceDataset(faces, resolution=64, seed=4)
+    other_seed.set_epoch(2)
+    assert not torch.equal(other_seed[1][0], again[1][0])
+
+
+def test_degraded_dataset_takes_a_list_of_paths(faces, tmp_path):
+    cleaned = tmp_path / "cleaned"
+    save_image(np.full((32, 32, 3), 200, np.uint8), cleaned / "00000.png")
+    paths = sorted(faces.glob("*.jpg"))[:2] + [cleaned / "00000.png"]
+    dataset = DegradedFaceDataset(paths, resolution=32)
+    assert dataset.paths == paths and len(dataset) == 3
+    assert dataset[2][1].shape == (3, 32, 32)
+
+
+def test_degraded_dataset_skips_and_lists_bad_files(faces):
+    bad = _add_bad_files(faces)
+    dataset = DegradedFaceDataset(faces, resolution=32)
+    assert len(dataset) == 5
+    reasons = {path.name: reason for path, reason in dataset.skipped}
+    assert set(reasons) == bad
+    assert "empty" in reasons["empty.png"] and "not an image" in reasons["notes.png"]
+    assert "truncated" in reasons["truncated.jpg"] and "not square" in reasons["wide.png"]
+
+
+def test_degraded_dataset_bad_folders(tmp_path):
+    with pytest.raises(FacerestError, match="folder not found"):
+        DegradedFaceDataset(tmp_path / "missing", resolution=32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FacerestError, match="no image files"):
+        DegradedFaceDataset(tmp_path / "empty", resolution=32)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"")
+    with pytest.raises(FacerestError, match="none of the 1 files"):
+        DegradedFaceDataset(tmp_path / "bad", resolution=32)
+    with pytest.raises(FacerestError, match="list of paths is empty"):
+        DegradedFaceDataset([], resolution=32)
+    with pytest.raises(FacerestError, match="resolution"):
+        DegradedFaceDataset(tmp_path / "bad", resolution=0)
+
+
+def test_paired_folder_dataset(tmp_path, faces):
+    lq_dir, hq_dir = tmp_path / "lq", tmp_path / "hq"
+    hq_dir.mkdir()
+    for path in sorted(faces.glob("*.jpg"))[:3]:
+        save_image(load_image(path)[::4, ::4], lq_dir / f"{path.stem}.png")  # 64 px LQ, 256 px HQ, other extension
+        shutil.copy(path, hq_dir / path.name)
+    dataset = PairedFolderDataset(lq_dir, hq_dir)
+    assert dataset.names == sorted(p.stem for p in faces.glob("*.jpg"))[:3]
+    lq, gt = dataset[0]
+    assert lq.shape == (3, 64, 64) and gt.shape == (3, 256, 256)
+    assert lq.min() >= -1 and gt.max() <= 1
+    resized = PairedFolderDataset(lq_dir, hq_dir, resolution=128)
+    assert resized[2][0].shape == resized[2][1].shape == (3, 128, 128)
+
+    (hq_dir / "extra.png").write_bytes((lq_dir / f"{dataset.names[0]}.png").read_bytes())
+    (lq_dir / f"{dataset.names[1]}.png").unlink()
+    with pytest.raises(FacerestError, match="file names differ") as error:
+        PairedFolderDataset(lq_dir, hq_dir)
+    message = str(error.value)
+    assert "extra" in message and dataset.names[1] in message and "\n" not in message
+
+    (lq_dir / "extra.png").write_bytes(b"")  # names match again; this pair is unreadable
+    shutil.copy(lq_dir / f"{dataset.names[0]}.png", lq_dir / f"{dataset.names[1]}.png")
+    partial = PairedFolderDataset(lq_dir, hq_dir)
+    assert "extra" not in partial.names and [p.name for p, _ in partial.skipped] == ["extra.png"]
+
+    shutil.copy(lq_dir / f"{dataset.names[0]}.png", lq_dir / f"{dataset.names[0]}.jpg")
+    with pytest.raises(FacerestError, match="share the name"):
+        PairedFolderDataset(lq_dir, hq_dir)
+
+
+def test_make_testset_is_byte_identical_and_replayable(faces, tmp_path):
+    bad = _add_bad_files(faces)
+    first = make_testset(faces, tmp_path / "first", resolution=64, seed=5)
+    second = make_testset(faces, tmp_path / "second", resolution=64, seed=5)
+    files = sorted(p.relative_to(first.parent) for p in first.parent.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second.parent) for p in second.parent.rglob("*") if p.is_file())
+    assert len(files) == 2 * 5 + 1
+    for relative in files:
+        assert (first.parent / relative).read_bytes() == (second.parent / relative).read_bytes(), relative
+
+    manifest = json.loads(first.read_text())
+    assert manifest["seed"] == 5 and manifest["resolution"] == 64
+    assert {entry["source"] for entry in manifest["skipped"]} == bad
+    assert [entry["source"] for entry in manifest["images"]] == sorted(p.name for p in faces.glob("*.jpg") if p.name != "truncated.jpg")
+    for entry in manifest["images"]:
+        hq = load_image(first.parent / "hq" / f"{entry['name']}.png")
+        lq = load_image(first.parent / "lq" / f"{entry['name']}.png")
+        assert hq.shape == lq.shape == (64, 64, 3)
+        # the manifest's parameters are enough to remake the LQ image from the HQ one
+        np.testing.assert_array_equal(degrade(hq, params=DegradationParams.from_dict(entry["params"])), lq)
+
+    # another seed gives other pairs; writing over an earlier test set replaces it
+    make_testset(faces, tmp_path / "first", resolution=64, seed=6)
+    assert (first.parent / "lq" / "01000.png").read_bytes() != (second.parent / "lq" / "01000.png").read_bytes()
+    (tmp_path / "occupied").mkdir()
+    (tmp_path / "occupied" / "keep.txt").write_text("mine")
+    with pytest.raises(FacerestError, match="not empty"):
+        make_testset(faces, tmp_path / "occupied", resolution=64)
+    with pytest.raises(FacerestError, match="would overwrite"):
+        make_testset(first.parent / "hq", first.parent, resolution=64)
+
+
+def _run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "facerest", "make-testset", *map(str, args)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_make_testset_cli(tmp_path, faces):
+    missing = _run_cli(tmp_path / "missing", tmp_path / "out")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().startswith("error: folder not found") and len(missing.stderr.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    empty = _run_cli(tmp_path / "empty", tmp_path / "out", "--resolution", "32")
+    assert empty.returncode == 2 and empty.stderr.strip().startswith("error: no image files")
+    assert len(empty.stderr.strip().splitlines()) == 1
+
+    bad = _add_bad_files(faces)
+    made = _run_cli(faces, tmp_path / "out", "--resolution", "32", "--seed", "1")
+    assert made.returncode == 0, made.stderr
+    assert "wrote 5 LQ/HQ pairs" in made.stdout
+    assert f"skipped {len(bad)} files" in made.stderr and all(name in made.stderr for name in bad)
+    assert Image.open(tmp_path / "out" / "lq" / "01000.png").size == (32, 32)

@@ -1,0 +1,191 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from facerest.degradation import (
+    DegradationConfig,
+    DegradationParams,
+    degrade,
+    gaussian_blur_kernel,
+    sample_degradation,
+)
+
+# Every stage off: degrade() must then return its input unchanged.
+IDENTITY = dict(
+    blur_sigma=None,
+    downsample_range=None,
+    noise_range=None,
+    jpeg_range=None,
+    color_jitter_prob=0.0,
+    gray_prob=0.0,
+    photometric_jitter_prob=0.0,
+)
+
+
+@pytest.fixture(scope="module")
+def face():
+    """A smooth colour image with some structure (no data needed)."""
+    y, x = np.mgrid[0:96, 0:96] / 95.0
+    image = np.stack([x, y, 0.5 + 0.4 * np.sin(6 * x) * np.cos(4 * y)], axis=-1)
+    return np.round(image * 255).astype(np.uint8)
+
+
+def test_same_seed_gives_identical_output_and_other_seeds_differ(face):
+    first, params = degrade(face, seed=7, return_params=True)
+    second = degrade(face, seed=7)
+    assert first.dtype == np.uint8 and first.shape == face.shape
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, degrade(face, rng=np.random.default_rng(7)))
+    assert not np.array_equal(first, degrade(face, seed=8))
+    # the drawn parameters replay the same bytes, also after a trip through JSON (as in a manifest)
+    replayed = DegradationParams.from_dict(json.loads(json.dumps(params.to_dict())))
+    assert replayed == params
+    np.testing.assert_array_equal(first, degrade(face, params=replayed))
+
+
+@pytest.mark.parametrize("size, sigma_x, sigma_y, rotation", [(41, 0.1, 0.1, 0.0), (41, 10, 10, 0), (41, 3, 0.5, 1.0), (7, 2, 5, -2.5)])
+def test_kernel_sums_to_one(size, sigma_x, sigma_y, rotation):
+    kernel = gaussian_blur_kernel(size, sigma_x, sigma_y, rotation)
+    assert kernel.shape == (size, size)
+    assert kernel.min() >= 0
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_isotropic_kernel_is_symmetric():
+    kernel = gaussian_blur_kernel(41, 3.0, 3.0, 0.0)
+    np.testing.assert_allclose(kernel, kernel.T, atol=1e-15)
+    np.testing.assert_allclose(kernel, kernel[::-1], atol=1e-15)
+    np.testing.assert_allclose(kernel, kernel[:, ::-1], atol=1e-15)
+    assert kernel.argmax() == 20 * 41 + 20  # peak at the centre
+    # with equal sigmas the rotation changes nothing
+    np.testing.assert_allclose(kernel, gaussian_blur_kernel(41, 3.0, 3.0, 1.1), atol=1e-15)
+
+
+def _second_moments(kernel):
+    offsets = np.arange(kernel.shape[0]) - kernel.shape[0] // 2
+    x, y = np.meshgrid(offsets, offsets)
+    return (kernel * x * x).sum(), (kernel * y * y).sum(), (kernel * x * y).sum()
+
+
+def test_anisotropic_kernel_has_the_asked_covariance():
+    kernel = gaussian_blur_kernel(41, 4.0, 1.0, 0.0)
+    assert not np.allclose(kernel, kernel.T)
+    var_x, var_y, cov_xy = _second_moments(kernel)
+    assert var_x == pytest.approx(16.0, rel=1e-3) and var_y == pytest.approx(1.0, rel=1e-3) and abs(cov_xy) < 1e-9
+    # a quarter turn swaps the axes
+    var_x, var_y, _ = _second_moments(gaussian_blur_kernel(41, 4.0, 1.0, math.pi / 2))
+    assert var_x == pytest.approx(1.0, rel=1e-3) and var_y == pytest.approx(16.0, rel=1e-3)
+    # at 45 degrees: Sigma = R diag(16, 1) R^T has the off-diagonal (16 - 1) / 2
+    _, _, cov_xy = _second_moments(gaussian_blur_kernel(41, 4.0, 1.0, math.pi / 4))
+    assert cov_xy == pytest.approx(7.5, rel=1e-3)
+
+
+def test_drawn_parameters_cover_the_configured_ranges():
+    config = DegradationConfig()
+    rng = np.random.default_rng(0)
+    draws = [sample_degradation(config, rng) for _ in range(5000)]
+
+    kinds = [d.kernel_type for d in draws]
+    assert 0.45 < kinds.count("anisotropic") / len(draws) < 0.55
+    assert set(kinds) == {"isotropic", "anisotropic"}
+    assert all(d.sigma_x == d.sigma_y and d.rotation == 0.0 for d in draws if d.kernel_type == "isotropic")
+    assert any(d.sigma_x != d.sigma_y for d in draws if d.kernel_type == "anisotropic")
+
+    def assert_covers(values, low, high, margin):
+        assert low <= min(values) < low + margin and high - margin < max(values) <= high, (min(values), max(values))
+
+    assert_covers([d.sigma_x for d in draws] + [d.sigma_y for d in draws], 0.1, 10.0, 0.1)
+    assert_covers([d.rotation for d in draws if d.kernel_type == "anisotropic"], -math.pi, math.pi, 0.1)
+    assert_covers([d.scale for d in draws], 0.8, 8.0, 0.1)
+    assert_covers([d.noise_std for d in draws], 0.0, 20.0, 0.1)
+    qualities = [d.jpeg_quality for d in draws]
+    assert set(qualities) == set(range(60, 101))  # every integer quality, both ends included
+
+    jittered = [d.color_shift for d in draws if d.color_shift is not None]
+    assert 0.27 < len(jittered) / len(draws) < 0.33
+    shifts = np.array(jittered)
+    assert shifts.min() >= -20 and shifts.max() <= 20 and shifts.min() < -19 and shifts.max() > 19
+    assert 0.004 < sum(d.gray for d in draws) / len(draws) < 0.02
+    photometric = [d.photometric for d in draws if d.photometric]
+    assert 0.27 < len(photometric) / len(draws) < 0.33
+    assert all(sorted(name for name, _ in ops) == ["brightness", "contrast", "hue", "saturation"] for ops in photometric)
+    assert len({tuple(name for name, _ in ops) for ops in photometric}) == 24  # every order of the four occurs
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 9, 3), (300, 200, 3), (64, 64, 3)])
+def test_any_size_uint8_and_float(shape):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    out = degrade(image, seed=3)
+    assert out.dtype == np.uint8 and out.shape == shape
+    for dtype in (np.float32, np.float64):
+        as_float = image.astype(dtype) / 255.0
+        out_float = degrade(as_float, seed=3)
+        assert out_float.dtype == dtype and out_float.shape == shape
+        assert out_float.min() >= 0.0 and out_float.max() <= 1.0
+        # the float path is the uint8 path in other units
+        np.testing.assert_allclose(out_float * 255.0, out, atol=1e-3)
+
+
+def test_every_stage_can_be_switched_off(face):
+    np.testing.assert_array_equal(degrade(face, DegradationConfig(**IDENTITY), seed=0), face)
+
+
+def test_each_stage_does_what_it_says():
+    gray_face = np.full((128, 128, 3), 128, dtype=np.uint8)
+    noisy = degrade(gray_face, DegradationConfig(**{**IDENTITY, "noise_range": (10.0, 10.0)}), seed=0)
+    assert np.std(noisy.astype(float) - 128) == pytest.approx(10.0, rel=0.05)
+
+    shifted, params = degrade(
+        gray_face, DegradationConfig(**{**IDENTITY, "color_jitter_prob": 1.0}), seed=0, return_params=True
+    )
+    np.testing.assert_allclose(shifted[0, 0].astype(float) - 128, params.color_shift, atol=0.5)
+
+    rng = np.random.default_rng(0)
+    colourful = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    gray = degrade(colourful, DegradationConfig(**{**IDENTITY, "gray_prob": 1.0}), seed=0)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+
+    def jpeg_error(quality):
+        out = degrade(colourful, DegradationConfig(**{**IDENTITY, "jpeg_range": (quality, quality)}), seed=0)
+        return np.abs(out.astype(float) - colourful).mean()
+
+    assert 0 < jpeg_error(100) < jpeg_error(60)
+
+    blurred = degrade(colourful, DegradationConfig(**{**IDENTITY, "blur_sigma": (3.0, 3.0)}), seed=0)
+    assert blurred.astype(float).std() < 0.5 * colourful.astype(float).std()
+    small_scale = degrade(colourful, DegradationConfig(**{**IDENTITY, "downsample_range": (4.0, 4.0)}), seed=0)
+    assert small_scale.shape == colourful.shape and not np.array_equal(small_scale, colourful)
+
+
+def test_bad_input_gives_clear_errors(face):
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        degrade(face[..., 0])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        degrade(face.astype(np.float32))  # float images must be scaled to [0, 1]
+    with pytest.raises(ValueError, match="dtype int32"):
+        degrade(face.astype(np.int32))
+    with pytest.raises(ValueError, match="empty"):
+        degrade(np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="seed or rng"):
+        degrade(face, seed=1, rng=np.random.default_rng(1))
+    params = sample_degradation(DegradationConfig(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="params already fix"):
+        degrade(face, seed=1, params=params)
+    with pytest.raises(ValueError, match="kernel_size"):
+        DegradationConfig(kernel_size=40)
+    with pytest.raises(ValueError, match="blur_sigma"):
+        DegradationConfig(blur_sigma=(10.0, 0.1))
+    with pytest.raises(ValueError, match="gray_prob"):
+        DegradationConfig(gray_prob=1.5)
+    with pytest.raises(ValueError, match="jpeg_range"):
+        DegradationConfig(jpeg_range=(60, 101))
+    with pytest.raises(ValueError, match="hue_range"):
+        DegradationConfig(hue_range=None)
+
+
+def test_config_reads_back_from_json():
+    config = DegradationConfig(noise_range=None, jpeg_range=(30, 90))
+    assert DegradationConfig(**json.loads(json.dumps(config.to_dict()))) == config
