@@ -1,0 +1,71 @@
+"""Convert an official GFP-GAN checkpoint (TencentARC v1.3 / v1.4 `.pth`) into a `GFPGANModel` folder.
+
+    python hub/convert_gfpgan.py --output runs/gfpgan-v1.4                      # the official v1.4, downloaded once
+    python hub/convert_gfpgan.py --checkpoint GFPGANv1.3.pth --output runs/gfpgan-v1.3
+    python hub/convert_gfpgan.py --output runs/gfpgan-v1.4 --push-to-hub USER/gfpgan-v1.4
+
+The folder loads with `GFPGANModel.from_pretrained(DIR)` (or `AutoModel` after `import facerest.models.gfpgan`).
+A URL is downloaded into facerest's weight cache (see `facerest.weights`), so a second run reads the cached file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from facerest.errors import FacerestError
+from facerest.models.gfpgan import GFPGANConfig, GFPGANModel, load_original_weights
+from facerest.models.gfpgan.convert_original import GFPGAN_V14_URL
+from facerest.weights import find_weights
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--checkpoint", default=GFPGAN_V14_URL, help=f"official .pth file or URL (default: the v1.4 release, {GFPGAN_V14_URL})"
+    )
+    parser.add_argument("--output", required=True, help="folder to write the converted model to")
+    parser.add_argument("--out-size", type=int, default=512, help="face resolution of the checkpoint (default 512)")
+    parser.add_argument("--channel-multiplier", type=int, default=2, help="StyleGAN2 channel multiplier (default 2)")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="also upload the converted model to this Hub repository")
+    return parser.parse_args(argv)
+
+
+def checkpoint_path(source: str) -> Path:
+    """A local path as given; a URL through the weight cache, downloading it the first time."""
+    if source.startswith(("http://", "https://")):
+        return find_weights(source.rsplit("/", 1)[-1], url=source)
+    return Path(source)
+
+
+def convert(args) -> GFPGANModel:
+    config = GFPGANConfig(out_size=args.out_size, channel_multiplier=args.channel_multiplier)
+    path = checkpoint_path(args.checkpoint)
+    model = GFPGANModel(config).eval()
+    try:
+        load_original_weights(model, path)
+    except FacerestError as error:
+        raise FacerestError(
+            f"{error} (converting for --out-size {args.out_size} --channel-multiplier {args.channel_multiplier})"
+        ) from None
+    model.save_pretrained(args.output)
+    print(f"converted {path} -> {args.output} ({len(model.state_dict())} tensors, {args.out_size} px)")
+    if args.push_to_hub:
+        url = model.push_to_hub(args.push_to_hub)
+        print(f"pushed to {url}")
+    return model
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        convert(args)
+    except (FacerestError, ValueError) as error:  # ValueError: a configuration GFPGANConfig rejects
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
