@@ -1,0 +1,309 @@
+"""The IDM noise scheduler: SR3-style conditional diffusion with a continuous noise level.
+
+Notation of the IDM / SR3 papers (Zhao et al., "Towards Authentic Face Restoration with Iterative Diffusion
+Models and Beyond", ICCV 2023; Saharia et al., "Image Super-Resolution via Iterative Refinement", 2021):
+
+    alpha_t = 1 - beta_t,        gamma_t = prod_{i <= t} alpha_i        (exposed as ``alphas_cumprod``)
+    q(x_t | x_0) = N(sqrt(gamma_t) x_0, (1 - gamma_t) I)
+
+Timesteps are 0-based as in diffusers: ``t = 0 .. num_train_timesteps - 1``, and ``gamma_{-1} = 1`` is the clean
+image. The denoiser is conditioned on the continuous noise level gamma, not on the integer t: training draws gamma
+uniformly between gamma_t and gamma_{t-1} (SR3, section 2.4), and :meth:`IDMScheduler.model_timestep` is the one map
+from gamma to the UNet's timestep input, shared by training and sampling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+
+@dataclass
+class IDMSchedulerOutput(BaseOutput):
+    """
+    Output of [`IDMScheduler.step`].
+
+    Args:
+        prev_sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`):
+            The sample at the previous timestep of the schedule, `x_{t-1}`; the next input of the denoising loop.
+        pred_original_sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`):
+            The estimate of the clean image `x_0` made at this step (clipped when `clip_sample` is set).
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+class IDMScheduler(SchedulerMixin, ConfigMixin):
+    """
+    The forward process and the reverse updates of IDM, the conditional diffusion model for face restoration.
+
+    Two reverse updates share [`~IDMScheduler.step`]:
+
+    - `eta=None` (default): the ancestral update of the IDM / SR3 papers,
+      `x_{t-1} = (x_t - (1 - alpha_t) / sqrt(1 - gamma_t) * eps) / sqrt(alpha_t) + sqrt(1 - alpha_t) z`;
+    - `eta` a float in [0, 1]: the strided DDIM update (Song et al., 2021), deterministic at `eta=0.0`. Note that
+      `eta=1.0` is DDIM's stochastic sampler (posterior variance), not the ancestral update above.
+
+    On a strided schedule (`set_timesteps(n)` with n < num_train_timesteps) `alpha_t` is the ratio
+    `gamma_t / gamma_prev` over the whole stride. The last step (to the clean image) adds no noise.
+
+    Args:
+        num_train_timesteps (`int`, defaults to 1000):
+            Length of the diffusion chain used in training.
+        beta_start (`float`, defaults to 2e-6):
+            First beta of the `"linear"` schedule.
+        beta_end (`float`, defaults to 2e-2):
+            Last beta of the `"linear"` schedule.
+        beta_schedule (`"linear"` or `"cosine"`, defaults to `"linear"`):
+            `"linear"`: betas evenly spaced from `beta_start` to `beta_end`. `"cosine"`: the schedule of Nichol &
+            Dhariwal (2021), `gamma(t) = cos((t / T + 0.008) / 1.008 * pi / 2)^2` (betas capped at 0.999); it
+            ignores `beta_start` and `beta_end`.
+        prediction_type (`"epsilon"` or `"sample"`, defaults to `"epsilon"`):
+            What the denoiser predicts: the noise `eps` or the clean image `x_0`.
+        clip_sample (`bool`, defaults to `True`):
+            Clip the estimate of `x_0` to `[-clip_sample_range, clip_sample_range]` at every step. The noise used by
+            the update is then re-derived from the clipped estimate, so both stay consistent.
+        clip_sample_range (`float`, defaults to 1.0):
+            The clipping bound.
+    """
+
+    order = 1
+
+    # Defaults: the SR3 / IDM schedule (linear betas 1e-6 .. 1e-2 over 2000 steps) on a 1000-step chain. Halving the
+    # number of steps and doubling every beta keeps the same gamma curve (gamma_T ~ 4e-5 in both), so x_T is
+    # practically pure noise while the first steps add very little noise, which is where the fine facial detail of
+    # a restoration is decided.
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 2e-6,
+        beta_end: float = 2e-2,
+        beta_schedule: Literal["linear", "cosine"] = "linear",
+        prediction_type: Literal["epsilon", "sample"] = "epsilon",
+        clip_sample: bool = True,
+        clip_sample_range: float = 1.0,
+    ):
+        if num_train_timesteps < 1:
+            raise ValueError(f"num_train_timesteps must be at least 1, got {num_train_timesteps}")
+        if prediction_type not in ("epsilon", "sample"):
+            raise ValueError(f"prediction_type must be 'epsilon' or 'sample', got {prediction_type!r}")
+        if beta_schedule == "linear":
+            if not 0.0 < beta_start <= beta_end < 1.0:
+                raise ValueError(f"linear betas need 0 < beta_start <= beta_end < 1, got {beta_start} .. {beta_end}")
+            betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+        elif beta_schedule == "cosine":
+            # Nichol & Dhariwal (2021), eq. 17: gamma(s) = f(s) / f(0), f(s) = cos((s + 0.008) / 1.008 * pi / 2)^2
+            progress = torch.arange(num_train_timesteps + 1, dtype=torch.float64) / num_train_timesteps
+            f = torch.cos((progress + 0.008) / 1.008 * math.pi / 2) ** 2
+            betas = (1.0 - f[1:] / f[:-1]).clamp(max=0.999)  # beta_t = 1 - gamma_t / gamma_{t-1}, capped as in the paper
+        else:
+            raise ValueError(f"beta_schedule must be 'linear' or 'cosine', got {beta_schedule!r}")
+
+        # Kept in float64: 1 - gamma_t is ~1e-6 at the first steps, which float32 resolves to a few digits only.
+        self.betas = betas
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)  # gamma_t
+
+        # standard deviation of the initial noise distribution
+        self.init_noise_sigma = 1.0
+
+        # set by set_timesteps; until then the schedule is the whole training chain
+        self.num_inference_steps = None
+        self.timesteps = torch.arange(num_train_timesteps - 1, -1, -1)
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
+        """The identity: this scheduler needs no input scaling (kept for the diffusers scheduler API)."""
+        return sample
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """
+        Choose `num_inference_steps` timesteps, evenly strided over the training chain, for sampling.
+
+        The spacing is "trailing" (Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed",
+        Table 2): the first timestep is always the last training step, so sampling starts from pure noise whatever
+        the step count, and `num_inference_steps == num_train_timesteps` gives the full chain.
+        """
+        num_train_timesteps = self.config.num_train_timesteps
+        if not 1 <= num_inference_steps <= num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps must be between 1 and num_train_timesteps ({num_train_timesteps}), "
+                f"got {num_inference_steps}"
+            )
+        self.num_inference_steps = num_inference_steps
+        strides = np.arange(num_inference_steps) * num_train_timesteps // num_inference_steps
+        self.timesteps = torch.from_numpy(num_train_timesteps - 1 - strides).to(device)
+
+    def previous_timestep(self, timestep: int) -> int:
+        """The timestep after `timestep` in the current schedule; -1 (the clean image) after the last one."""
+        index = (self.timesteps == timestep).nonzero()
+        if len(index) == 0:
+            raise ValueError(f"timestep {timestep} is not in the current schedule; call set_timesteps first")
+        next_index = index.item() + 1
+        return int(self.timesteps[next_index]) if next_index < len(self.timesteps) else -1
+
+    def _gamma(self, timestep: int) -> float:
+        """gamma_t for one timestep, with gamma_{-1} = 1."""
+        return 1.0 if timestep < 0 else self.alphas_cumprod[timestep].item()
+
+    def _check_timesteps(self, timesteps: torch.Tensor) -> None:
+        if timesteps.numel() and (timesteps.min() < 0 or timesteps.max() >= self.config.num_train_timesteps):
+            raise ValueError(
+                f"timesteps must lie in [0, {self.config.num_train_timesteps - 1}], "
+                f"got {timesteps.min().item()} .. {timesteps.max().item()}"
+            )
+
+    def sample_noise_level(self, timesteps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """
+        Draw a continuous noise level for each training timestep: `gamma ~ U(gamma_t, gamma_{t-1})` (SR3, 2.4).
+
+        Args:
+            timesteps (`torch.Tensor` of integers, shape `(batch_size,)`): timesteps in `[0, num_train_timesteps)`.
+            generator (`torch.Generator`, *optional*): random generator for the uniform draw.
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size,)`, float32, on the device of `timesteps`.
+        """
+        t = timesteps.long().cpu()
+        self._check_timesteps(t)
+        gamma_t = self.alphas_cumprod[t]
+        gamma_prev = torch.where(t > 0, self.alphas_cumprod[(t - 1).clamp(min=0)], torch.ones((), dtype=torch.float64))
+        rand_device = generator.device if generator is not None else "cpu"
+        u = torch.rand(t.shape, generator=generator, device=rand_device).cpu().to(torch.float64)
+        gamma = gamma_prev + u * (gamma_t - gamma_prev)
+        return gamma.to(device=timesteps.device, dtype=torch.float32)
+
+    def model_timestep(self, noise_level: torch.Tensor | float) -> torch.Tensor:
+        """
+        The denoiser's timestep input for a noise level gamma: the fractional timestep at which the schedule reaches
+        gamma (linear interpolation between the discrete gamma_t, with gamma_{-1} = 1 at timestep -1).
+
+        It is a continuous, monotone function of gamma, so the UNet is conditioned on the noise level itself, and it
+        spreads the levels over the 0 .. T range the UNet's sinusoidal embedding is built for (gamma itself crowds the
+        last half of the chain into [0, 0.08]). On the discrete grid it is the identity: `model_timestep(gamma_t) == t`.
+
+        Returns a float32 tensor of the shape of `noise_level`, on its device.
+        """
+        noise_level = torch.as_tensor(noise_level)
+        gamma = noise_level.detach().to("cpu", torch.float64)
+        gammas = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])  # decreasing: timesteps -1 .. T-1
+        gamma = gamma.clamp(min=gammas[-1].item(), max=1.0)
+        upper = torch.searchsorted(-gammas, -gamma).clamp(1, len(gammas) - 1)  # gammas[upper] <= gamma
+        lower = upper - 1  # gammas[lower] > gamma
+        fraction = (gammas[lower] - gamma) / (gammas[lower] - gammas[upper])
+        timestep = (lower - 1) + fraction
+        return timestep.to(device=noise_level.device, dtype=torch.float32)
+
+    def _noise_level(self, noise_level: torch.Tensor | float | int) -> torch.Tensor:
+        """gamma as a float64 CPU tensor, from gammas (floats) or from integer timesteps."""
+        noise_level = torch.as_tensor(noise_level).cpu()
+        if noise_level.is_floating_point():
+            gamma = noise_level.to(torch.float64)
+            if gamma.numel() and (gamma.min() <= 0 or gamma.max() > 1):
+                raise ValueError(f"noise levels gamma must lie in (0, 1], got {gamma.min().item()} .. {gamma.max().item()}")
+            return gamma
+        self._check_timesteps(noise_level)
+        return self.alphas_cumprod[noise_level.long()]
+
+    def add_noise(
+        self,
+        original_samples: torch.Tensor,
+        noise: torch.Tensor,
+        noise_level: torch.Tensor | float | int,
+    ) -> torch.Tensor:
+        """
+        The forward process: `x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps`.
+
+        Args:
+            original_samples (`torch.Tensor`): the clean images `x_0`, `(batch_size, C, H, W)`.
+            noise (`torch.Tensor`): the noise `eps`, same shape.
+            noise_level (`torch.Tensor`, `float` or `int`): the noise level per sample (shape `(batch_size,)`) or
+                one for all. A floating-point value is gamma itself (the continuous level used in training); an
+                integer value is a timestep `t`, meaning `gamma_t` (the diffusers convention).
+        """
+        gamma = self._noise_level(noise_level)
+        gamma = gamma.reshape(-1, *([1] * (original_samples.ndim - 1))) if gamma.ndim else gamma
+        sqrt_gamma = gamma.sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
+        sqrt_one_minus_gamma = (1.0 - gamma).sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
+        return sqrt_gamma * original_samples + sqrt_one_minus_gamma * noise
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eta: float | None = None,
+        return_dict: bool = True,
+    ) -> IDMSchedulerOutput | tuple:
+        """
+        One reverse step, from `x_t` at `timestep` to the next timestep of the schedule.
+
+        Args:
+            model_output (`torch.Tensor`): the denoiser's output (noise or clean image, see `prediction_type`).
+            timestep (`int`): the current timestep, one of `self.timesteps`.
+            sample (`torch.Tensor`): the current sample `x_t`.
+            generator (`torch.Generator`, *optional*): random generator for the added noise.
+            eta (`float`, *optional*): `None` for the ancestral IDM / SR3 update; a value in [0, 1] for the DDIM
+                update with that eta (0.0: deterministic).
+            return_dict (`bool`): return an [`IDMSchedulerOutput`] rather than a tuple.
+        """
+        if eta is not None and not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be None (ancestral update) or lie in [0, 1] (DDIM update), got {eta}")
+        t = int(timestep)
+        prev_t = self.previous_timestep(t)
+
+        # 1. noise levels; on a strided schedule alpha_t covers the whole stride
+        gamma_t = self._gamma(t)
+        gamma_prev = self._gamma(prev_t)
+        alpha_t = gamma_t / gamma_prev
+
+        # 2. estimates of x_0 and eps, inverting the forward process x_t = sqrt(gamma_t) x_0 + sqrt(1 - gamma_t) eps
+        if self.config.prediction_type == "epsilon":
+            pred_epsilon = model_output
+            pred_original_sample = (sample - math.sqrt(1.0 - gamma_t) * model_output) / math.sqrt(gamma_t)
+        else:
+            pred_original_sample = model_output
+            pred_epsilon = (sample - math.sqrt(gamma_t) * model_output) / math.sqrt(1.0 - gamma_t)
+
+        # 3. clip x_0, and take eps from the clipped x_0 so that the update uses one consistent estimate
+        if self.config.clip_sample:
+            bound = self.config.clip_sample_range
+            pred_original_sample = pred_original_sample.clamp(-bound, bound)
+            pred_epsilon = (sample - math.sqrt(gamma_t) * pred_original_sample) / math.sqrt(1.0 - gamma_t)
+
+        # 4. mean and standard deviation of x_{t-1}
+        if eta is None:
+            # ancestral update (IDM / SR3 Algorithm 2):
+            # x_{t-1} = (x_t - (1 - alpha_t) / sqrt(1 - gamma_t) * eps) / sqrt(alpha_t) + sqrt(1 - alpha_t) z
+            prev_mean = (sample - (1.0 - alpha_t) / math.sqrt(1.0 - gamma_t) * pred_epsilon) / math.sqrt(alpha_t)
+            std = math.sqrt(1.0 - alpha_t)
+        else:
+            # DDIM (Song et al. 2021), eq. 16: sigma_t = eta * sqrt((1 - gamma_prev) / (1 - gamma_t)) * sqrt(1 - alpha_t)
+            std = eta * math.sqrt((1.0 - gamma_prev) / (1.0 - gamma_t) * (1.0 - alpha_t))
+            # eq. 12: x_{t-1} = sqrt(gamma_prev) x_0 + sqrt(1 - gamma_prev - sigma_t^2) eps + sigma_t z
+            prev_mean = math.sqrt(gamma_prev) * pred_original_sample + math.sqrt(
+                max(1.0 - gamma_prev - std**2, 0.0)
+            ) * pred_epsilon
+
+        # 5. add noise, except at the last step, which lands on the clean image
+        prev_sample = prev_mean
+        if prev_t >= 0 and std > 0.0:
+            z = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
+            prev_sample = prev_mean + std * z
+
+        if not return_dict:
+            return prev_sample, pred_original_sample
+        return IDMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)

@@ -1,0 +1,66 @@
+"""Ready-made `diffusers.UNet2DModel` configurations for the IDM denoiser `f_theta(x_d, x_t, gamma)`.
+
+The UNet sees the noisy target concatenated with the degraded face (`in_channels=6`) and predicts 3 channels (the
+noise or the clean face, see `IDMScheduler.prediction_type`). Every configuration goes down to 8x8, and the blocks
+working at 32x32, 16x16 and 8x8 (and the middle block) carry self-attention, as in SR3 / IDM. The noise level enters
+through the timestep input, as `IDMScheduler.model_timestep(gamma)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import UNet2DModel
+
+# Channels per resolution level, from the input resolution down to 8x8.
+IDM_UNET_BLOCK_OUT_CHANNELS = {
+    64: (64, 128, 256, 256),  # 64, 32, 16, 8
+    128: (64, 128, 256, 256, 512),  # 128 .. 8
+    256: (64, 128, 128, 256, 256, 512),  # 256 .. 8
+    512: (32, 64, 128, 128, 256, 256, 512),  # 512 .. 8
+}
+
+# Self-attention at these feature-map sizes (in pixels per side).
+ATTENTION_RESOLUTIONS = (32, 16, 8)
+
+
+def idm_unet_config(resolution: int, **overrides: Any) -> dict[str, Any]:
+    """
+    The `UNet2DModel` keyword arguments of the IDM denoiser for square faces of `resolution` pixels.
+
+    `resolution` is one of 64, 128, 256 or 512, unless `block_out_channels` is given in `overrides` (for tiny test
+    models, say). The block types follow from the resolution and the number of levels (attention at 32x32 to 8x8)
+    unless they are overridden too. Any other `UNet2DModel` argument may be overridden.
+    """
+    block_out_channels = overrides.get("block_out_channels", IDM_UNET_BLOCK_OUT_CHANNELS.get(resolution))
+    if block_out_channels is None:
+        raise ValueError(
+            f"no ready-made IDM UNet for {resolution} px (have {sorted(IDM_UNET_BLOCK_OUT_CHANNELS)}); "
+            "pass block_out_channels to build another one"
+        )
+    num_levels = len(block_out_channels)
+    if resolution < 1 or resolution % 2 ** (num_levels - 1):
+        raise ValueError(f"resolution {resolution} cannot be halved {num_levels - 1} times, once per level")
+
+    level_resolutions = [resolution // 2**level for level in range(num_levels)]
+    attention = [size in ATTENTION_RESOLUTIONS for size in level_resolutions]
+    config = {
+        "sample_size": resolution,
+        "in_channels": 6,  # noisy target x_t ++ degraded face x_d
+        "out_channels": 3,
+        "block_out_channels": tuple(block_out_channels),
+        "down_block_types": tuple("AttnDownBlock2D" if attn else "DownBlock2D" for attn in attention),
+        "up_block_types": tuple("AttnUpBlock2D" if attn else "UpBlock2D" for attn in reversed(attention)),
+        "layers_per_block": 2,
+        "attention_head_dim": 32,
+        "time_embedding_type": "positional",
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+    }
+    config.update(overrides)
+    return config
+
+
+def make_idm_unet(resolution: int, **overrides: Any) -> UNet2DModel:
+    """A freshly initialised IDM denoiser, see [`idm_unet_config`]."""
+    return UNet2DModel(**idm_unet_config(resolution, **overrides))
