@@ -1,0 +1,251 @@
+"""train/train_gfpgan.py: arguments, a short run in this process (all losses, logging, checkpoints, final
+save, push to the Hub faked), and, marked slow, two processes with the multi-GPU launcher on CPU and a
+run killed after a checkpoint then resumed."""
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "train" / "train_gfpgan.py"
+
+# A tiny configuration: 64 px, 1/16 of the channels, random VGG19 and ArcFace, R1 every other step.
+TINY = [
+    "--resolution", "64", "--num_style_feat", "32", "--channel_multiplier", "1", "--narrow", "0.0625",
+    "--discriminator_narrow", "0.0625", "--random_init_feature_nets", "--train_batch_size", "2",
+    "--r1_every", "2", "--num_validation_images", "2",
+]  # fmt: skip
+TINY_CONFIG = GFPGANConfig(out_size=64, num_style_feat=32, channel_multiplier=1, narrow=0.0625)
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_gfpgan", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps its state in process-wide singletons: start and leave each in-process run clean."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def subprocess_env() -> dict:
+    return os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "PYTHONUNBUFFERED": "1"}
+
+
+def run_logged(command: list[str], log: Path, timeout: float) -> None:
+    with open(log, "w") as handle:
+        result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{log.read_text()[-4000:]}"
+
+
+def read_scalars(logging_dir: Path) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = logging_dir.glob("train_gfpgan/events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    return {tag: [event.value for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+# ----------------------------------------------------------------------------- arguments and feature nets
+
+
+def test_defaults_are_the_published_recipe(script):
+    args = script.parse_args(["--train_data_dir", "x", "--output_dir", "y"])
+    assert (args.l1_weight, args.pyramid_loss_weight, args.perceptual_weight, args.style_weight) == (0.1, 1.0, 1.0, 50.0)
+    assert (args.gan_weight, args.r1_weight, args.r1_every) == (0.1, 10.0, 16)
+    assert (args.component_gan_weight, args.component_style_weight, args.identity_weight) == (1.0, 200.0, 10.0)
+    assert args.learning_rate == args.component_learning_rate == 2e-3
+    assert args.ema_decay == pytest.approx(0.99778, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [(["--train_batch_size", "6"], "multiple of 4"), (["--r1_every", "0"], "--r1_every must be at least 1")],
+)
+def test_bad_arguments_are_refused(script, capsys, extra, message):
+    with pytest.raises(SystemExit):
+        script.parse_args(["--train_data_dir", "x", "--output_dir", "y", *extra])
+    assert message in capsys.readouterr().err
+
+
+def test_missing_feature_weights_stop_with_the_file_name(script, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEREST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEREST_WEIGHTS_DIR", "")
+    monkeypatch.setenv("FACEREST_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    base = ["--train_data_dir", "x", "--output_dir", "y"]
+    with pytest.raises(SystemExit, match="vgg19-dcbb9e9d.pth"):
+        script.load_feature_nets(script.parse_args(base))
+    with pytest.raises(SystemExit, match="arcface_resnet18.pth"):
+        script.load_feature_nets(script.parse_args([*base, "--perceptual_weight", "0", "--style_weight", "0"]))
+    # A loss turned off needs no weights; the test flag gives random networks.
+    assert script.load_feature_nets(script.parse_args([*base, "--perceptual_weight", "0", "--style_weight", "0", "--identity_weight", "0"])) == (None, None)
+    perceptual, arcface = script.load_feature_nets(script.parse_args([*base, "--random_init_feature_nets"]))
+    assert perceptual.style_weight == 50.0 and not any(p.requires_grad for p in arcface.parameters())
+
+
+# ----------------------------------------------------------------------------- a short run in this process
+
+
+def test_short_run_logs_every_loss_and_saves_a_loadable_model(script, ffhq_train_dir, ffhq_test_dir, tmp_path, monkeypatch, fresh_accelerate_state):
+    from facerest.data import make_testset
+
+    hq = tmp_path / "test_hq"
+    hq.mkdir()
+    for path in sorted(ffhq_test_dir.iterdir())[:3]:
+        shutil.copy(path, hq / path.name)
+    make_testset(hq, tmp_path / "testset", resolution=64, seed=0)
+
+    import huggingface_hub
+
+    hub_calls = []
+
+    def fake_create_repo(**kwargs):
+        hub_calls.append(("create", kwargs))
+        return SimpleNamespace(repo_id=kwargs["repo_id"])
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kwargs: hub_calls.append(("upload", kwargs)))
+
+    out = tmp_path / "run"
+    args = script.parse_args(
+        [
+            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY, "--max_train_steps", "2",
+            "--checkpointing_steps", "1", "--checkpoints_total_limit", "1", "--validation_steps", "1",
+            "--testset", str(tmp_path / "testset"), "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "me/tiny-gfpgan",
+        ]
+    )  # fmt: skip
+    script.main(args)
+
+    # Every loss of the four groups, the discriminators' losses and the test-set scores reach TensorBoard.
+    scalars = read_scalars(out / "logs")
+    expected = [
+        "g_l1", "g_pyramid", "g_perceptual", "g_style", "g_gan", "g_gan_left_eye", "g_gan_right_eye", "g_gan_mouth",
+        "g_component_style", "g_identity", "g_total", "d_loss", "d_r1", "d_left_eye", "d_right_eye", "d_mouth",
+        "testset/psnr", "testset/input_psnr",
+    ]  # fmt: skip
+    assert not set(expected) - set(scalars), f"missing scalars: {set(expected) - set(scalars)}"
+    assert len(scalars["g_total"]) == 2 and all(torch.isfinite(torch.tensor(v)).all() for v in scalars.values())
+    assert len(scalars["d_r1"]) == 1  # lazy R1: steps 0, 2, 4, ... (the run's steps are 0 and 1)
+
+    # Checkpoints: pruned to the limit, never a half-written one left behind.
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
+
+    # The final model is the EMA generator, loadable with GFPGANModel and AutoModel.
+    restorer = GFPGANModel.from_pretrained(out / "restorer")
+    assert restorer.config.out_size == 64
+    ema = load_file(out / "checkpoint-2" / script.EMA_FILENAME)
+    for name, parameter in restorer.named_parameters():
+        torch.testing.assert_close(parameter.detach(), ema[name], rtol=0, atol=0)
+    from transformers import AutoModel
+
+    assert isinstance(AutoModel.from_pretrained(out / "restorer"), GFPGANModel)
+    assert restorer(torch.zeros(1, 3, 64, 64)).image.shape == (1, 3, 64, 64)
+
+    # Validation grids: 2 faces x (LQ | restored | GT) at 64 px with 2 px padding.
+    for name in ("step_000001.png", "step_000002.png", "final.png"):
+        assert Image.open(out / "samples" / name).size == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)
+    assert json.loads((out / "testset" / "metrics.json").read_text())["num_images"] == 3
+
+    assert [call[0] for call in hub_calls] == ["create", "upload"]
+    assert hub_calls[0][1]["repo_id"] == "me/tiny-gfpgan"
+    assert hub_calls[1][1]["folder_path"] == str(out) and "restorer/*" in hub_calls[1][1]["allow_patterns"]
+
+
+# ----------------------------------------------------------------------------- multi-process and resume (slow)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_keep_identical_replicas(script, ffhq_train_dir, tmp_path):
+    out = tmp_path / "ddp"
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), str(SCRIPT),
+    ]  # fmt: skip
+    training = [
+        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "8", *TINY, "--max_train_steps", "3",
+        "--checkpointing_steps", "100", "--validation_steps", "100", "--write_rank_checksums", "--output_dir", str(out),
+    ]  # fmt: skip
+    run_logged(launch + training, tmp_path / "ddp.log", timeout=400)
+
+    records = [json.loads((out / "rank_checksums" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["num_processes"] for r in records] == [2, 2], "the launcher must start one job of two processes"
+    for network in ("generator", "discriminator", "component_discriminators"):
+        assert records[0][network] == records[1][network], f"the {network} differs between the two processes"
+    # The replicas did train: the generator is no longer its seeded initialisation.
+    from accelerate.utils import set_seed
+
+    set_seed(0)  # the script's seeding before it builds the generator
+    assert records[0]["generator"] != script.weights_digest(GFPGANModel(TINY_CONFIG))
+    assert "Num processes: 2" in (tmp_path / "ddp.log").read_text()
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(ffhq_train_dir, tmp_path):
+    # 10 faces in batches of 2 with 2 accumulation steps: 3 updates per epoch, checkpoints inside epochs.
+    common = [
+        sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "10", *TINY,
+        "--gradient_accumulation_steps", "2", "--max_train_steps", "8", "--checkpointing_steps", "2",
+        "--validation_steps", "100", "--perceptual_weight", "0", "--style_weight", "0", "--identity_weight", "0",
+        "--write_rank_checksums",
+    ]  # fmt: skip
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    with open(tmp_path / "whole.log", "w") as whole_log, open(tmp_path / "killed.log", "w") as killed_log:
+        whole_run = subprocess.Popen([*common, "--output_dir", str(whole)], cwd=REPO_ROOT, env=subprocess_env(), stdout=whole_log, stderr=subprocess.STDOUT)
+        killed_run = subprocess.Popen([*common, "--output_dir", str(interrupted)], cwd=REPO_ROOT, env=subprocess_env(), stdout=killed_log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 400
+        while killed_run.poll() is None and time.monotonic() < deadline:
+            if (interrupted / "checkpoint-2").is_dir():
+                killed_run.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        killed_run.wait(timeout=60)
+        assert whole_run.wait(timeout=400) == 0, (tmp_path / "whole.log").read_text()[-4000:]
+    assert killed_run.returncode == -signal.SIGKILL, f"the run was not killed after its first checkpoint:\n{(tmp_path / 'killed.log').read_text()[-3000:]}"
+    assert not (interrupted / "restorer").exists()
+
+    run_logged([*common, "--output_dir", str(interrupted), "--resume_from_checkpoint", "latest"], tmp_path / "resumed.log", timeout=400)
+    assert "Resuming from" in (tmp_path / "resumed.log").read_text()
+
+    whole_weights = load_file(whole / "restorer" / "model.safetensors")
+    resumed_weights = load_file(interrupted / "restorer" / "model.safetensors")
+    assert whole_weights.keys() == resumed_weights.keys()
+    for name in whole_weights:
+        torch.testing.assert_close(resumed_weights[name], whole_weights[name], rtol=0, atol=0, msg=f"EMA weight {name} differs")
+    whole_record = json.loads((whole / "rank_checksums" / "rank0.json").read_text())
+    resumed_record = json.loads((interrupted / "rank_checksums" / "rank0.json").read_text())
+    assert whole_record == resumed_record  # the trained G, D and component Ds, not only the EMA

@@ -1,0 +1,578 @@
+#!/usr/bin/env python
+"""Train GFP-GAN (Wang et al., "Towards Real-World Blind Face Restoration with Generative Facial Prior",
+CVPR 2021) with Accelerate, on HQ faces degraded on the fly.
+
+    accelerate launch train/train_gfpgan.py --train_data_dir ../shared/data/ffhq256/train \\
+        --resolution 256 --channel_multiplier 1 --output_dir runs/gfpgan256
+
+On CPU with several processes: ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2
+--num_machines 1 --mixed_precision no --dynamo_backend no train/train_gfpgan.py ...``.
+
+The losses and their defaults are GFP-GAN's published recipe (``options/train_gfpgan_v1.yml``):
+- reconstruction: L1 0.1; image-pyramid L1 on the U-Net's intermediate RGB outputs 1 (first 50k steps);
+  VGG19 perceptual 1 and style 50;
+- adversarial: StyleGAN2 discriminator, non-saturating softplus loss 0.1; lazy R1, gamma 10 every 16 steps;
+- facial components: a discriminator each for the left eye, right eye and mouth (ROI-aligned crops), GAN
+  loss 1, plus the Gram-matrix style loss 200 on their features;
+- identity: L1 between ArcFace (ResNet-IR18) embeddings, 10.
+Adam, lr 2e-3: betas (0, 0.99) for G and D (D's adjusted for lazy R1), (0.9, 0.99) for the component Ds;
+learning rates halved at 600k and 700k steps. EMA of G with decay 0.5 ** (32 / 10k).
+
+These weights were tuned for fine-tuning a pretrained StyleGAN2 decoder (``--pretrained_decoder``). Trained
+from scratch, a lower learning rate and a stronger L1 are steadier: the 64 px CPU run in the project's notes
+used ``--learning_rate 2e-4 --component_learning_rate 2e-4 --l1_weight 1``.
+
+The final EMA generator is saved with ``GFPGANModel.save_pretrained`` to ``<output_dir>/restorer``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from diffusers.training_utils import EMAModel
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from facerest.data import DegradedFaceDataset
+from facerest.errors import FacerestError
+from facerest.images import list_images, tensor_to_image
+from facerest.models.arcface import ArcFaceResNet18
+from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
+from facerest.training.discriminators import FACIAL_COMPONENTS, FacialComponentDiscriminators, StyleGAN2Discriminator
+from facerest.training.facial_components import FacialComponentLocator, image_numbers, load_component_landmarks
+from facerest.training.losses import adversarial_loss, component_style_loss, identity_loss, pyramid_l1_loss, r1_penalty
+from facerest.training.perceptual import GFPGAN_LAYER_WEIGHTS, PerceptualLoss, VGG19FeatureExtractor, load_vgg19_state_dict
+from facerest.training.testset_eval import evaluate_testset
+from facerest.training.utils import checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
+
+logger = get_logger(__name__, log_level="INFO")
+
+EMA_FILENAME = "generator_ema.safetensors"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train GFP-GAN with Accelerate.")
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_data_dir", required=True, help="Folder of aligned square HQ faces.")
+    data.add_argument("--max_train_samples", type=int, default=None, help="Use only the first N images (by name).")
+    data.add_argument("--resolution", type=int, default=512, help="Face size: 64 to 1024, a power of two.")
+    data.add_argument("--no_flip", action="store_true", help="Do not flip faces horizontally at random.")
+    data.add_argument(
+        "--landmarks_file",
+        default=None,
+        help="Eye and mouth positions in GFP-GAN's format (FFHQ_eye_mouth_landmarks_512.pth); default: the FFHQ template.",
+    )
+    data.add_argument("--landmarks_resolution", type=int, default=512, help="Face size the landmarks file refers to.")
+    data.add_argument("--validation_data_dir", default=None, help="Faces shown in the validation grid (default: the training folder).")
+    data.add_argument("--num_validation_images", type=int, default=4)
+    data.add_argument("--dataloader_num_workers", type=int, default=0)
+    data.add_argument(
+        "--testset", default=None, help="A paired test set (lq/, hq/; see make-testset) scored with the final EMA generator."
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--num_style_feat", type=int, default=512)
+    model.add_argument("--channel_multiplier", type=int, default=2)
+    model.add_argument("--narrow", type=float, default=1.0)
+    model.add_argument("--num_mlp", type=int, default=8)
+    model.add_argument("--discriminator_narrow", type=float, default=1.0, help="Width factor of the StyleGAN2 discriminator.")
+    model.add_argument("--pretrained_decoder", default=None, help="A pretrained StyleGAN2 (official .pth or safetensors) for the decoder.")
+    model.add_argument("--freeze_decoder", action="store_true", help="Keep the StyleGAN2 decoder fixed.")
+
+    losses = parser.add_argument_group("losses (0 turns a loss off)")
+    losses.add_argument("--l1_weight", type=float, default=0.1)
+    losses.add_argument("--pyramid_loss_weight", type=float, default=1.0)
+    losses.add_argument("--pyramid_loss_steps", type=int, default=50_000, help="Apply the pyramid loss for the first N steps.")
+    losses.add_argument("--perceptual_weight", type=float, default=1.0)
+    losses.add_argument("--style_weight", type=float, default=50.0)
+    losses.add_argument("--gan_weight", type=float, default=0.1)
+    losses.add_argument("--r1_weight", type=float, default=10.0, help="R1 gamma.")
+    losses.add_argument("--r1_every", type=int, default=16, help="Lazy R1: regularise D every N steps.")
+    losses.add_argument("--component_gan_weight", type=float, default=1.0)
+    losses.add_argument("--component_style_weight", type=float, default=200.0)
+    losses.add_argument("--identity_weight", type=float, default=10.0)
+    losses.add_argument("--vgg_weights", default=None, help="vgg19-dcbb9e9d.pth, or a folder holding it.")
+    losses.add_argument("--arcface_weights", default=None, help="arcface_resnet18.pth, or a folder holding it.")
+    losses.add_argument(
+        "--random_init_feature_nets", action="store_true", help="Randomly initialised VGG19 and ArcFace (tests only)."
+    )
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--output_dir", required=True)
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--train_batch_size", type=int, default=3, help="Per process.")
+    training.add_argument("--num_epochs", type=int, default=100)
+    training.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_epochs.")
+    training.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    training.add_argument("--learning_rate", type=float, default=2e-3, help="Generator and discriminator.")
+    training.add_argument("--component_learning_rate", type=float, default=2e-3)
+    training.add_argument("--lr_milestones", type=int, nargs="*", default=[600_000, 700_000], help="Halve the learning rates at these steps.")
+    training.add_argument("--ema_decay", type=float, default=0.5 ** (32 / 10_000))
+    training.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="Default: accelerate's config.")
+    training.add_argument("--cpu", action="store_true", help="Train on the CPU even when an accelerator is present.")
+    training.add_argument("--checkpointing_steps", type=int, default=5000)
+    training.add_argument("--checkpoints_total_limit", type=int, default=None)
+    training.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder.')
+    training.add_argument("--validation_steps", type=int, default=5000, help="Save a validation grid every N steps.")
+    training.add_argument("--logging_dir", default="logs", help="TensorBoard folder, inside output_dir.")
+    training.add_argument("--report_to", default="tensorboard")
+    training.add_argument(
+        "--write_rank_checksums", action="store_true", help="Each process writes a hash of its final weights (replica check)."
+    )
+
+    hub = parser.add_argument_group("hub")
+    hub.add_argument("--push_to_hub", action="store_true")
+    hub.add_argument("--hub_model_id", default=None, help="Repository name; default: the output folder's name.")
+    hub.add_argument("--hub_token", default=None)
+    hub.add_argument("--hub_private_repo", action="store_true")
+
+    args = parser.parse_args(argv)
+    if args.train_batch_size > 4 and args.train_batch_size % 4:
+        parser.error("--train_batch_size must be at most 4 or a multiple of 4 (the discriminator's minibatch-stddev groups)")
+    for name in ("gradient_accumulation_steps", "r1_every", "checkpointing_steps", "validation_steps", "num_validation_images"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+def main(args: argparse.Namespace) -> None:
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        # Without cpu=True a multi-process launch on a machine without accelerators runs independent jobs.
+        cpu=args.cpu or not torch.accelerator.is_available(),
+        log_with=args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
+        # One shuffling seed for every process and epoch, so a resumed run sees the batches an uninterrupted one would.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # Official GFP-GAN trains with find_unused_parameters: the decoder's mapping MLP is unused with
+        # input_is_latent, and the pyramid outputs are unused once that loss is off.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    hub_repo_id = create_hub_repo(args) if args.push_to_hub and accelerator.is_main_process else None
+
+    # Data. Every item's degradation depends only on (seed, epoch, index).
+    train_paths = list_images(args.train_data_dir)[: args.max_train_samples]
+    train_dataset = DegradedFaceDataset(train_paths, args.resolution, flip=not args.no_flip, seed=args.seed, with_info=True)
+    train_dataloader = DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,  # the discriminator's stddev groups need full batches
+        num_workers=args.dataloader_num_workers,
+        generator=torch.Generator().manual_seed(args.seed),  # keeps the global RNG out of the data order
+    )
+    if len(train_dataloader) == 0:
+        raise FacerestError(f"{len(train_dataset)} usable training images: fewer than one batch of {args.train_batch_size}")
+    locator = FacialComponentLocator(
+        args.resolution,
+        load_component_landmarks(args.landmarks_file) if args.landmarks_file else None,
+        source_size=args.landmarks_resolution,
+    )
+    numbers = image_numbers(train_dataset.paths) if args.landmarks_file else torch.arange(len(train_dataset))
+    validation_batch = make_validation_batch(args)
+
+    # Networks.
+    config = GFPGANConfig(
+        out_size=args.resolution,
+        num_style_feat=args.num_style_feat,
+        channel_multiplier=args.channel_multiplier,
+        narrow=args.narrow,
+        num_mlp=args.num_mlp,
+    )
+    generator = GFPGANModel(config)
+    if args.pretrained_decoder:
+        generator.load_pretrained_decoder(args.pretrained_decoder)
+    if args.freeze_decoder:
+        generator.stylegan_decoder.requires_grad_(False)
+    discriminator = StyleGAN2Discriminator(args.resolution, args.channel_multiplier, args.discriminator_narrow)
+    use_components = args.component_gan_weight > 0 or args.component_style_weight > 0
+    component_discriminators = FacialComponentDiscriminators() if use_components else None
+    perceptual_loss, arcface = load_feature_nets(args)
+    if perceptual_loss is not None:
+        perceptual_loss.to(accelerator.device)
+    if arcface is not None:
+        arcface.to(accelerator.device)
+
+    ema = EMAModel(generator.parameters(), decay=args.ema_decay)
+    ema.to(accelerator.device)
+
+    # Optimisers. Lazy R1 (StyleGAN2, App. B): D's lr and betas are adjusted by r1_every / (r1_every + 1).
+    d_ratio = args.r1_every / (args.r1_every + 1)
+    optimizer_g = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad], lr=args.learning_rate, betas=(0.0, 0.99))
+    optimizer_d = torch.optim.Adam(
+        discriminator.parameters(), lr=args.learning_rate * d_ratio, betas=(0.0**d_ratio, 0.99**d_ratio)
+    )
+    # Accelerate steps a prepared scheduler once per process per optimisation step: scale the milestones.
+    milestones = [step * accelerator.num_processes for step in args.lr_milestones]
+    schedulers = [torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.5) for optimizer in (optimizer_g, optimizer_d)]
+    generator, discriminator, optimizer_g, optimizer_d, *schedulers, train_dataloader = accelerator.prepare(
+        generator, discriminator, optimizer_g, optimizer_d, *schedulers, train_dataloader
+    )
+    trained = [generator, discriminator]
+    optimizer_c = None
+    if component_discriminators is not None:
+        optimizer_c = torch.optim.Adam(component_discriminators.parameters(), lr=args.component_learning_rate, betas=(0.9, 0.99))
+        scheduler_c = torch.optim.lr_scheduler.MultiStepLR(optimizer_c, milestones, gamma=0.5)
+        component_discriminators, optimizer_c, scheduler_c = accelerator.prepare(component_discriminators, optimizer_c, scheduler_c)
+        trained.append(component_discriminators)
+        schedulers.append(scheduler_c)
+    generator_module = accelerator.unwrap_model(generator)
+    # In the generator's step the discriminators are fixed critics, called without DDP (which would expect
+    # their gradients to be reduced).
+    critics = GeneratorCritics(
+        accelerator.unwrap_model(discriminator),
+        accelerator.unwrap_model(component_discriminators) if component_discriminators is not None else None,
+        perceptual_loss,
+        arcface,
+        locator,
+    )
+    register_ema_checkpointing(accelerator, ema, generator_module)
+
+    num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_epochs * num_update_steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers("train_gfpgan", config=tracker_config(args))
+
+    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("***** Running training *****")
+    logger.info(f"  Num examples = {len(train_dataset)}")
+    logger.info(f"  Num epochs = {num_epochs}")
+    logger.info(f"  Instantaneous batch size per device = {args.train_batch_size}")
+    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch_size}")
+    logger.info(f"  Gradient accumulation steps = {args.gradient_accumulation_steps}")
+    logger.info(f"  Total optimization steps = {max_train_steps}")
+    logger.info(f"  Generator parameters = {sum(p.numel() for p in generator_module.parameters()):,}")
+
+    global_step = 0
+    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+    if args.resume_from_checkpoint and checkpoint is None:
+        logger.info(f"No checkpoint in {output_dir}: starting a new training run.")
+    if checkpoint is not None:
+        logger.info(f"Resuming from {checkpoint}")
+        accelerator.load_state(str(checkpoint))
+        global_step = checkpoint_step(checkpoint)
+    first_epoch = global_step // num_update_steps_per_epoch
+    resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+
+    progress_bar = tqdm(range(max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process)
+    progress_bar.set_description("Steps")
+    for epoch in range(first_epoch, num_epochs):
+        train_dataset.set_epoch(epoch)
+        train_dataloader.set_epoch(epoch)
+        batches = train_dataloader
+        if epoch == first_epoch and resume_batches:
+            batches = accelerator.skip_first_batches(train_dataloader, resume_batches)
+        for lq, gt, info in batches:
+            boxes = locator.batch_boxes(numbers[info["index"].cpu()], info["flipped"].cpu())
+            with accelerator.accumulate(*trained):
+                logs, restored, crops = generator_step(args, accelerator, global_step, generator, optimizer_g, critics, lq, gt, boxes)
+                logs.update(discriminator_step(args, accelerator, global_step, discriminator, optimizer_d, gt, restored))
+                if component_discriminators is not None:
+                    logs.update(component_discriminator_step(accelerator, component_discriminators, optimizer_c, crops))
+                for scheduler in schedulers:
+                    scheduler.step()
+
+            if accelerator.sync_gradients:
+                ema.step(generator_module.parameters())
+                global_step += 1
+                progress_bar.update(1)
+                logs["ema_decay"] = ema.cur_decay_value
+                logs["lr"] = schedulers[0].get_last_lr()[0]
+                progress_bar.set_postfix(g=logs["g_total"], d=logs["d_loss"])
+                accelerator.log(logs, step=global_step)
+
+                if global_step % args.checkpointing_steps == 0:
+                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+                if accelerator.is_main_process and global_step % args.validation_steps == 0:
+                    save_validation_grid(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / f"step_{global_step:06d}.png", global_step)
+            if global_step >= max_train_steps:
+                break
+
+    accelerator.wait_for_everyone()
+    if args.write_rank_checksums:
+        write_rank_checksums(accelerator, output_dir, generator_module, critics.discriminator, critics.component_discriminators)
+    if accelerator.is_main_process:
+        save_validation_grid(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / "final.png", global_step)
+        ema.copy_to(generator_module.parameters())
+        generator_module.save_pretrained(output_dir / "restorer")
+        logger.info(f"Saved the EMA generator to {output_dir / 'restorer'} after {global_step} steps")
+        if args.testset:
+            score_testset(accelerator, generator_module, args.testset, output_dir / "testset", global_step)
+        if args.push_to_hub:
+            upload_to_hub(args, hub_repo_id, output_dir)
+    accelerator.end_training()
+
+
+@dataclass
+class GeneratorCritics:
+    """The fixed networks the generator's losses are computed with."""
+
+    discriminator: StyleGAN2Discriminator
+    component_discriminators: FacialComponentDiscriminators | None
+    perceptual_loss: PerceptualLoss | None
+    arcface: ArcFaceResNet18 | None
+    locator: FacialComponentLocator
+
+    def requires_grad_(self, requires_grad: bool) -> None:
+        """Freeze the discriminators during the generator's step, so they collect no gradient from it."""
+        for critic in (self.discriminator, self.component_discriminators):
+            if critic is not None:
+                critic.requires_grad_(requires_grad)
+
+
+def generator_step(args, accelerator, global_step, generator, optimizer, critics: GeneratorCritics, lq, gt, boxes):
+    """One generator update with the four loss groups. Returns the logged values, the restored batch and
+    the component crops of the restored and real faces (both detached, for the discriminators' updates)."""
+    critics.requires_grad_(False)
+    use_pyramid = args.pyramid_loss_weight > 0 and global_step < args.pyramid_loss_steps
+    output = generator(lq, return_rgbs=use_pyramid, randomize_noise=True)
+    restored = output.image
+
+    terms = {}
+    # Reconstruction: L1, image pyramid on the intermediate outputs, VGG perceptual and style.
+    terms["l1"] = args.l1_weight * F.l1_loss(restored, gt)
+    if use_pyramid:
+        terms["pyramid"] = args.pyramid_loss_weight * pyramid_l1_loss(output.intermediate_rgbs, gt)
+    if critics.perceptual_loss is not None:
+        terms["perceptual"], terms["style"] = critics.perceptual_loss(restored, gt)
+    # Adversarial.
+    terms["gan"] = args.gan_weight * adversarial_loss(critics.discriminator(restored), target_is_real=True)
+    # Facial components: local GAN losses and the Gram style loss on the discriminators' features.
+    crops = None
+    if critics.component_discriminators is not None:
+        crops = {"fake": critics.locator.crop(restored, boxes), "real": critics.locator.crop(gt, boxes)}
+        fake_outputs = critics.component_discriminators(crops["fake"])
+        real_outputs = critics.component_discriminators(crops["real"])
+        for name in FACIAL_COMPONENTS:
+            terms[f"gan_{name}"] = args.component_gan_weight * adversarial_loss(fake_outputs[name][0], target_is_real=True)
+        terms["component_style"] = args.component_style_weight * sum(
+            component_style_loss(fake_outputs[name][1], real_outputs[name][1]) for name in FACIAL_COMPONENTS
+        )
+        crops = {kind: {name: crop.detach() for name, crop in parts.items()} for kind, parts in crops.items()}
+    # Identity.
+    if critics.arcface is not None:
+        terms["identity"] = args.identity_weight * identity_loss(critics.arcface, restored, gt)
+
+    total = sum(terms.values())
+    accelerator.backward(total)
+    optimizer.step()
+    optimizer.zero_grad()
+    critics.requires_grad_(True)
+
+    logs = {f"g_{name}": value.detach().item() for name, value in terms.items()}
+    logs["g_total"] = total.detach().item()
+    return logs, restored.detach(), crops
+
+
+def discriminator_step(args, accelerator, global_step, discriminator, optimizer, gt, restored) -> dict:
+    """One StyleGAN2-discriminator update: softplus loss on real and restored faces, plus lazy R1.
+
+    Each forward is followed by its own backward, as DDP expects; the gradients add up to those of the sum.
+    """
+    fake_logits = discriminator(restored)
+    fake_loss = adversarial_loss(fake_logits, target_is_real=False)
+    accelerator.backward(fake_loss)
+    real_logits = discriminator(gt)
+    real_loss = adversarial_loss(real_logits, target_is_real=True)
+    accelerator.backward(real_loss)
+    logs = {
+        "d_loss": (fake_loss + real_loss).item(),
+        "d_real_score": real_logits.detach().mean().item(),
+        "d_fake_score": fake_logits.detach().mean().item(),
+    }
+    if args.r1_weight > 0 and global_step % args.r1_every == 0:
+        real = gt.detach().requires_grad_(True)
+        real_logits = discriminator(real)
+        penalty = r1_penalty(real_logits, real)
+        # gamma / 2 * R1, times the interval so that the lazy penalty keeps its average strength. The
+        # 0 * D(x) term keeps every D parameter in the backward graph (DDP waits for all of them).
+        accelerator.backward(args.r1_weight / 2 * penalty * args.r1_every + 0 * real_logits.sum())
+        logs["d_r1"] = penalty.detach().item()
+    optimizer.step()
+    optimizer.zero_grad()
+    return logs
+
+
+def component_discriminator_step(accelerator, component_discriminators, optimizer, crops) -> dict:
+    """One update of the three facial-component discriminators (vanilla GAN loss on the crops' logit maps)."""
+    fake_outputs = component_discriminators(crops["fake"])
+    fake_losses = {name: adversarial_loss(fake_outputs[name][0], target_is_real=False) for name in FACIAL_COMPONENTS}
+    accelerator.backward(sum(fake_losses.values()))
+    real_outputs = component_discriminators(crops["real"])
+    real_losses = {name: adversarial_loss(real_outputs[name][0], target_is_real=True) for name in FACIAL_COMPONENTS}
+    accelerator.backward(sum(real_losses.values()))
+    optimizer.step()
+    optimizer.zero_grad()
+    return {f"d_{name}": (fake_losses[name] + real_losses[name]).item() for name in FACIAL_COMPONENTS}
+
+
+def load_feature_nets(args) -> tuple[PerceptualLoss | None, ArcFaceResNet18 | None]:
+    """The frozen VGG19 (perceptual and style losses) and ArcFace (identity loss) nets the weights ask for.
+
+    Stops with a message naming the missing file unless the loss is off or --random_init_feature_nets is given.
+    """
+    perceptual_loss = arcface = None
+    try:
+        if args.perceptual_weight > 0 or args.style_weight > 0:
+            state_dict = None if args.random_init_feature_nets else load_vgg19_state_dict(args.vgg_weights)
+            extractor = VGG19FeatureExtractor(list(GFPGAN_LAYER_WEIGHTS), state_dict)
+            perceptual_loss = PerceptualLoss(extractor, GFPGAN_LAYER_WEIGHTS, args.perceptual_weight, args.style_weight)
+        if args.identity_weight > 0:
+            arcface = ArcFaceResNet18() if args.random_init_feature_nets else ArcFaceResNet18.from_pretrained(args.arcface_weights)
+            arcface.eval().requires_grad_(False)
+    except FacerestError as error:
+        raise SystemExit(
+            f"error: {error}\nGive the file with --vgg_weights / --arcface_weights, turn the loss off "
+            "(--perceptual_weight 0 --style_weight 0, --identity_weight 0), or pass --random_init_feature_nets."
+        ) from None
+    return perceptual_loss, arcface
+
+
+def make_validation_batch(args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed (lq, gt) faces for the validation grid: the first images of the validation folder, degraded at epoch 0."""
+    paths = list_images(args.validation_data_dir or args.train_data_dir)[: args.num_validation_images]
+    dataset = DegradedFaceDataset(paths, args.resolution, flip=False, seed=args.seed)
+    lq, gt = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(lq), torch.stack(gt)
+
+
+@torch.no_grad()
+def save_validation_grid(accelerator, ema, generator, batch, path: Path, step: int) -> None:
+    """Restore the validation faces with the EMA weights; save LQ | restored | GT and log it to TensorBoard."""
+    ema.store(generator.parameters())
+    ema.copy_to(generator.parameters())
+    generator.eval()
+    lq, gt = (t.to(accelerator.device) for t in batch)
+    restored = generator(lq).image.clamp(-1, 1)
+    generator.train()
+    ema.restore(generator.parameters())
+    save_image_grid([lq, restored, gt], path)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            images = np.stack([tensor_to_image(image) for image in restored])
+            tracker.writer.add_images("validation/restored", images, step, dataformats="NHWC")
+
+
+def score_testset(accelerator, generator, testset_dir, output_dir: Path, step: int) -> None:
+    """PSNR / SSIM of the restored test faces and of their degraded inputs against the ground truth."""
+    generator.eval()
+
+    def restore(lq: torch.Tensor) -> torch.Tensor:
+        return generator(lq.to(accelerator.device)).image.clamp(-1, 1).cpu()
+
+    scores = evaluate_testset(restore, testset_dir, output_dir, resolution=generator.config.out_size)
+    logger.info(f"Test set {testset_dir}: {json.dumps(scores)}")
+    accelerator.log({f"testset/{name}": value for name, value in scores.items()}, step=step)
+
+
+def register_ema_checkpointing(accelerator, ema: EMAModel, generator: torch.nn.Module) -> None:
+    """Save and load the EMA weights with ``save_state``/``load_state``, as safetensors keyed by parameter name."""
+    names = [name for name, _ in generator.named_parameters()]
+
+    def save_hook(models, weights, output_dir):
+        if accelerator.is_main_process:
+            tensors = {name: shadow.contiguous() for name, shadow in zip(names, ema.shadow_params)}
+            save_file(tensors, Path(output_dir, EMA_FILENAME), metadata={"optimization_step": str(ema.optimization_step)})
+
+    def load_hook(models, input_dir):
+        with safe_open(str(Path(input_dir, EMA_FILENAME)), framework="pt", device=str(accelerator.device)) as file:
+            ema.shadow_params = [file.get_tensor(name) for name in names]
+            ema.optimization_step = int(file.metadata()["optimization_step"])
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: int | None) -> None:
+    """``save_state`` into a temporary folder renamed to ``checkpoint-<step>`` once complete, so that a run
+    killed while saving never leaves a half-written checkpoint for ``--resume_from_checkpoint latest``."""
+    partial = output_dir / f"checkpoint-{step}.partial"
+    if accelerator.is_main_process:
+        prune_checkpoints(output_dir, None if total_limit is None else max(total_limit - 1, 0))
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        partial.rename(output_dir / f"checkpoint-{step}")
+        logger.info(f"Saved state to {output_dir / f'checkpoint-{step}'}")
+    accelerator.wait_for_everyone()
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state dict (names and exact values)."""
+    sha = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        sha.update(name.encode())
+        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+def write_rank_checksums(accelerator, output_dir: Path, generator, discriminator, component_discriminators) -> None:
+    """Each process writes the digests of its networks to ``rank_checksums/rank<i>.json`` (replicas must agree)."""
+    folder = output_dir / "rank_checksums"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "process_index": accelerator.process_index,
+        "num_processes": accelerator.num_processes,
+        "generator": weights_digest(generator),
+        "discriminator": weights_digest(discriminator),
+    }
+    if component_discriminators is not None:
+        record["component_discriminators"] = weights_digest(component_discriminators)
+    (folder / f"rank{accelerator.process_index}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def tracker_config(args) -> dict:
+    """The arguments as TensorBoard hyperparameters (which take only scalars and strings)."""
+    return {key: value if isinstance(value, (int, float, str, bool)) else str(value) for key, value in vars(args).items()}
+
+
+def create_hub_repo(args) -> str:
+    from huggingface_hub import create_repo
+
+    return create_repo(
+        repo_id=args.hub_model_id or Path(args.output_dir).name, exist_ok=True, token=args.hub_token, private=args.hub_private_repo
+    ).repo_id
+
+
+def upload_to_hub(args, repo_id: str, output_dir: Path) -> None:
+    """Upload the EMA generator (``restorer/``) and the validation grids."""
+    from huggingface_hub import upload_folder
+
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=str(output_dir),
+        allow_patterns=["restorer/*", "samples/final.png"],
+        commit_message="GFP-GAN training: EMA generator",
+        token=args.hub_token,
+    )
+
+
+if __name__ == "__main__":
+    main(parse_args())
