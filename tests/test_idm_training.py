@@ -1,0 +1,195 @@
+"""train/train_idm.py end to end with a tiny UNet at 32 px: extrinsic rounds, kills and resumes, two processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate.utils import set_seed
+from conftest import REPO_ROOT
+from diffusers import UNet2DModel
+from safetensors.torch import load_file
+
+from facerest.data import make_testset
+from facerest.images import image_to_tensor, list_images, load_image
+from facerest.models.idm import IDMScheduler, idm_sample, make_idm_unet
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = REPO_ROOT / "train" / "train_idm.py"
+TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8}
+ROUND_STEPS = 6  # --max_train_steps: steps per round; two rounds (--extrinsic_rounds 1) end at step 12
+
+
+def environment() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"}
+
+
+def training_args(train_dir: Path, output_dir: Path, testset: Path, *extra: str) -> list[str]:
+    return [
+        "--train_data_dir", str(train_dir), "--max_train_samples", "8", "--resolution", "32",
+        "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(output_dir),
+        "--train_batch_size", "2", "--gradient_accumulation_steps", "2", "--max_train_steps", str(ROUND_STEPS),
+        "--learning_rate", "1e-3", "--lr_warmup_steps", "2", "--checkpointing_steps", "2", "--checkpoints_total_limit", "3",
+        "--validation_steps", "4", "--num_validation_images", "2",
+        # cleaning: 6 of 8 targets, one by one with 30 steps, slow enough to be killed half-way
+        "--extrinsic_rounds", "1", "--replace_fraction", "0.75", "--sampling_steps", "30", "--eval_batch_size", "1",
+        "--testset", str(testset), "--eval_sampling_steps", "5",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_training(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def kill_when(args: list[str], ready, what: str) -> None:
+    """Start a training run, SIGKILL it as soon as ``ready()`` holds, and check it was really cut short."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not ready() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    alive = process.poll() is None
+    if alive:
+        os.kill(process.pid, signal.SIGKILL)
+    stderr = process.communicate()[1]
+    assert alive, f"the run ended before {what}: {stderr[-3000:]}"
+
+
+def unet_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "diffusion_pytorch_model.safetensors")
+
+
+def assert_same_weights(folder_a: Path, folder_b: Path) -> None:
+    a, b = unet_weights(folder_a), unet_weights(folder_b)
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def assert_same_cleaned_pool(run_a: Path, run_b: Path) -> None:
+    manifest_a = json.loads((run_a / "round-1" / "manifest.json").read_text())
+    manifest_b = json.loads((run_b / "round-1" / "manifest.json").read_text())
+    assert [r["index"] for r in manifest_a["replaced"]] == [r["index"] for r in manifest_b["replaced"]]
+    for record in manifest_a["replaced"]:
+        np.testing.assert_array_equal(load_image(run_a / "round-1" / record["cleaned"]), load_image(run_b / "round-1" / record["cleaned"]))
+
+
+@pytest.fixture(scope="module")
+def testset(ffhq_test_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("idm_testset")
+    source = root / "hq"
+    source.mkdir()
+    for path in list_images(ffhq_test_dir)[:2]:
+        (source / path.name).symlink_to(path)
+    make_testset(source, root / "set", resolution=32, seed=0)
+    return root / "set"
+
+
+@pytest.fixture(scope="module")
+def reference_run(ffhq_train_dir, testset, tmp_path_factory) -> Path:
+    """An uninterrupted run: 2 rounds of 6 steps, one cleaning pass in between."""
+    output_dir = tmp_path_factory.mktemp("idm_reference")
+    run_training(training_args(ffhq_train_dir, output_dir, testset))
+    return output_dir
+
+
+def test_extrinsic_round_writes_cleaned_pool_and_manifest(reference_run, ffhq_train_dir):
+    manifest = json.loads((reference_run / "round-1" / "manifest.json").read_text())
+    originals = [str(path) for path in list_images(ffhq_train_dir)[:8]]
+    assert manifest["round"] == 1 and manifest["model_step"] == ROUND_STEPS  # cleaned by the model at the round's end
+    assert manifest["pool_size"] == 8 and manifest["num_replaced"] == 6 and manifest["replaced_fraction"] == 0.75
+    assert manifest["sampling_steps"] == 30 and manifest["seed"] == 0
+    replaced = [record["index"] for record in manifest["replaced"]]
+    assert len(set(replaced)) == 6
+    for index, entry in enumerate(manifest["pool"]):
+        if index in replaced:
+            record = manifest["replaced"][replaced.index(index)]
+            assert record["source"] == originals[index] and record["model_step"] == ROUND_STEPS
+            assert Path(entry) == reference_run / "round-1" / record["cleaned"]
+            assert load_image(entry).shape == (32, 32, 3)
+        else:
+            assert entry == originals[index]
+    assert not list((reference_run / "round-1").glob("records-*"))
+
+    summary = json.loads((reference_run / "training_summary.json").read_text())
+    assert summary["global_step"] == 2 * ROUND_STEPS and summary["num_processes"] == 1
+    assert set(summary["evaluations"]) == {str(ROUND_STEPS), str(2 * ROUND_STEPS)}  # the test set after each round
+    scores = summary["evaluations"][str(2 * ROUND_STEPS)]["5"]
+    assert scores["num_images"] == 2 and np.isfinite(scores["psnr"]) and np.isfinite(scores["input_psnr"])
+    assert len(list((reference_run / "eval" / f"step-{2 * ROUND_STEPS}" / "steps-5").glob("*.png"))) == 2
+    assert sorted(path.name for path in (reference_run / "validation").iterdir()) == ["step-000004.png", "step-000008.png", "step-000012.png"]
+    assert [path.name for path in sorted(reference_run.glob("checkpoint-*"))] == ["checkpoint-10", "checkpoint-12", "checkpoint-8"]
+    assert list((reference_run / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_final_save_loads_and_samples(reference_run, testset):
+    unet = UNet2DModel.from_pretrained(reference_run / "unet")
+    scheduler = IDMScheduler.from_pretrained(reference_run / "scheduler")
+    assert unet.config.in_channels == 6 and unet.config.out_channels == 3 and unet.config.sample_size == 32
+    assert scheduler.config.prediction_type == "epsilon"
+    # the final save holds the EMA weights of the last checkpoint
+    assert_same_weights(reference_run / "unet", reference_run / f"checkpoint-{2 * ROUND_STEPS}" / "unet_ema")
+
+    lq = torch.stack([image_to_tensor(load_image(path)) for path in list_images(testset / "lq")])
+    first = idm_sample(unet, scheduler, lq, num_inference_steps=5, generator=torch.Generator().manual_seed(1), progress=False)
+    again = idm_sample(unet, scheduler, lq, num_inference_steps=5, generator=torch.Generator().manual_seed(1), progress=False)
+    assert first.shape == lq.shape and torch.isfinite(first).all() and first.abs().max() <= 1
+    assert torch.equal(first, again)
+
+
+def test_killed_training_resumes_to_the_same_weights(reference_run, ffhq_train_dir, testset, tmp_path):
+    args = training_args(ffhq_train_dir, tmp_path, testset)
+    kill_when(args, lambda: (tmp_path / "checkpoint-2").is_dir(), "its first checkpoint")
+    assert not (tmp_path / "unet").exists() and not (tmp_path / "round-1").exists()
+
+    run_training([*args, "--resume_from_checkpoint", "latest"])
+    assert_same_cleaned_pool(reference_run, tmp_path)
+    assert_same_weights(reference_run / "unet", tmp_path / "unet")
+    assert_same_weights(reference_run / "checkpoint-12" / "unet", tmp_path / "checkpoint-12" / "unet")
+
+
+def test_killed_cleaning_pass_resumes_to_the_same_weights(reference_run, ffhq_train_dir, testset, tmp_path):
+    args = training_args(ffhq_train_dir, tmp_path, testset)
+    records = tmp_path / "round-1" / "records-0.jsonl"
+    kill_when(args, lambda: records.is_file() and len(records.read_text().splitlines()) >= 2, "its cleaning pass")
+    assert not (tmp_path / "round-1" / "manifest.json").exists()
+    done = {line["cleaned"] for line in map(json.loads, records.read_text().splitlines()[:2])}
+    written = {name: (tmp_path / "round-1" / name).stat().st_mtime_ns for name in done}
+
+    run_training([*args, "--resume_from_checkpoint", "latest"])
+    assert {name: (tmp_path / "round-1" / name).stat().st_mtime_ns for name in done} == written  # not cleaned again
+    assert_same_cleaned_pool(reference_run, tmp_path)
+    assert_same_weights(reference_run / "unet", tmp_path / "unet")
+
+
+def test_two_processes_keep_identical_parameters(ffhq_train_dir, tmp_path):
+    """The multi-GPU launcher on CPU: two processes, gradients averaged, the same weights on both ranks."""
+    args = [
+        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "8", "--resolution", "32",
+        "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(tmp_path), "--train_batch_size", "2",
+        "--max_train_steps", "3", "--learning_rate", "1e-3", "--lr_warmup_steps", "0", "--validation_steps", "100",
+    ]  # fmt: skip
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    result = subprocess.run([*launcher, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["global_step"] == 3
+    digests = summary["process_parameter_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    set_seed(0)  # as the script does before building the UNet: its initial weights
+    initial = make_idm_unet(32, **TINY_UNET).state_dict()
+    trained = unet_weights(tmp_path / "checkpoint-3" / "unet")
+    assert initial.keys() == trained.keys()
+    assert not all(torch.equal(initial[name], trained[name]) for name in initial)  # the steps did update the weights

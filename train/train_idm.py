@@ -1,0 +1,516 @@
+"""Train the IDM denoiser with intrinsic and extrinsic iterative learning.
+
+In the shape of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``: argparse, Accelerate
+(one or many processes, mixed precision, gradient accumulation), EMA saved and restored with the checkpoints,
+tensorboard scalars, a validation grid every N steps, and a final save that loads for sampling:
+``<output_dir>/unet`` (``UNet2DModel``, EMA weights) and ``<output_dir>/scheduler`` (``IDMScheduler``).
+
+Intrinsic learning is the usual denoising training on ``(degraded, target)`` pairs made on the fly by
+``DegradedFaceDataset``. Extrinsic learning (``--extrinsic_rounds K``) repeats it K more times: after each round of
+``--max_train_steps`` steps the EMA model restores the training targets (``x* = f_theta(x)``), a seeded fraction
+``--replace_fraction`` of the target pool is replaced by the restored images (``<output_dir>/round-<r>/``, with a
+manifest), and the next round continues from the current weights, optimiser and EMA on the new pool.
+
+Every source of randomness is a function of ``--seed`` and the position in training (round, epoch, batch, process),
+so ``--resume_from_checkpoint latest`` after a kill, during a round or during a cleaning pass, reproduces the weights
+of an uninterrupted run. A checkpoint is always written at the end of a round, before its cleaning pass.
+
+One process:   python train/train_idm.py --train_data_dir DIR --output_dir OUT ...
+Two on CPU:    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+                   --mixed_precision no --dynamo_backend no train/train_idm.py ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
+from diffusers import UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from facerest.data import DegradedFaceDataset, PairedFolderDataset
+from facerest.errors import FacerestError
+from facerest.images import list_images, load_image
+from facerest.metrics import load_niqe_params
+from facerest.models.idm import IDMScheduler, idm_sample, make_idm_unet
+from facerest.training.extrinsic import CleaningPass, choose_replaced, cleaning_niqe, load_manifest, round_dir
+from facerest.training.testset_eval import evaluate_testset
+from facerest.training.utils import checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
+
+logger = get_logger(__name__, log_level="INFO")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train the IDM denoiser (intrinsic + extrinsic iterative learning).")
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_data_dir", required=True, help="folder of aligned high-quality training faces")
+    data.add_argument("--max_train_samples", type=int, default=None, help="use only the first N faces (by name)")
+    data.add_argument("--resolution", type=int, default=64, help="side of the training faces in pixels")
+    data.add_argument("--no_flip", action="store_true", help="do not flip the training faces horizontally")
+    data.add_argument("--dataloader_num_workers", type=int, default=0)
+    data.add_argument("--testset", default=None, help="paired test set (lq/, hq/) scored at the end of every round")
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--unet_overrides",
+        type=json.loads,
+        default={},
+        help="JSON object of UNet2DModel arguments over the ready-made IDM UNet of --resolution, e.g. "
+        '\'{"block_out_channels": [32, 64, 64, 128], "layers_per_block": 1}\'',
+    )
+    model.add_argument("--num_train_timesteps", type=int, default=1000)
+    model.add_argument("--beta_schedule", choices=["linear", "cosine"], default="linear")
+    model.add_argument("--prediction_type", choices=["epsilon", "sample"], default="epsilon")
+    model.add_argument("--loss", choices=["l1", "l2"], default="l1", help="L1 or L2 distance to the prediction target")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--output_dir", required=True)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train_batch_size", type=int, default=16, help="batch size per process")
+    train.add_argument("--max_train_steps", type=int, required=True, help="optimisation steps per (intrinsic) round")
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--learning_rate", type=float, default=1e-4)
+    train.add_argument(
+        "--lr_scheduler",
+        default="constant_with_warmup",
+        choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
+        help="learning-rate schedule over all rounds",
+    )
+    train.add_argument("--lr_warmup_steps", type=int, default=500)
+    train.add_argument("--adam_beta1", type=float, default=0.9)
+    train.add_argument("--adam_beta2", type=float, default=0.999)
+    train.add_argument("--adam_weight_decay", type=float, default=1e-6)
+    train.add_argument("--adam_epsilon", type=float, default=1e-8)
+    train.add_argument("--max_grad_norm", type=float, default=1.0)
+    train.add_argument("--ema_max_decay", type=float, default=0.9999)
+    train.add_argument("--ema_inv_gamma", type=float, default=1.0)
+    train.add_argument("--ema_power", type=float, default=3 / 4)
+    train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="default: accelerate's config")
+    train.add_argument("--checkpointing_steps", type=int, default=500)
+    train.add_argument("--checkpoints_total_limit", type=int, default=None)
+    train.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
+    train.add_argument("--logging_dir", default="logs", help="tensorboard folder, under --output_dir")
+
+    sampling = parser.add_argument_group("sampling (validation, cleaning, evaluation)")
+    sampling.add_argument("--sampler", choices=["ddim", "ancestral"], default="ddim", help="ddim: deterministic (eta 0)")
+    sampling.add_argument("--sampling_steps", type=int, default=25, help="steps for validation grids and cleaning")
+    sampling.add_argument("--eval_sampling_steps", type=int, nargs="+", default=[25], help="step counts for --testset")
+    sampling.add_argument("--eval_batch_size", type=int, default=32)
+    sampling.add_argument("--validation_steps", type=int, default=500, help="save a validation grid every N steps")
+    sampling.add_argument("--num_validation_images", type=int, default=4)
+
+    extrinsic = parser.add_argument_group("extrinsic iterative learning")
+    extrinsic.add_argument("--extrinsic_rounds", type=int, default=0, help="clean-and-retrain rounds after the first")
+    extrinsic.add_argument("--replace_fraction", type=float, default=0.5, help="fraction of the pool replaced per round")
+    extrinsic.add_argument(
+        "--cleaning_niqe", action="store_true", help="score cleaned and original targets with NIQE after each pass"
+    )
+
+    hub = parser.add_argument_group("hub")
+    hub.add_argument("--push_to_hub", action="store_true")
+    hub.add_argument("--hub_model_id", default=None, help="default: the name of --output_dir")
+    hub.add_argument("--hub_private_repo", action="store_true")
+
+    args = parser.parse_args(argv)
+    for name in ("resolution", "train_batch_size", "max_train_steps", "gradient_accumulation_steps", "checkpointing_steps",
+                 "sampling_steps", "eval_batch_size", "validation_steps", "num_validation_images"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.extrinsic_rounds < 0:
+        parser.error("--extrinsic_rounds must be 0 or more")
+    if not 0.0 <= args.replace_fraction <= 1.0:
+        parser.error("--replace_fraction must lie in [0, 1]")
+    if not isinstance(args.unet_overrides, dict):
+        parser.error("--unet_overrides must be a JSON object")
+    return args
+
+
+def batch_generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded from a tuple of integers (seed, epoch, batch, process): the same key, the same draws."""
+    seed = np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(seed))
+
+
+def ema_unet(ema: EMAModel, config) -> UNet2DModel:
+    """A standalone UNet holding the EMA weights, for sampling and saving."""
+    unet = UNet2DModel.from_config(config)
+    ema.copy_to(unet.parameters())
+    return unet.eval()
+
+
+def make_restorer(unet: UNet2DModel, noise_scheduler: IDMScheduler, num_steps: int, sampler: str, seed: int, device):
+    """``restore(lq, keys=None)``: IDM sampling of ``lq`` (CPU tensors in [-1, 1]). Image ``i`` draws its noise from
+    ``batch_generator(seed, *keys[i])`` when keys (tuples of integers) are given, else from one generator seeded once.
+    """
+    unet = unet.to(device)
+    scheduler = IDMScheduler.from_config(noise_scheduler.config)
+    shared_generator = torch.Generator().manual_seed(seed)
+    eta = 0.0 if sampler == "ddim" else None
+
+    def restore(lq: torch.Tensor, keys: list[tuple[int, ...]] | None = None) -> torch.Tensor:
+        generator = shared_generator if keys is None else [batch_generator(seed, *key) for key in keys]
+        return idm_sample(unet, scheduler, lq, num_steps, generator=generator, eta=eta, progress=False).cpu()
+
+    return restore
+
+
+def parameter_digest(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for tensor in module.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total_limit: int | None) -> None:
+    """Write ``checkpoint-<step>`` atomically: into a partial folder, renamed once every process has written."""
+    final = output_dir / f"checkpoint-{step}"
+    partial = output_dir / f"partial-checkpoint-{step}"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        prune_checkpoints(output_dir, total_limit)
+        logger.info(f"saved {final}")
+    accelerator.wait_for_everyone()
+
+
+def initial_pool(args) -> list[str]:
+    paths = list_images(args.train_data_dir)[: args.max_train_samples]
+    return [str(path) for path in DegradedFaceDataset(paths, args.resolution).paths]
+
+
+def round_pool(args, round_index: int) -> list[str]:
+    """The training targets of a round: the original faces, or the pool written by that round's cleaning pass."""
+    if round_index == 0:
+        return initial_pool(args)
+    manifest = load_manifest(round_dir(args.output_dir, round_index))
+    if manifest is None:
+        raise RuntimeError(f"round {round_index} has no complete cleaning pass")
+    return manifest["pool"]
+
+
+def run_cleaning_pass(args, accelerator, ema, unet_config, noise_scheduler, round_index: int, model_step: int) -> None:
+    """Clean the targets of round ``round_index - 1`` with the EMA model (each process its share) and write the pool
+    of round ``round_index``; continues a pass that was interrupted."""
+    folder = round_dir(args.output_dir, round_index)
+    if load_manifest(folder) is not None:
+        return
+    previous_pool = round_pool(args, round_index - 1)
+    cleaning = CleaningPass(
+        folder=folder,
+        round_index=round_index,
+        model_step=model_step,
+        pool=previous_pool,
+        replaced=choose_replaced(len(previous_pool), args.replace_fraction, seed=[args.seed, round_index]),
+        resolution=args.resolution,
+    )
+    pending = cleaning.pending()
+    logger.info(f"round {round_index}: cleaning {len(pending)} of {len(cleaning.replaced)} chosen targets")
+    accelerator.wait_for_everyone()  # every process has read the pending list before any writes
+    restore = make_restorer(
+        ema_unet(ema, unet_config), noise_scheduler, args.sampling_steps, args.sampler, args.seed, accelerator.device
+    )
+    cleaning.run(
+        # each image's noise is keyed by (round, pool index): the same cleaned pool whatever the processes or restarts
+        lambda targets, indices: restore(targets, [(round_index, index) for index in indices]),
+        pending[accelerator.process_index :: accelerator.num_processes],
+        batch_size=args.eval_batch_size,
+        records_name=str(accelerator.process_index),
+        progress=accelerator.is_local_main_process,
+    )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        details = {
+            "seed": args.seed,
+            "sampling_steps": args.sampling_steps,
+            "sampler": args.sampler,
+            "replace_fraction": args.replace_fraction,
+        }
+        cleaning.finish(details)
+        if args.cleaning_niqe:
+            scores = cleaning_niqe(folder, load_niqe_params())
+            (folder / "niqe.json").write_text(json.dumps(scores, indent=2) + "\n")
+            accelerator.log({"cleaning/niqe_cleaned": scores["cleaned"], "cleaning/niqe_original": scores["original"]},
+                            step=model_step)
+            logger.info(f"round {round_index}: NIQE cleaned {scores['cleaned']:.3f}, original {scores['original']:.3f}")
+    accelerator.wait_for_everyone()
+
+
+def evaluate(args, accelerator, ema, unet_config, noise_scheduler, step: int) -> None:
+    """Score the EMA model on --testset for each --eval_sampling_steps into ``eval/step-<step>/steps-<n>/`` (main
+    process; step counts already scored are skipped)."""
+    if args.testset is None or not accelerator.is_main_process:
+        return
+    unet = ema_unet(ema, unet_config)
+    for num_steps in args.eval_sampling_steps:
+        folder = Path(args.output_dir) / "eval" / f"step-{step}" / f"steps-{num_steps}"
+        if (folder / "metrics.json").is_file():
+            continue
+        started = time.time()
+        restore = make_restorer(unet, noise_scheduler, num_steps, args.sampler, seed=args.seed, device=accelerator.device)
+        scores = evaluate_testset(restore, args.testset, folder, batch_size=args.eval_batch_size, resolution=args.resolution)
+        accelerator.log({f"eval/{key}_{num_steps}steps": value for key, value in scores.items()}, step=step)
+        logger.info(
+            f"step {step}, {num_steps} sampling steps: PSNR {scores['psnr']:.2f} dB (inputs {scores['input_psnr']:.2f}), "
+            f"SSIM {scores['ssim']:.4f} (inputs {scores['input_ssim']:.4f}), {time.time() - started:.0f} s"
+        )
+
+
+def collect_evaluations(output_dir: Path) -> dict:
+    """``{step: {sampling steps: metrics}}`` of every evaluation written under ``eval/``."""
+    results: dict = {}
+    for path in sorted(output_dir.glob("eval/step-*/steps-*/metrics.json")):
+        step, num_steps = path.parent.parent.name.removeprefix("step-"), path.parent.name.removeprefix("steps-")
+        results.setdefault(step, {})[num_steps] = json.loads(path.read_text())
+    return results
+
+
+def validation_batch(args) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed batch of (degraded, ground truth) faces: the first test pairs, else the first training pairs."""
+    if args.testset is not None:
+        dataset = PairedFolderDataset(Path(args.testset) / "lq", Path(args.testset) / "hq", resolution=args.resolution)
+    else:
+        dataset = DegradedFaceDataset(initial_pool(args), args.resolution, flip=False, seed=args.seed)
+    pairs = [dataset[index] for index in range(min(args.num_validation_images, len(dataset)))]
+    return torch.stack([lq for lq, _ in pairs]), torch.stack([gt for _, gt in pairs])
+
+
+def log_validation(args, accelerator, ema, unet_config, noise_scheduler, batch, step: int) -> None:
+    lq, gt = batch
+    restore = make_restorer(ema_unet(ema, unet_config), noise_scheduler, args.sampling_steps, args.sampler, args.seed,
+                            accelerator.device)
+    path = Path(args.output_dir) / "validation" / f"step-{step:06d}.png"
+    save_image_grid([lq, restore(lq), gt], path)  # LQ | restored | GT
+    tracker = accelerator.get_tracker("tensorboard")
+    tracker.writer.add_image("validation", load_image(path), step, dataformats="HWC")
+
+
+def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    set_seed(args.seed)  # the initial weights
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    unet = make_idm_unet(args.resolution, **args.unet_overrides)
+    noise_scheduler = IDMScheduler(
+        num_train_timesteps=args.num_train_timesteps,
+        beta_schedule=args.beta_schedule,
+        prediction_type=args.prediction_type,
+    )
+    ema = EMAModel(
+        unet.parameters(),
+        decay=args.ema_max_decay,
+        use_ema_warmup=True,
+        inv_gamma=args.ema_inv_gamma,
+        power=args.ema_power,
+        model_cls=UNet2DModel,
+        model_config=unet.config,
+    )
+
+    # Checkpoints hold the UNet and its EMA in diffusers' format, next to Accelerate's optimiser and scheduler states.
+    def save_model_hook(models, weights, checkpoint_dir):
+        if accelerator.is_main_process:
+            ema.save_pretrained(os.path.join(checkpoint_dir, "unet_ema"))
+            for model in models:
+                accelerator.unwrap_model(model).save_pretrained(os.path.join(checkpoint_dir, "unet"))
+                weights.pop()  # saved above; Accelerate must not save it again
+
+    def load_model_hook(models, checkpoint_dir):
+        loaded = EMAModel.from_pretrained(os.path.join(checkpoint_dir, "unet_ema"), UNet2DModel)
+        ema.load_state_dict(loaded.state_dict())
+        ema.to(accelerator.device)
+        while models:
+            model = models.pop()
+            loaded_unet = UNet2DModel.from_pretrained(checkpoint_dir, subfolder="unet")
+            model.load_state_dict(loaded_unet.state_dict())
+
+    accelerator.register_save_state_pre_hook(save_model_hook)
+    accelerator.register_load_state_pre_hook(load_model_hook)
+
+    optimizer = torch.optim.AdamW(
+        unet.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    num_rounds = args.extrinsic_rounds + 1
+    total_steps = num_rounds * args.max_train_steps
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    ema.to(accelerator.device)
+    unet_config = accelerator.unwrap_model(unet).config
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers("train_idm", config={k: str(v) for k, v in vars(args).items()})
+        validation = validation_batch(args)
+
+    global_step = 0
+    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        global_step = checkpoint_step(checkpoint)
+        logger.info(f"resumed from {checkpoint} at step {global_step}")
+    elif args.resume_from_checkpoint:
+        logger.info(f"no checkpoint in {output_dir}: starting a new run")
+
+    started = time.time()
+    start_round = min(global_step // args.max_train_steps, num_rounds)
+    if global_step > 0 and global_step % args.max_train_steps == 0:  # resumed at the end of a round
+        evaluate(args, accelerator, ema, unet_config, noise_scheduler, global_step)
+
+    for round_index in range(start_round, num_rounds):
+        round_start, round_end = round_index * args.max_train_steps, (round_index + 1) * args.max_train_steps
+        if round_index > 0:
+            run_cleaning_pass(args, accelerator, ema, unet_config, noise_scheduler, round_index, model_step=round_start)
+
+        dataset = DegradedFaceDataset(round_pool(args, round_index), args.resolution, flip=not args.no_flip, seed=args.seed)
+        train_dataloader = accelerator.prepare(
+            torch.utils.data.DataLoader(
+                dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers
+            )
+        )
+        updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+        epochs_per_round = math.ceil(args.max_train_steps / updates_per_epoch)
+        logger.info(
+            f"round {round_index}: {len(dataset)} targets, {updates_per_epoch} steps per epoch, steps {round_start} to "
+            f"{round_end}, batch {accelerator.num_processes} process(es) x {args.train_batch_size} x "
+            f"{args.gradient_accumulation_steps} accumulated"
+        )
+
+        progress_bar = tqdm(
+            total=args.max_train_steps,
+            initial=global_step - round_start,
+            desc=f"round {round_index}",
+            disable=not accelerator.is_local_main_process,
+        )
+        unet.train()
+        first_epoch = (global_step - round_start) // updates_per_epoch
+        for epoch in range(first_epoch, epochs_per_round):
+            data_epoch = round_index * epochs_per_round + epoch  # all data randomness: (seed, data_epoch, index)
+            dataset.set_epoch(data_epoch)
+            train_dataloader.set_epoch(data_epoch)
+            skipped_batches = 0
+            if epoch == first_epoch:  # resuming inside this epoch: skip the batches already trained on
+                skipped_batches = (global_step - round_start - epoch * updates_per_epoch) * args.gradient_accumulation_steps
+            batches = accelerator.skip_first_batches(train_dataloader, skipped_batches) if skipped_batches else train_dataloader
+            for batch_index, (lq, gt) in enumerate(batches, start=skipped_batches):
+                generator = batch_generator(args.seed, data_epoch, batch_index, accelerator.process_index)
+                noise = torch.randn(gt.shape, generator=generator).to(gt.device)
+                timesteps = torch.randint(0, args.num_train_timesteps, (gt.shape[0],), generator=generator)
+                # gamma ~ U(gamma_t, gamma_{t-1}) (SR3); forward process x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
+                noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
+                noisy_target = noise_scheduler.add_noise(gt, noise, noise_level)
+                target = noise if args.prediction_type == "epsilon" else gt
+
+                with accelerator.accumulate(unet):
+                    # f_theta(x_d, x_t, gamma): the noisy target concatenated with the degraded face
+                    model_output = unet(
+                        torch.cat([noisy_target, lq], dim=1), noise_scheduler.model_timestep(noise_level)
+                    ).sample
+                    # E || f_theta(x_d, x_t, gamma) - target ||_p^p
+                    distance = F.l1_loss if args.loss == "l1" else F.mse_loss
+                    loss = distance(model_output.float(), target.float())
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad()
+
+                if not accelerator.sync_gradients:
+                    continue
+                ema.step(unet.parameters())
+                global_step += 1
+                progress_bar.update(1)
+                logs = {"loss": loss.detach().item(), "lr": lr_scheduler.get_last_lr()[0], "ema_decay": ema.cur_decay_value,
+                        "round": round_index}
+                progress_bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                accelerator.log(logs, step=global_step)
+
+                if global_step % args.checkpointing_steps == 0 or global_step == round_end:
+                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+                if global_step % args.validation_steps == 0 and accelerator.is_main_process:
+                    log_validation(args, accelerator, ema, unet_config, noise_scheduler, validation, global_step)
+                if global_step == round_end:
+                    break
+            if global_step == round_end:
+                break
+        progress_bar.close()
+        evaluate(args, accelerator, ema, unet_config, noise_scheduler, global_step)
+
+    # Every process must hold the same weights: a cheap check that the processes really trained one model together.
+    digests = gather_object([parameter_digest(accelerator.unwrap_model(unet))])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        ema_unet(ema, unet_config).save_pretrained(output_dir / "unet")
+        noise_scheduler.save_pretrained(output_dir / "scheduler")
+        summary = {
+            "global_step": global_step,
+            "rounds": num_rounds,
+            "num_processes": accelerator.num_processes,
+            "process_parameter_digests": digests,
+            "seconds_this_session": round(time.time() - started, 1),
+            "evaluations": collect_evaluations(output_dir),
+            "args": {key: value for key, value in vars(args).items()},
+        }
+        (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"the processes ended with different weights: {digests}")
+        logger.info(f"saved {output_dir / 'unet'} and {output_dir / 'scheduler'}")
+        if args.push_to_hub:
+            push_to_hub(args, output_dir)
+    accelerator.end_training()
+
+
+def push_to_hub(args, output_dir: Path) -> None:
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(args.hub_model_id or output_dir.name, exist_ok=True, private=args.hub_private_repo).repo_id
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        commit_message="IDM training: final EMA weights",
+        ignore_patterns=["checkpoint-*", "partial-*", "round-*", "eval/*", f"{args.logging_dir}/*"],
+    )
+    logger.info(f"pushed {output_dir} to https://huggingface.co/{repo_id}")
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except FacerestError as error:  # a bad path or input file: one line, no traceback
+        raise SystemExit(f"error: {error}")
