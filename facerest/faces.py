@@ -1,0 +1,388 @@
+"""Faces in whole photos: detection, 5-point alignment to the FFHQ template, and paste-back.
+
+The flow for one photo, as in facexlib's ``FaceRestoreHelper`` (which is not used: it also loads a face-parsing
+network that is not needed here):
+
+1. ``FaceDetector.detect`` finds each face's box and 5 landmarks (eyes, nose, mouth corners) with RetinaFace,
+   or with MTCNN from facenet-pytorch when RetinaFace's weights cannot be had;
+2. ``align_face`` warps each face onto the FFHQ template with a similarity transform (rotation, uniform scale,
+   translation) fitted to the 5 landmarks;
+3. a model restores the crops;
+4. ``paste_faces`` warps the restored crops back with the inverse transforms and blends them in with a feathered
+   square mask, over the photo enlarged by ``upscale``.
+
+Images are RGB ``uint8`` arrays (H, W, 3); landmarks and boxes are in the input photo's pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import FacerestError
+from .weights import MissingWeightsError, find_weights
+
+logger = logging.getLogger(__name__)
+
+# The 5 landmarks of an FFHQ-aligned face at 512 x 512 (facexlib FaceRestoreHelper's face_template): left eye,
+# right eye, nose tip, left mouth corner, right mouth corner; "left" is the image's left.
+FFHQ_TEMPLATE_512 = np.array(
+    [
+        [192.98138, 239.94708],
+        [318.90277, 240.1936],
+        [256.63416, 314.01935],
+        [201.26117, 371.41043],
+        [313.08905, 371.15118],
+    ],
+    dtype=np.float32,
+)
+
+# facexlib fills the part of an aligned crop that lies outside the photo with this gray (its BGR (135, 133, 132)).
+ALIGN_BORDER_RGB = (132, 133, 135)
+
+DETECTOR_WEIGHTS_ENV = "FACEREST_DETECTOR_WEIGHTS"
+BACKENDS = ("auto", "retinaface", "mtcnn")
+
+_FACEXLIB_RELEASE = "https://github.com/xinntao/facexlib/releases/download/v0.1.0"
+# our model name -> (facexlib's network_name, weights file, download URL)
+RETINAFACE_MODELS = {
+    "resnet50": ("resnet50", "detection_Resnet50_Final.pth", f"{_FACEXLIB_RELEASE}/detection_Resnet50_Final.pth"),
+    "mobilenet0.25": (
+        "mobile0.25",
+        "detection_mobilenet0.25_Final.pth",
+        f"{_FACEXLIB_RELEASE}/detection_mobilenet0.25_Final.pth",
+    ),
+}
+
+# Weight files with the layers of facexlib's RetinaFace but trained in another configuration, known by SHA-256:
+# the anchor (prior box) sizes in pixels per feature level (strides 8, 16, 32), and the negative slope of the
+# network's LeakyReLUs (facexlib uses 0.1 in its mobilenet0.25; a slope of 0 makes them plain ReLUs).
+RETINAFACE_VARIANTS_BY_SHA256 = {
+    # biubug6/Face-Detector-1MB-with-landmark's weights/mobilenet0.25_Final.pth (the offline copy in ../shared):
+    # same parameter names and shapes as facexlib's mobilenet0.25, but trained with smaller anchors and ReLUs.
+    "ed6fa7d45a5179f03cb5ce82c73b0c6711372968e53782e88395acee88d319e1": {
+        "anchor_sizes": [[10, 20], [32, 64], [128, 256]],
+        "leaky_relu_slope": 0.0,
+    },
+}
+
+# Scores below these are dropped: RetinaFace's as in FaceRestoreHelper.get_face_landmarks_5; MTCNN's final stage
+# scores the real faces of ../shared/data/whole_imgs 0.98 or more, so 0.95 only removes doubtful boxes.
+DEFAULT_SCORE_THRESHOLDS = {"retinaface": 0.97, "mtcnn": 0.95}
+
+
+@dataclass
+class DetectedFace:
+    box: np.ndarray  # (4,) float32: x1, y1, x2, y2 in input pixels
+    landmarks: np.ndarray  # (5, 2) float32: left eye, right eye, nose, left mouth corner, right mouth corner
+    score: float
+
+    @property
+    def size(self) -> float:
+        """The shorter side of the box, in pixels (what ``min_face_size`` is compared with)."""
+        return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+    @property
+    def center(self) -> np.ndarray:
+        return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2], dtype=np.float32)
+
+
+class FaceDetector:
+    """Finds faces and their 5 landmarks in RGB photos.
+
+    Args:
+        backend: ``"retinaface"`` (facexlib's RetinaFace), ``"mtcnn"`` (facenet-pytorch's MTCNN, whose weights
+            ship inside its wheel) or ``"auto"``: RetinaFace when its weights are found or can be downloaded,
+            else MTCNN (``fallback_reason`` then says why).
+        retinaface_model: ``"resnet50"`` or ``"mobilenet0.25"``.
+        weights_dir: a folder holding facexlib's RetinaFace weight files (or one such file); defaults to
+            ``$FACEREST_DETECTOR_WEIGHTS``. Without either, the usual places are searched (see
+            ``facerest.weights``, plus facexlib's own ``weights`` folder) and the file is downloaded when allowed.
+        device: where the detector runs.
+        min_face_size: faces whose box's shorter side is below this many pixels are dropped.
+        score_threshold: the lowest detection score kept; ``None`` takes the backend's default
+            (``DEFAULT_SCORE_THRESHOLDS``).
+        max_detection_side: photos whose longer side exceeds this are shrunk for detection only (boxes and
+            landmarks come back in the photo's pixels); ``None`` detects at full size.
+
+    ``backend`` says which detector runs (``"retinaface"`` or ``"mtcnn"``) and ``name`` which exactly:
+    ``"retinaface-resnet50"``, ``"retinaface-mobilenet0.25"`` or ``"mtcnn"``.
+    """
+
+    def __init__(
+        self,
+        backend: str = "auto",
+        retinaface_model: str = "resnet50",
+        weights_dir: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        min_face_size: float = 0,
+        score_threshold: float | None = None,
+        max_detection_side: int | None = 2048,
+    ):
+        if backend not in BACKENDS:
+            raise FacerestError(f"unknown face detector {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if retinaface_model not in RETINAFACE_MODELS:
+            raise FacerestError(
+                f"unknown RetinaFace model {retinaface_model!r}; choose one of {', '.join(RETINAFACE_MODELS)}"
+            )
+        if min_face_size < 0:
+            raise FacerestError(f"min_face_size must be 0 or more, got {min_face_size}")
+        if max_detection_side is not None and max_detection_side < 32:
+            raise FacerestError(f"max_detection_side must be at least 32 pixels, got {max_detection_side}")
+        self.device = torch.device(device)
+        self.min_face_size = min_face_size
+        self.max_detection_side = max_detection_side
+        self.fallback_reason: str | None = None
+
+        weights_path = None
+        if backend != "mtcnn":
+            try:
+                weights_path = _find_retinaface_weights(retinaface_model, weights_dir)
+            except MissingWeightsError as error:
+                if backend == "retinaface":
+                    raise
+                self.fallback_reason = f"RetinaFace weights unavailable ({error})"
+                logger.warning("%s; detecting faces with MTCNN instead", self.fallback_reason)
+        if weights_path is not None:
+            self.backend = "retinaface"
+            self.name = f"retinaface-{retinaface_model}"
+            self._detect_faces = _RetinaFace(retinaface_model, weights_path, self.device)
+        else:
+            self.backend = "mtcnn"
+            self.name = "mtcnn"
+            self._detect_faces = _MTCNN(self.device)
+        self.score_threshold = DEFAULT_SCORE_THRESHOLDS[self.backend] if score_threshold is None else score_threshold
+
+    def detect(self, image: np.ndarray, only_center_face: bool = False) -> list[DetectedFace]:
+        """The faces of ``image`` (RGB uint8), sorted left to right by the box's left edge.
+
+        With ``only_center_face`` only the face whose box centre is nearest the photo's centre is kept.
+        An image without faces gives an empty list.
+        """
+        _check_image(image, "image")
+        height, width = image.shape[:2]
+        scale = 1.0
+        if self.max_detection_side is not None and max(height, width) > self.max_detection_side:
+            scale = self.max_detection_side / max(height, width)
+            small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+
+        boxes, landmarks, scores = self._detect_faces(image, self.score_threshold)
+        faces = [
+            DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
+            for box, points, score in zip(boxes, landmarks, scores)
+        ]
+        faces = [face for face in faces if face.size >= self.min_face_size]
+        if only_center_face and faces:
+            photo_center = np.array([width / 2, height / 2])
+            faces = [min(faces, key=lambda face: np.linalg.norm(face.center - photo_center))]
+        return sorted(faces, key=lambda face: face.box[0])
+
+
+def _find_retinaface_weights(model: str, weights_dir: str | os.PathLike | None) -> Path:
+    _, filename, url = RETINAFACE_MODELS[model]
+    if weights_dir is None:
+        weights_dir = os.environ.get(DETECTOR_WEIGHTS_ENV) or None
+    return find_weights(filename, url=url, explicit=weights_dir, extra_dirs=_facexlib_weights_dirs())
+
+
+def _facexlib_weights_dirs() -> tuple[Path, ...]:
+    """facexlib's default download folder (``<site-packages>/facexlib/weights``), found without importing it."""
+    from importlib.util import find_spec
+
+    spec = find_spec("facexlib")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    return tuple(Path(location) / "weights" for location in spec.submodule_search_locations)
+
+
+class _RetinaFace:
+    """facexlib's RetinaFace network with its weights loaded safely; returns boxes, landmarks and scores."""
+
+    def __init__(self, model: str, weights_path: Path, device: torch.device):
+        from facexlib.detection.retinaface import RetinaFace
+
+        network_name = RETINAFACE_MODELS[model][0]
+        with warnings.catch_warnings():  # facexlib builds its resnet50 with torchvision's deprecated `pretrained=False`
+            warnings.simplefilter("ignore", UserWarning)
+            self.network = RetinaFace(network_name=network_name, half=False, device=device)
+        try:
+            state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
+            state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+            self.network.load_state_dict(state_dict, strict=True)
+        except Exception as error:  # unpickling and state-dict errors come in many types
+            raise FacerestError(f"cannot load RetinaFace {model} weights from {weights_path}: {error}") from None
+        self.network.eval()
+        variant = RETINAFACE_VARIANTS_BY_SHA256.get(_sha256(weights_path))
+        if variant is not None:
+            self.network.cfg = {**self.network.cfg, "min_sizes": variant["anchor_sizes"]}
+            for module in self.network.modules():
+                if isinstance(module, torch.nn.LeakyReLU):
+                    module.negative_slope = variant["leaky_relu_slope"]
+
+    def __call__(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bgr = np.ascontiguousarray(image[:, :, ::-1])  # facexlib subtracts BGR channel means
+        with torch.inference_mode():
+            # rows: x1, y1, x2, y2, score, then the 5 landmarks as x, y pairs
+            rows = self.network.detect_faces(bgr, conf_threshold=score_threshold, use_origin_size=True)
+        return rows[:, :4], rows[:, 5:15].reshape(-1, 5, 2), rows[:, 4]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _MTCNN:
+    """facenet-pytorch's MTCNN (weights inside its wheel); returns boxes, landmarks and scores."""
+
+    def __init__(self, device: torch.device):
+        from facenet_pytorch import MTCNN
+
+        self.network = MTCNN(keep_all=True, select_largest=False, device=device)
+
+    def __call__(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        boxes, scores, landmarks = self.network.detect(image, landmarks=True)
+        if boxes is None:
+            return np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32)
+        keep = scores.astype(np.float32) >= score_threshold
+        return boxes[keep].astype(np.float32), landmarks[keep].astype(np.float32), scores[keep].astype(np.float32)
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Warp the face with these 5 landmarks onto the FFHQ template scaled to ``size``.
+
+    Returns the (size, size, 3) crop and the 2x3 similarity transform from photo pixels to crop pixels. The
+    transform is fitted with ``cv2.estimateAffinePartial2D`` (least median of squares), as facexlib does; crop
+    pixels outside the photo are gray.
+    """
+    _check_image(image, "image")
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if landmarks.shape != (5, 2):
+        raise ValueError(f"expected 5 landmarks as a (5, 2) array, got shape {landmarks.shape}")
+    template = FFHQ_TEMPLATE_512 * (size / 512.0)
+    affine, _ = cv2.estimateAffinePartial2D(landmarks, template, method=cv2.LMEDS)
+    if affine is None:
+        raise ValueError(f"cannot fit a similarity transform to the landmarks {landmarks.tolist()}")
+    crop = cv2.warpAffine(
+        image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+        borderValue=ALIGN_BORDER_RGB,
+    )
+    return crop, affine
+
+
+def paste_faces(
+    image: np.ndarray, restored_crops: list[np.ndarray], affines: list[np.ndarray], upscale: int = 1
+) -> np.ndarray:
+    """Blend restored face crops back into ``image`` enlarged ``upscale`` times.
+
+    Each crop must have the size its affine was made for (``align_face``'s ``size``). The background is resized
+    with Lanczos interpolation (a copy of ``image`` when ``upscale`` is 1); each crop is warped back with the inverse
+    transform and blended with its feathered mask (``face_paste_mask``), later faces over earlier ones. Pixels
+    outside every mask are exactly the background's.
+    """
+    _check_image(image, "image")
+    _check_upscale(upscale)
+    if len(restored_crops) != len(affines):
+        raise ValueError(f"got {len(restored_crops)} restored faces but {len(affines)} affine transforms")
+    height, width = image.shape[:2]
+    out_size = (width * upscale, height * upscale)
+    if upscale == 1:
+        output = image.astype(np.float32)
+    else:
+        output = cv2.resize(image, out_size, interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
+
+    for crop, affine in zip(restored_crops, affines):
+        _check_image(crop, "restored face")
+        if crop.shape[0] != crop.shape[1]:
+            raise ValueError(f"restored faces must be square, got {crop.shape[1]}x{crop.shape[0]}")
+        region = _PasteRegion(affine, crop.shape[0], out_size, upscale)
+        if region.is_empty:
+            continue
+        warped = cv2.warpAffine(
+            crop, region.crop_to_region, region.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        mask = region.soft_mask()[:, :, None]
+        background = output[region.slices]
+        output[region.slices] = mask * warped + (1.0 - mask) * background
+    return np.clip(np.rint(output), 0, 255).astype(np.uint8)
+
+
+def face_paste_mask(affine: np.ndarray, crop_size: int, image_shape: tuple[int, ...], upscale: int = 1) -> np.ndarray:
+    """The feathered blending mask of one face in output pixels: float32 (H * upscale, W * upscale) in [0, 1].
+
+    As facexlib's paste without a parsing network: the crop's square warped back, eroded to drop its
+    interpolated rim, eroded again by twice the feather width (a twentieth of the square's side), then
+    Gaussian-blurred by that width, so the mask falls to 0 inside the square.
+    """
+    _check_upscale(upscale)
+    height, width = image_shape[:2]
+    mask = np.zeros((height * upscale, width * upscale), np.float32)
+    region = _PasteRegion(affine, crop_size, (width * upscale, height * upscale), upscale)
+    if not region.is_empty:
+        mask[region.slices] = region.soft_mask()
+    return mask
+
+
+class _PasteRegion:
+    """The part of the output image a pasted face can touch, and the crop-to-region transform.
+
+    Working on this window instead of the whole output keeps pasting cheap for large, upscaled photos.
+    """
+
+    MARGIN = 2  # pixels around the warped square, so erosion and blurring see zeros at the window's edge
+
+    def __init__(self, affine: np.ndarray, crop_size: int, out_size: tuple[int, int], upscale: int):
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (2, 3):
+            raise ValueError(f"expected a 2x3 affine transform, got shape {affine.shape}")
+        self.crop_size = crop_size
+        self.upscale = upscale
+        # crop -> photo, then photo -> output: pixel centres map as u = s * x + (s - 1) / 2 for cv2.resize by s
+        crop_to_output = cv2.invertAffineTransform(affine) * upscale
+        crop_to_output[:, 2] += (upscale - 1) / 2
+        corners = np.array([[0, 0, 1], [crop_size, 0, 1], [0, crop_size, 1], [crop_size, crop_size, 1]], np.float64)
+        corners_out = corners @ crop_to_output.T
+        out_width, out_height = out_size
+        x0 = max(int(np.floor(corners_out[:, 0].min())) - self.MARGIN, 0)
+        y0 = max(int(np.floor(corners_out[:, 1].min())) - self.MARGIN, 0)
+        x1 = min(int(np.ceil(corners_out[:, 0].max())) + self.MARGIN, out_width)
+        y1 = min(int(np.ceil(corners_out[:, 1].max())) + self.MARGIN, out_height)
+        self.is_empty = x1 <= x0 or y1 <= y0
+        self.slices = (slice(y0, y1), slice(x0, x1))
+        self.size = (x1 - x0, y1 - y0)
+        self.crop_to_region = crop_to_output - np.array([[0, 0, x0], [0, 0, y0]], np.float64)
+
+    def soft_mask(self) -> np.ndarray:
+        square = np.ones((self.crop_size, self.crop_size), np.float32)
+        inside = cv2.warpAffine(square, self.crop_to_region, self.size, flags=cv2.INTER_LINEAR)
+        rim = 2 * self.upscale
+        inside = cv2.erode(inside, np.ones((rim, rim), np.uint8))
+        feather = max(int(np.sqrt(inside.sum())) // 20, 1)
+        core = cv2.erode(inside, np.ones((2 * feather, 2 * feather), np.uint8))
+        return cv2.GaussianBlur(core, (2 * feather + 1, 2 * feather + 1), 0)
+
+
+def _check_image(image: np.ndarray, what: str) -> None:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"{what} must be an RGB uint8 array of shape (H, W, 3), got {dtype} with shape {shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{what} has no pixels (shape {image.shape})")
+
+
+def _check_upscale(upscale: int) -> None:
+    if isinstance(upscale, bool) or not isinstance(upscale, (int, np.integer)) or upscale < 1:
+        raise ValueError(f"upscale must be a whole number of at least 1, got {upscale!r}")

@@ -1,0 +1,272 @@
+"""Face detection, alignment and paste-back (facerest/faces.py).
+
+The photos of ../shared/data/whole_imgs are detected once per detector (module fixtures) and reused by the
+alignment and paste-back tests. Run with ``-s`` to see the per-photo face counts and detection times.
+"""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facerest import faces as faces_module
+from facerest.errors import FacerestError
+from facerest.faces import (
+    FFHQ_TEMPLATE_512,
+    FaceDetector,
+    align_face,
+    face_paste_mask,
+    paste_faces,
+)
+from facerest.images import list_images, load_image
+from facerest.weights import MissingWeightsError
+from conftest import shared_path
+
+# Counted by eye. codeformer_03 also shows a man from behind (no face); gfpgan_Blake_Lively is two portraits side
+# by side (a girl and a woman); gfpgan_10045 is a man, a woman and a girl in a white dress.
+EXPECTED_FACES = {
+    "codeformer_00.jpg": 4,
+    "codeformer_01.jpg": 4,
+    "codeformer_02.png": 4,
+    "codeformer_03.jpg": 1,
+    "codeformer_04.jpg": 1,
+    "codeformer_05.jpg": 1,
+    "codeformer_06.png": 2,
+    "gfpgan_00.jpg": 2,
+    "gfpgan_10045.png": 3,
+    "gfpgan_Blake_Lively.jpg": 2,
+}
+
+
+def _detect_all(detector):
+    """{file name: (image, faces, seconds)} for every photo of whole_imgs."""
+    results = {}
+    for path in list_images(shared_path("data", "whole_imgs")):
+        image = load_image(path)
+        start = time.perf_counter()
+        found = detector.detect(image)
+        results[path.name] = (image, found, time.perf_counter() - start)
+    return results
+
+
+@pytest.fixture(scope="module")
+def retinaface_results():
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
+    return _detect_all(detector)
+
+
+@pytest.fixture(scope="module")
+def mtcnn_results():
+    return _detect_all(FaceDetector("mtcnn"))
+
+
+@pytest.fixture(scope="module")
+def retinaface_detector():
+    return FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
+
+
+def _iou(box_a, box_b):
+    x1, y1 = np.maximum(box_a[:2], box_b[:2])
+    x2, y2 = np.minimum(box_a[2:], box_b[2:])
+    intersection = max(x2 - x1, 0) * max(y2 - y1, 0)
+    area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
+    return intersection / (area(box_a) + area(box_b) - intersection)
+
+
+@pytest.mark.parametrize("results_fixture", ["retinaface_results", "mtcnn_results"])
+def test_face_counts_on_whole_photos(results_fixture, request):
+    results = request.getfixturevalue(results_fixture)
+    print(f"\n{results_fixture.removesuffix('_results')}: faces found / expected, seconds")
+    for name, (image, found, seconds) in results.items():
+        size = f"{image.shape[1]}x{image.shape[0]}"
+        print(f"  {name:26s} {len(found)} / {EXPECTED_FACES[name]}  {seconds:.2f} s  ({size})")
+    assert {name: len(found) for name, (_, found, _) in results.items()} == EXPECTED_FACES
+    for name, (_, found, _) in results.items():
+        assert [face.box[0] for face in found] == sorted(face.box[0] for face in found), f"{name}: not left to right"
+        for face in found:
+            left_eye, right_eye, nose, left_mouth, right_mouth = face.landmarks
+            assert left_eye[0] < right_eye[0] and left_mouth[0] < right_mouth[0], f"{name}: landmark order"
+            assert max(left_eye[1], right_eye[1]) < nose[1] < min(left_mouth[1], right_mouth[1]), f"{name}: upright"
+            assert face.box[0] <= nose[0] <= face.box[2] and face.box[1] <= nose[1] <= face.box[3]
+
+
+def test_detectors_find_the_same_faces(retinaface_results, mtcnn_results):
+    for name, (_, retina_faces, _) in retinaface_results.items():
+        mtcnn_faces = mtcnn_results[name][1]
+        for retina_face, mtcnn_face in zip(retina_faces, mtcnn_faces):  # both sorted left to right
+            assert _iou(retina_face.box, mtcnn_face.box) > 0.5, name
+            eye_distance = np.linalg.norm(retina_face.landmarks[1] - retina_face.landmarks[0])
+            landmark_gap = np.linalg.norm(retina_face.landmarks - mtcnn_face.landmarks, axis=1).max()
+            assert landmark_gap < 0.3 * eye_distance, f"{name}: landmarks {landmark_gap:.1f} px apart"
+
+
+def test_detected_landmarks_map_onto_the_template(retinaface_results):
+    for name, (image, found, _) in retinaface_results.items():
+        for face in found:
+            crop, affine = align_face(image, face.landmarks)
+            assert crop.shape == (512, 512, 3) and crop.dtype == np.uint8
+            mapped = face.landmarks @ affine[:, :2].T + affine[:, 2]
+            errors = np.linalg.norm(mapped - FFHQ_TEMPLATE_512, axis=1)
+            # a similarity cannot fit a real face's 5 points exactly; at 512 px the residuals stay within a few
+            # percent of the crop (15 px mean at most here, on the laughing faces)
+            assert errors.mean() < 20 and errors.max() < 40, f"{name}: {errors.round(1)}"
+
+
+def test_align_recovers_a_known_similarity():
+    angle, scale, shift = np.deg2rad(20), 0.3, np.array([40.0, 25.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = FFHQ_TEMPLATE_512 @ rotation.T + shift  # the template placed in a 300x200 photo
+    image = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    crop, affine = align_face(image, landmarks, size=256)
+    assert crop.shape == (256, 256, 3)
+    mapped = landmarks @ affine[:, :2].T + affine[:, 2]
+    np.testing.assert_allclose(mapped, FFHQ_TEMPLATE_512 / 2, atol=1e-2)
+
+
+@pytest.mark.parametrize("name", ["codeformer_02.png", "gfpgan_10045.png", "gfpgan_Blake_Lively.jpg"])
+def test_paste_back_of_unchanged_faces(retinaface_results, name):
+    image, found, _ = retinaface_results[name]
+    assert len(found) >= 2  # several faces per photo
+    crops, affines = zip(*(align_face(image, face.landmarks) for face in found))
+    for upscale in (1, 2):
+        height, width = image.shape[0] * upscale, image.shape[1] * upscale
+        pasted = paste_faces(image, list(crops), list(affines), upscale=upscale)
+        assert pasted.shape == (height, width, 3) and pasted.dtype == np.uint8
+        masks = [face_paste_mask(affine, 512, image.shape, upscale) for affine in affines]
+        assert all(mask.max() == pytest.approx(1.0, abs=1e-3) for mask in masks)
+        union = np.maximum.reduce(masks)
+        background = image if upscale == 1 else cv2.resize(image, (width, height), interpolation=cv2.INTER_LANCZOS4)
+        outside = union == 0
+        assert 0.3 < outside.mean() < 0.99
+        np.testing.assert_array_equal(pasted[outside], background[outside])
+        # inside the masks, warping to the crop and back only blurs a little
+        difference = np.abs(pasted.astype(int) - background.astype(int))[union > 0.5]
+        assert difference.mean() < 4 and np.percentile(difference, 99) < 24, (upscale, difference.mean())
+
+
+def test_paste_blends_with_the_mask():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    landmarks = FFHQ_TEMPLATE_512 * 0.1 + np.array([30.0, 20.0])  # a 51 px face
+    _, affine = align_face(image, landmarks, size=64)
+    white = np.full((64, 64, 3), 255, np.uint8)
+    for upscale in (1, 3):
+        pasted = paste_faces(image, [white], [affine], upscale=upscale)
+        mask = face_paste_mask(affine, 64, image.shape, upscale)[:, :, None]
+        background = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LANCZOS4)
+        expected = mask * 255.0 + (1 - mask) * background
+        assert np.abs(pasted - expected).max() <= 0.5 + 1e-3
+        assert (mask > 0.999).any() and (mask == 0).any()
+
+
+def test_only_center_face(retinaface_detector, retinaface_results):
+    image, found, _ = retinaface_results["gfpgan_10045.png"]
+    (center_face,) = retinaface_detector.detect(image, only_center_face=True)
+    girl = max(found, key=lambda face: face.box[1])  # the girl stands in front, in the lower middle of the photo
+    np.testing.assert_allclose(center_face.box, girl.box)
+
+
+def test_min_face_size(retinaface_results):
+    image, found, _ = retinaface_results["gfpgan_Blake_Lively.jpg"]
+    girl, woman = found
+    assert girl.size < 175 < woman.size
+    weights_dir = shared_path("weights", "facexlib")
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=weights_dir, min_face_size=175)
+    (kept,) = detector.detect(image)
+    np.testing.assert_allclose(kept.box, woman.box)
+
+
+def test_max_detection_side_returns_photo_coordinates(retinaface_results):
+    image, (face,), _ = retinaface_results["codeformer_03.jpg"]  # 400x225
+    detector = FaceDetector(
+        "retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"), max_detection_side=200
+    )
+    (small_face,) = detector.detect(image)
+    eye_distance = np.linalg.norm(face.landmarks[1] - face.landmarks[0])
+    assert np.abs(small_face.landmarks - face.landmarks).max() < 0.15 * eye_distance
+
+
+@pytest.mark.parametrize("backend", ["retinaface", "mtcnn"])
+def test_no_face_gives_an_empty_list(backend, retinaface_results):
+    photo = retinaface_results["gfpgan_00.jpg"][0]
+    background = np.ascontiguousarray(photo[1450:1850, 100:700])  # the bench and the ground below the children
+    gray = np.full((240, 320, 3), 128, np.uint8)
+    detector = FaceDetector(backend, "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
+    assert detector.detect(gray) == []
+    assert detector.detect(background) == []
+    assert detector.detect(gray, only_center_face=True) == []
+
+
+@pytest.fixture
+def no_weights_anywhere(tmp_path, monkeypatch):
+    """Every place RetinaFace weights are looked for is an empty folder, and downloads are off."""
+    for variable in ("FACEREST_WEIGHTS_DIR", "FACEREST_CACHE"):
+        monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
+    monkeypatch.delenv("FACEREST_DETECTOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(faces_module, "_facexlib_weights_dirs", lambda: (tmp_path / "facexlib_weights",))
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+def test_auto_falls_back_to_mtcnn(no_weights_anywhere):
+    detector = FaceDetector("auto", weights_dir=no_weights_anywhere)
+    assert detector.name == "mtcnn" and detector.backend == "mtcnn"
+    assert "detection_Resnet50_Final.pth" in detector.fallback_reason
+    assert str(no_weights_anywhere) in detector.fallback_reason
+
+
+def test_retinaface_without_weights_names_the_file_and_places(no_weights_anywhere):
+    with pytest.raises(MissingWeightsError) as info:
+        FaceDetector("retinaface", "mobilenet0.25", weights_dir=no_weights_anywhere)
+    message = str(info.value)
+    assert "detection_mobilenet0.25_Final.pth" in message
+    assert str(no_weights_anywhere) in message and "facexlib_weights" in message and "offline" in message
+
+
+def test_auto_uses_retinaface_from_the_environment_variable(no_weights_anywhere, monkeypatch):
+    monkeypatch.setenv("FACEREST_DETECTOR_WEIGHTS", str(shared_path("weights", "facexlib")))
+    detector = FaceDetector("auto", "mobilenet0.25")
+    assert detector.name == "retinaface-mobilenet0.25" and detector.fallback_reason is None
+
+
+def test_loads_weights_saved_with_a_module_prefix(tmp_path):
+    from facexlib.detection.retinaface import RetinaFace
+
+    torch.manual_seed(0)
+    network = RetinaFace(network_name="mobile0.25", device="cpu")
+    path = tmp_path / "detection_mobilenet0.25_Final.pth"
+    torch.save({f"module.{key}": value for key, value in network.state_dict().items()}, path)  # as DataParallel saves
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=tmp_path)
+    assert detector.name == "retinaface-mobilenet0.25"
+    loaded = detector._detect_faces.network.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in network.state_dict().items())
+    assert isinstance(detector.detect(np.full((64, 64, 3), 128, np.uint8)), list)
+
+
+def test_corrupt_weights_file_is_named(tmp_path):
+    corrupt = tmp_path / "detection_mobilenet0.25_Final.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(FacerestError, match="detection_mobilenet0.25_Final.pth"):
+        FaceDetector("retinaface", "mobilenet0.25", weights_dir=tmp_path)
+
+
+def test_bad_options_and_inputs():
+    with pytest.raises(FacerestError, match="unknown face detector 'dlib'"):
+        FaceDetector("dlib")
+    with pytest.raises(FacerestError, match="unknown RetinaFace model"):
+        FaceDetector("retinaface", retinaface_model="resnet18")
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        align_face(image.astype(np.float32), FFHQ_TEMPLATE_512)
+    with pytest.raises(ValueError, match=r"\(5, 2\)"):
+        align_face(image, FFHQ_TEMPLATE_512[:3])
+    crop = np.zeros((32, 32, 3), np.uint8)
+    affine = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    with pytest.raises(ValueError, match="2 restored faces but 1 affine"):
+        paste_faces(image, [crop, crop], [affine])
+    for upscale in (0, 1.5):
+        with pytest.raises(ValueError, match="upscale"):
+            paste_faces(image, [crop], [affine], upscale=upscale)
