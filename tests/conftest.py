@@ -25,3 +25,15 @@ def ffhq_test_dir() -> Path:
 @pytest.fixture(scope="session")
 def ffhq_train_dir() -> Path:
     return shared_path("data", "ffhq256", "train")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a small shared machine OpenMP threads mostly wait for each other, and the
+    tests' small convolutions run faster on one thread than on two busy cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
