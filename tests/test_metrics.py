@@ -305,7 +305,7 @@ def test_evaluate_folder_errors(tmp_path, paired_folders):
     with pytest.raises(FacerestError, match="no image files"):
         metrics.evaluate_folders(tmp_path / "empty")
     (hq / "face0.png").rename(hq / "other.png")
-    with pytest.raises(FacerestError, match="file names differ .*only in .*lq \(face0\).*only in .*hq \(other\)"):
+    with pytest.raises(FacerestError, match=r"file names differ .*only in .*lq \(face0\).*only in .*hq \(other\)"):
         metrics.evaluate_folders(lq, hq, metrics=["psnr"])
     with pytest.raises(FacerestError, match="unknown metric 'psnr2'"):
         metrics.evaluate_folders(lq, metrics=["psnr2"])
