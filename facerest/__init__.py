@@ -5,6 +5,7 @@ from .degradation import DegradationConfig, DegradationParams, degrade, sample_d
 from .errors import FacerestError, ImageReadError
 from .models.gfpgan import GFPGANConfig, GFPGANModel
 from .models.idm import IDMScheduler, idm_sample, idm_unet_config, make_idm_unet
+from .pipeline import FaceRestorePipeline, FaceRestorePipelineOutput
 
 __version__ = "0.1.0"
 
@@ -12,6 +13,8 @@ __all__ = [
     "DegradationConfig",
     "DegradationParams",
     "DegradedFaceDataset",
+    "FaceRestorePipeline",
+    "FaceRestorePipelineOutput",
     "FacerestError",
     "GFPGANConfig",
     "GFPGANModel",

@@ -161,10 +161,13 @@ class FaceDetector:
             self._detect_faces = _MTCNN(self.device)
         self.score_threshold = DEFAULT_SCORE_THRESHOLDS[self.backend] if score_threshold is None else score_threshold
 
-    def detect(self, image: np.ndarray, only_center_face: bool = False) -> list[DetectedFace]:
+    def detect(
+        self, image: np.ndarray, only_center_face: bool = False, min_face_size: float | None = None
+    ) -> list[DetectedFace]:
         """The faces of ``image`` (RGB uint8), sorted left to right by the box's left edge.
 
-        With ``only_center_face`` only the face whose box centre is nearest the photo's centre is kept.
+        Faces smaller than ``min_face_size`` (default: the detector's) are dropped; then, with
+        ``only_center_face``, only the face whose box centre is nearest the photo's centre is kept.
         An image without faces gives an empty list.
         """
         _check_image(image, "image")
@@ -180,7 +183,8 @@ class FaceDetector:
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)
         ]
-        faces = [face for face in faces if face.size >= self.min_face_size]
+        minimum = self.min_face_size if min_face_size is None else min_face_size
+        faces = [face for face in faces if face.size >= minimum]
         if only_center_face and faces:
             photo_center = np.array([width / 2, height / 2])
             faces = [min(faces, key=lambda face: np.linalg.norm(face.center - photo_center))]
@@ -253,7 +257,9 @@ class _MTCNN:
         self.network = MTCNN(keep_all=True, select_largest=False, device=device)
 
     def __call__(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        boxes, scores, landmarks = self.network.detect(image, landmarks=True)
+        # facenet-pytorch fails on photos smaller than its smallest face (its image pyramid is then empty)
+        too_small = min(image.shape[:2]) < self.network.min_face_size
+        boxes, scores, landmarks = (None, None, None) if too_small else self.network.detect(image, landmarks=True)
         if boxes is None:
             return np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32)
         keep = scores.astype(np.float32) >= score_threshold

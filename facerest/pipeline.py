@@ -1,0 +1,503 @@
+"""`FaceRestorePipeline`: faces in, restored photo out, with GFP-GAN, the IDM diffusion model, or both.
+
+The flow of one photo (see DESIGN.md, "How an image flows"): decode -> detect faces -> align each face to the FFHQ
+template at 512 px and resize it to the model's resolution -> restore all faces of the photo as one batch -> resize
+the restored faces back to 512 px and paste them into the photo (optionally enlarged).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers.utils import BaseOutput
+from safetensors import SafetensorError, safe_open
+
+from .errors import FacerestError, ImageReadError
+from .faces import FFHQ_TEMPLATE_512, FaceDetector, align_face, paste_faces
+from .images import DEFAULT_MAX_PIXELS, ImageSource, image_to_tensor, load_image, resize_square, tensor_to_image
+from .models.gfpgan import GFPGANModel
+from .models.idm import IDMScheduler, idm_sample
+
+# Faces are aligned to the FFHQ template at this size (as GFP-GAN's FaceRestoreHelper) and pasted back from it.
+ALIGN_SIZE = 512
+# The hybrid's default strength: the GAN estimate is noised 30% of the way up the schedule, so IDM refines its
+# detail and texture while keeping the GAN's structure, and only 30% of the steps are run.
+DEFAULT_HYBRID_STRENGTH = 0.3
+MAX_UPSCALE = 4
+OUTPUT_TYPES = ("pil", "np")
+
+# Component folder -> (its config file, its weights file or None); as diffusers and transformers save them.
+_SAVED_FILES = {
+    "restorer": ("config.json", "model.safetensors"),
+    "unet": ("config.json", "diffusion_pytorch_model.safetensors"),
+    "scheduler": ("scheduler_config.json", None),
+}
+# Arguments of `from_pretrained` that only concern fetching a Hub repository.
+_DOWNLOAD_ARGUMENTS = ("revision", "token", "cache_dir", "force_download", "local_files_only")
+
+DetectorSettings = Union[FaceDetector, str, dict, None]
+
+
+@dataclass
+class FaceRestorePipelineOutput(BaseOutput):
+    """
+    Output of [`FaceRestorePipeline.__call__`], one entry per input image in each list.
+
+    Args:
+        images (`list[PIL.Image.Image]` or `list[np.ndarray]`):
+            The restored photos, `upscale` times the input size; RGB uint8 arrays with `output_type="np"`.
+        restored_faces (`list[list[PIL.Image.Image]]` or `list[list[np.ndarray]]`):
+            Per photo, the restored aligned faces at the model's resolution (`face_size`), in the order of
+            `face_boxes`.
+        face_boxes (`list[np.ndarray]`):
+            Per photo, the faces' boxes, `(num_faces, 4)` float32 `x1, y1, x2, y2` in input pixels (the whole image
+            with `aligned=True`).
+        face_landmarks (`list[np.ndarray]`):
+            Per photo, the faces' 5 landmarks (eyes, nose, mouth corners), `(num_faces, 5, 2)` float32 in input
+            pixels (the FFHQ template's with `aligned=True`).
+        detector (`str` or `None`):
+            The face detector that ran (`FaceDetector.name`, e.g. `"retinaface-resnet50"` or `"mtcnn"`); `None`
+            with `aligned=True`.
+        messages (`list[list[str]]`):
+            Per photo, what the user should know, e.g. `"no face found: returned unchanged"`.
+    """
+
+    images: list
+    restored_faces: list
+    face_boxes: list
+    face_landmarks: list
+    detector: str | None
+    messages: list
+
+
+class FaceRestorePipeline(DiffusionPipeline):
+    r"""
+    Blind face restoration of photos or aligned faces.
+
+    Three kinds, by the components present (`kind`):
+
+    - `"gfpgan"`: `restorer` only; one forward pass of GFP-GAN.
+    - `"idm"`: `unet` and `scheduler`; the IDM reverse process conditioned on the degraded face.
+    - `"hybrid"`: all three; the GAN estimate is noised to `strength` and refined by the last IDM steps,
+      conditioned on the degraded face. `strength=1` is pure IDM.
+
+    This model inherits from [`DiffusionPipeline`]: see it for the generic methods (`save_pretrained`,
+    `push_to_hub`, `to`, ...). Weights are saved as safetensors, one folder per component.
+
+    Args:
+        restorer ([`GFPGANModel`], *optional*):
+            The GAN restorer.
+        unet ([`UNet2DModel`], *optional*):
+            The IDM denoiser: `in_channels=6` (noisy sample and degraded face), `out_channels=3`.
+        scheduler ([`IDMScheduler`], *optional*):
+            The scheduler the `unet` was trained with; required with `unet`.
+
+    Example:
+
+    ```python
+    >>> from facerest import FaceRestorePipeline
+
+    >>> pipeline = FaceRestorePipeline.from_pretrained("path/to/model").to("cuda")
+    >>> output = pipeline("photo.jpg", upscale=2)
+    >>> output.images[0].save("restored.png")
+    ```
+    """
+
+    model_cpu_offload_seq = "restorer->unet"
+    _optional_components = ["restorer", "unet", "scheduler"]
+
+    def __init__(
+        self,
+        restorer: GFPGANModel | None = None,
+        unet: UNet2DModel | None = None,
+        scheduler: IDMScheduler | None = None,
+    ):
+        super().__init__()
+        _check_components(restorer, unet, scheduler)
+        self.register_modules(restorer=restorer, unet=unet, scheduler=scheduler)
+        self._face_detector: FaceDetector | None = None
+        self._face_detector_key: tuple | None = None
+
+    @property
+    def kind(self) -> str:
+        """`"gfpgan"`, `"idm"` or `"hybrid"`, by the models present."""
+        if self.unet is None:
+            return "gfpgan"
+        return "idm" if self.restorer is None else "hybrid"
+
+    @property
+    def face_size(self) -> int:
+        """The side in pixels of the aligned faces the models restore."""
+        return _face_sizes(self.restorer, self.unet)[0]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "FaceRestorePipeline":
+        r"""
+        Load a pipeline saved with `save_pretrained`, from a folder or a Hub repository (`"owner/name"`).
+
+        The saved files are checked first, so a missing or corrupt file gives a `FacerestError` naming it. Hub
+        repositories are fetched with `huggingface_hub.snapshot_download` (accepting `revision`, `token`,
+        `cache_dir`, `force_download` and `local_files_only`); the other keyword arguments (e.g. `dtype`) go to
+        [`DiffusionPipeline.from_pretrained`].
+        """
+        download = {name: kwargs.pop(name) for name in _DOWNLOAD_ARGUMENTS if name in kwargs}
+        folder = _local_folder(pretrained_model_name_or_path, download)
+        _check_saved_pipeline(folder, kwargs.get("variant"))
+        try:
+            return super().from_pretrained(folder, **kwargs)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+            raise FacerestError(f"cannot load a FaceRestorePipeline from {folder}: {error}") from None
+
+    def face_detector(self, detector: DetectorSettings = None) -> FaceDetector:
+        """
+        The face detector for these settings, created on first use and cached on the pipeline.
+
+        Args:
+            detector (`FaceDetector`, `str`, `dict` or `None`):
+                A ready [`FaceDetector`] (returned as is), a backend name (`"auto"`, `"retinaface"`, `"mtcnn"`), or
+                a dict of `FaceDetector` arguments. `None` is `"auto"`: RetinaFace with weights from
+                `$FACEREST_DETECTOR_WEIGHTS` (or the usual places, see `facerest.faces`), else MTCNN. The detector
+                runs on the pipeline's device unless the settings name one.
+        """
+        if isinstance(detector, FaceDetector):
+            return detector
+        settings = {"backend": detector} if isinstance(detector, str) else dict(detector or {})
+        settings.setdefault("backend", "auto")
+        settings.setdefault("device", self.device)
+        key = tuple(sorted((name, str(value)) for name, value in settings.items()))
+        if self._face_detector is None or self._face_detector_key != key:
+            self._face_detector = FaceDetector(**settings)
+            self._face_detector_key = key
+        return self._face_detector
+
+    def check_inputs(
+        self,
+        upscale: int = 1,
+        num_inference_steps: int = 25,
+        strength: float | None = None,
+        output_type: str = "pil",
+        face_batch_size: int = 8,
+    ) -> None:
+        """Raise a `FacerestError` saying which argument of [`~FaceRestorePipeline.__call__`] is out of range."""
+        if isinstance(upscale, bool) or not isinstance(upscale, (int, np.integer)) or not 1 <= upscale <= MAX_UPSCALE:
+            raise FacerestError(f"upscale must be a whole number from 1 to {MAX_UPSCALE}, got {upscale!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise FacerestError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if face_batch_size < 1:
+            raise FacerestError(f"face_batch_size must be at least 1, got {face_batch_size}")
+        if self.unet is None:
+            if strength is not None:
+                raise FacerestError("strength applies to pipelines with an IDM unet ('idm' or 'hybrid'), not 'gfpgan'")
+            return
+        if strength is not None and not 0.0 < strength <= 1.0:
+            raise FacerestError(f"strength must lie in (0, 1], got {strength}")
+        max_steps = self.scheduler.config.num_train_timesteps
+        if not 1 <= num_inference_steps <= max_steps:
+            raise FacerestError(f"num_inference_steps must be from 1 to {max_steps}, got {num_inference_steps}")
+
+    @torch.no_grad()
+    def restore_faces(
+        self,
+        lq: torch.Tensor,
+        num_inference_steps: int = 25,
+        strength: float | None = None,
+        eta: float | None = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        r"""
+        Restore a batch of aligned degraded faces at the model's resolution.
+
+        Args:
+            lq (`torch.Tensor`):
+                Degraded aligned faces, `(N, 3, face_size, face_size)` in [-1, 1], on any device and in any float
+                dtype; they are computed in the models' device and dtype.
+            num_inference_steps (`int`, defaults to 25):
+                Steps of the full IDM schedule; with `strength < 1` only the last `round(strength * steps)` run.
+                Ignored by `"gfpgan"` pipelines.
+            strength (`float`, *optional*):
+                In (0, 1]: how far up the schedule the starting estimate is noised (the GAN estimate for
+                `"hybrid"`, the degraded face for `"idm"`). Defaults to 1.0 for `"idm"` (start from pure noise) and
+                `DEFAULT_HYBRID_STRENGTH` (0.3) for `"hybrid"`; `"gfpgan"` pipelines take none.
+            eta (`float` or `None`, defaults to 0.0):
+                The DDIM update's noise (0.0: deterministic given the starting noise); `None` for the ancestral
+                update of the IDM paper. See [`IDMScheduler.step`].
+            generator (`torch.Generator`, *optional*):
+                Random generator(s) for the IDM noise; the same seed gives the same faces.
+            progress (`bool`, defaults to `True`):
+                Show a progress bar over the IDM steps.
+
+        Returns:
+            `torch.Tensor`: the restored faces, `(N, 3, face_size, face_size)` in [-1, 1], on the device and in the
+            dtype of `lq`.
+        """
+        size = self.face_size
+        if lq.ndim != 4 or tuple(lq.shape[1:]) != (3, size, size):
+            raise ValueError(f"expected aligned faces of shape (N, 3, {size}, {size}), got {tuple(lq.shape)}")
+        self.check_inputs(num_inference_steps=num_inference_steps, strength=strength)
+        if strength is None:
+            strength = 1.0 if self.restorer is None or self.unet is None else DEFAULT_HYBRID_STRENGTH
+        gan_estimate = None
+        if self.restorer is not None and (self.unet is None or strength < 1.0):
+            restorer_input = lq.to(device=self.restorer.device, dtype=self.restorer.dtype)
+            gan_estimate = self.restorer(restorer_input).image.clamp(-1.0, 1.0)
+        if self.unet is None:
+            restored = gan_estimate
+        else:
+            restored = idm_sample(
+                self.unet,
+                self.scheduler,
+                lq.to(device=self.unet.device, dtype=self.unet.dtype),
+                num_inference_steps=num_inference_steps,
+                strength=strength,
+                init=gan_estimate,
+                generator=generator,
+                eta=eta,
+                progress=progress,
+            )
+        return restored.to(device=lq.device, dtype=lq.dtype)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageSource | Sequence[ImageSource],
+        aligned: bool = False,
+        upscale: int = 1,
+        num_inference_steps: int = 25,
+        strength: float | None = None,
+        eta: float | None = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        face_batch_size: int = 8,
+        only_center_face: bool = False,
+        min_face_size: float | None = None,
+        strict: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        detector: DetectorSettings = None,
+        output_type: str = "pil",
+        progress: bool = True,
+    ) -> FaceRestorePipelineOutput:
+        r"""
+        Restore the faces of one photo or a list of photos.
+
+        Args:
+            image (`PIL.Image.Image`, `np.ndarray`, path, `bytes`, or a list of them):
+                The photos: RGB uint8 arrays, PIL images, file paths or encoded bytes. EXIF orientation is applied;
+                gray, RGBA, CMYK and 16-bit images are converted to 8-bit RGB.
+            aligned (`bool`, defaults to `False`):
+                Each input already is a square face aligned to the FFHQ template: detection is skipped, the face is
+                resized to `face_size`, restored, and returned at the input's size times `upscale`.
+            upscale (`int`, defaults to 1):
+                Enlarge the output 1 to 4 times; the background is resized with Lanczos interpolation.
+            num_inference_steps (`int`, defaults to 25):
+                IDM steps of the full schedule, see [`~FaceRestorePipeline.restore_faces`].
+            strength (`float`, *optional*):
+                See [`~FaceRestorePipeline.restore_faces`]; defaults to 1.0 for `"idm"`, 0.3 for `"hybrid"`.
+            eta (`float` or `None`, defaults to 0.0):
+                The DDIM update's noise; `None` for the ancestral update.
+            generator (`torch.Generator`, *optional*):
+                Random generator for the IDM noise, for reproducible results.
+            face_batch_size (`int`, defaults to 8):
+                At most this many faces of a photo are restored at once.
+            only_center_face (`bool`, defaults to `False`):
+                Restore only the face nearest the photo's centre.
+            min_face_size (`float`, *optional*):
+                Leave faces whose box's shorter side is under this many pixels as they are (default: the detector's
+                `min_face_size`, 0 unless set).
+            strict (`bool`, defaults to `False`):
+                Raise a `FacerestError` for a photo without a face, instead of returning it unchanged with a message.
+            max_pixels (`int`, *optional*):
+                Refuse larger images before decoding their pixels (`None`: no limit).
+            detector (`FaceDetector`, `str` or `dict`, *optional*):
+                The face detector or its settings, see [`~FaceRestorePipeline.face_detector`].
+            output_type (`str`, defaults to `"pil"`):
+                `"pil"` for PIL images, `"np"` for RGB uint8 arrays.
+            progress (`bool`, defaults to `True`):
+                Show a progress bar over the IDM steps.
+
+        Returns:
+            [`FaceRestorePipelineOutput`]: the restored photos, their restored faces, boxes and landmarks, the
+            detector's name and the messages.
+
+        Raises:
+            `ImageReadError` (a `FacerestError`) naming the image when it cannot be decoded, is too large, is an
+            aligned face that is not square, or (with `strict`) shows no face.
+        """
+        self.check_inputs(upscale, num_inference_steps, strength, output_type, face_batch_size)
+        sources = list(image) if isinstance(image, (list, tuple)) else [image]
+        face_detector = None if aligned else self.face_detector(detector)
+
+        def restore(lq: torch.Tensor) -> list[np.ndarray]:
+            restored = [
+                self.restore_faces(
+                    lq[start : start + face_batch_size], num_inference_steps, strength, eta, generator, progress
+                )
+                for start in range(0, len(lq), face_batch_size)
+            ]
+            return [tensor_to_image(face) for face in torch.cat(restored)]
+
+        photos = []
+        for index, source in enumerate(sources):
+            name = str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}"
+            photo = load_image(source, max_pixels=max_pixels)
+            if aligned:
+                photos.append(self._restore_aligned(photo, name, upscale, restore))
+            else:
+                faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
+                if not faces and strict:
+                    raise ImageReadError(name, "no face found")
+                photos.append(self._restore_photo(photo, faces, upscale, restore))
+
+        convert = PIL.Image.fromarray if output_type == "pil" else (lambda array: array)
+        return FaceRestorePipelineOutput(
+            images=[convert(photo.image) for photo in photos],
+            restored_faces=[[convert(face) for face in photo.faces] for photo in photos],
+            face_boxes=[photo.boxes for photo in photos],
+            face_landmarks=[photo.landmarks for photo in photos],
+            detector=None if face_detector is None else face_detector.name,
+            messages=[photo.messages for photo in photos],
+        )
+
+    def _restore_photo(self, photo: np.ndarray, faces: list, upscale: int, restore) -> "_RestoredPhoto":
+        """Align each face at 512 px, restore them at the model's size, and paste them back at 512 px."""
+        boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
+        landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
+        if not faces:
+            note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
+            return _RestoredPhoto(paste_faces(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
+        crops, affines = zip(*(align_face(photo, face.landmarks, ALIGN_SIZE) for face in faces))
+        lq = torch.stack([image_to_tensor(resize_square(crop, self.face_size)) for crop in crops])
+        restored = restore(lq)
+        pasted = paste_faces(photo, [resize_square(face, ALIGN_SIZE) for face in restored], list(affines), upscale)
+        return _RestoredPhoto(pasted, restored, boxes, landmarks, [])
+
+    def _restore_aligned(self, photo: np.ndarray, name: str, upscale: int, restore) -> "_RestoredPhoto":
+        height, width = photo.shape[:2]
+        if height != width:
+            raise ImageReadError(name, f"an aligned face must be square, got {width}x{height}")
+        restored = restore(image_to_tensor(resize_square(photo, self.face_size))[None])[0]
+        boxes = np.array([[0, 0, width, height]], np.float32)
+        landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
+        return _RestoredPhoto(resize_square(restored, width * upscale), [restored], boxes, landmarks, [])
+
+
+@dataclass
+class _RestoredPhoto:
+    image: np.ndarray
+    faces: list[np.ndarray]
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    messages: list[str]
+
+
+def _check_components(restorer, unet, scheduler) -> None:
+    if restorer is None and unet is None:
+        raise FacerestError("a FaceRestorePipeline needs a restorer (GFP-GAN), a unet (IDM), or both")
+    if (unet is None) != (scheduler is None):
+        raise FacerestError("an IDM unet and its scheduler go together: pass both or neither")
+    if unet is not None and (unet.config.in_channels != 6 or unet.config.out_channels != 3):
+        raise FacerestError(
+            "the IDM unet must take 6 channels (noisy sample and degraded face) and give 3, got "
+            f"{unet.config.in_channels} -> {unet.config.out_channels}"
+        )
+    _face_sizes(restorer, unet)
+
+
+def _face_sizes(restorer, unet) -> list[int]:
+    """The resolutions of the models present (one value); raises when the restorer and the unet disagree."""
+    sizes = []
+    if restorer is not None:
+        sizes.append(restorer.config.out_size)
+    if unet is not None:
+        sample_size = unet.config.sample_size
+        if isinstance(sample_size, (list, tuple)):
+            if len(set(sample_size)) != 1:
+                raise FacerestError(f"the IDM unet must work on square faces, its sample_size is {sample_size}")
+            sample_size = sample_size[0]
+        sizes.append(sample_size)
+    if len(set(sizes)) > 1:
+        raise FacerestError(
+            f"the restorer works on {sizes[0]} px faces but the unet on {sizes[1]} px; a hybrid needs one resolution"
+        )
+    return sizes
+
+
+def _local_folder(name_or_path: str | os.PathLike, download: dict) -> Path:
+    """The pipeline's folder: ``name_or_path`` itself, or the snapshot of the Hub repository of that name.
+
+    (diffusers' own download refuses components whose module is not a diffusers or transformers one, as here.)
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise FacerestError(f"{path} is a file; a saved pipeline is a folder holding model_index.json")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(str(name_or_path))
+    except HFValidationError:
+        raise FacerestError(f"model folder not found: {name_or_path}") from None
+    patterns = ["model_index.json", "*/*.json", "*/*.safetensors"]
+    try:
+        return Path(snapshot_download(str(name_or_path), allow_patterns=patterns, **download))
+    except Exception as error:  # network, authorisation and offline-cache errors come in many types
+        raise FacerestError(
+            f"model {name_or_path!r} is neither a local folder nor a Hub repository that could be fetched: {error}"
+        ) from None
+
+
+def _check_saved_pipeline(folder: Path, variant: str | None = None) -> None:
+    """Raise a `FacerestError` naming the file when a saved pipeline's index, a config or a weights file is
+    missing or unreadable (safetensors headers are parsed; that finds truncated and non-safetensors files)."""
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise FacerestError(f"{folder} is not a saved FaceRestorePipeline: {index_path.name} not found")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise FacerestError(f"{index_path}: not valid JSON ({error})") from None
+    for component, (config_name, weights_name) in _SAVED_FILES.items():
+        entry = index.get(component)
+        if not isinstance(entry, list) or entry[0] is None:
+            continue  # an absent optional component
+        config_path = folder / component / config_name
+        if not config_path.is_file():
+            raise FacerestError(f"missing file {config_path}")
+        if weights_name is not None:
+            for weights_path in _weights_files(folder / component, weights_name, variant):
+                _check_safetensors(weights_path)
+
+
+def _weights_files(component_folder: Path, weights_name: str, variant: str | None) -> list[Path]:
+    """The weights file of a component, or its shards when it was saved sharded (with an index)."""
+    if variant is not None:
+        stem, extension = weights_name.rsplit(".", 1)
+        weights_name = f"{stem}.{variant}.{extension}"
+    shard_index = component_folder / f"{weights_name}.index.json"
+    if not shard_index.is_file():
+        return [component_folder / weights_name]
+    try:
+        shards = sorted(set(json.loads(shard_index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError) as error:
+        raise FacerestError(f"{shard_index}: not a shard index ({error})") from None
+    return [component_folder / shard for shard in shards]
+
+
+def _check_safetensors(path: Path) -> None:
+    if not path.is_file():
+        raise FacerestError(f"missing weights file {path}")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as error:
+        raise FacerestError(f"corrupt weights file {path}: {error}") from None

@@ -1,0 +1,356 @@
+"""FaceRestorePipeline (facerest/pipeline.py): the three kinds, bad inputs, whole photos, saving and loading.
+
+Run with ``-s`` to see the faces found per photo of ../shared/data/whole_imgs.
+"""
+
+import io
+import json
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facerest import FaceRestorePipeline, IDMScheduler
+from facerest.errors import FacerestError, ImageReadError
+from facerest.faces import FaceDetector, align_face, face_paste_mask
+from facerest.images import list_images, load_image
+from facerest.pipeline import ALIGN_SIZE
+from conftest import shared_path
+from test_faces import EXPECTED_FACES
+from tiny_pipelines import FACE_SIZE, KINDS, tiny_pipeline, tiny_restorer, tiny_unet
+
+
+@pytest.fixture(scope="module")
+def pipelines():
+    return {kind: tiny_pipeline(kind) for kind in KINDS}
+
+
+@pytest.fixture(scope="module")
+def gfpgan(pipelines):
+    return pipelines["gfpgan"]
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    return FaceDetector("mtcnn")
+
+
+@pytest.fixture(scope="module")
+def retinaface():
+    return FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
+
+
+def _faces(count=2, seed=0):
+    return torch.rand(count, 3, FACE_SIZE, FACE_SIZE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def _seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _write(image: Image.Image, path, **save_kwargs):
+    image.save(path, **save_kwargs)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kinds and components
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_kind_and_face_size(pipelines):
+    assert {kind: pipeline.kind for kind, pipeline in pipelines.items()} == {kind: kind for kind in KINDS}
+    assert all(pipeline.face_size == FACE_SIZE for pipeline in pipelines.values())
+    for pipeline in pipelines.values():
+        restored = pipeline.restore_faces(_faces(), num_inference_steps=2, generator=_seeded(), progress=False)
+        assert restored.shape == (2, 3, FACE_SIZE, FACE_SIZE) and restored.dtype == torch.float32
+        assert restored.abs().max() <= 1.0
+
+
+def test_components_must_fit_together():
+    with pytest.raises(FacerestError, match="needs a restorer"):
+        FaceRestorePipeline()
+    with pytest.raises(FacerestError, match="go together"):
+        FaceRestorePipeline(unet=tiny_unet())
+    with pytest.raises(FacerestError, match="64 px faces but the unet on 128 px"):
+        FaceRestorePipeline(restorer=tiny_restorer(), unet=tiny_unet(size=128), scheduler=IDMScheduler())
+
+
+def test_restore_faces_arguments_are_checked(gfpgan, pipelines):
+    with pytest.raises(FacerestError, match="strength applies"):
+        gfpgan.restore_faces(_faces(), strength=0.5)
+    with pytest.raises(ValueError, match=r"shape \(N, 3, 64, 64\)"):
+        gfpgan.restore_faces(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(FacerestError, match=r"strength must lie in \(0, 1\], got 1.5"):
+        pipelines["hybrid"].restore_faces(_faces(), strength=1.5)
+    with pytest.raises(FacerestError, match="num_inference_steps must be from 1 to 1000, got 0"):
+        pipelines["idm"].restore_faces(_faces(), num_inference_steps=0)
+
+
+def test_hybrid_at_strength_one_is_pure_idm(pipelines):
+    hybrid = pipelines["hybrid"]
+    idm = FaceRestorePipeline(unet=hybrid.unet, scheduler=hybrid.scheduler)
+    faces = _faces()
+    from_hybrid = hybrid.restore_faces(faces, 4, strength=1.0, generator=_seeded(3), progress=False)
+    from_idm = idm.restore_faces(faces, 4, generator=_seeded(3), progress=False)
+    assert torch.equal(from_hybrid, from_idm)
+    refined = hybrid.restore_faces(faces, 4, generator=_seeded(3), progress=False)  # default strength 0.3
+    assert not torch.equal(refined, from_idm)
+
+
+@pytest.mark.parametrize("kind", ["idm", "hybrid"])
+def test_same_seed_same_output(pipelines, kind):
+    face = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
+    run = lambda seed, eta: pipelines[kind](  # noqa: E731
+        face, aligned=True, num_inference_steps=4, eta=eta, generator=_seeded(seed), output_type="np", progress=False
+    ).images[0]
+    for eta in (0.0, None):  # deterministic DDIM and the ancestral update
+        assert np.array_equal(run(1, eta), run(1, eta))
+    assert not np.array_equal(run(1, 0.0), run(2, 0.0))
+
+
+def test_low_precision_inputs_follow_the_models():
+    pipeline = tiny_pipeline("hybrid").to(dtype=torch.bfloat16)
+    assert pipeline.restorer.dtype == pipeline.unet.dtype == torch.bfloat16
+    restored = pipeline.restore_faces(_faces(), 2, generator=_seeded(), progress=False)
+    assert restored.dtype == torch.float32 and torch.isfinite(restored).all()
+
+
+def test_call_arguments_are_checked(gfpgan):
+    face = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(FacerestError, match="upscale must be a whole number from 1 to 4"):
+        gfpgan(face, aligned=True, upscale=5)
+    with pytest.raises(FacerestError, match="output_type"):
+        gfpgan(face, aligned=True, output_type="latent")
+    with pytest.raises(ImageReadError, match="must be square"):
+        gfpgan(np.zeros((64, 48, 3), np.uint8), aligned=True)
+
+
+def test_aligned_faces_come_back_at_input_size_times_upscale(gfpgan):
+    faces = [np.full((100, 100, 3), 90, np.uint8), Image.new("RGB", (64, 64), (10, 200, 30))]
+    output = gfpgan(faces, aligned=True, upscale=2)
+    assert [image.size for image in output.images] == [(200, 200), (128, 128)]
+    assert [[face.size for face in faces] for faces in output.restored_faces] == [[(64, 64)], [(64, 64)]]
+    assert output.detector is None and output.messages == [[], []]
+    np.testing.assert_array_equal(output.face_boxes[0], [[0, 0, 100, 100]])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input, each a test
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_zero_byte_file(gfpgan, tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"empty\.jpg: empty file \(0 bytes\)"):
+        gfpgan(path, aligned=True)
+
+
+def test_truncated_file(gfpgan, tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
+    path = tmp_path / "truncated.png"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        gfpgan(path, aligned=True)
+
+
+def test_non_image_file(gfpgan, tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not an image\n")
+    with pytest.raises(ImageReadError, match="not an image file"):
+        gfpgan(path, aligned=True)
+
+
+def test_16_bit_png(gfpgan, tmp_path):
+    path = _write(Image.fromarray(np.full((64, 64), 32896, np.uint16)), tmp_path / "deep.png")
+    assert Image.open(path).mode.startswith("I")
+    output = gfpgan(path, aligned=True, output_type="np")
+    assert output.images[0].shape == (64, 64, 3) and output.images[0].dtype == np.uint8
+
+
+def test_cmyk_jpeg(gfpgan, mtcnn, tmp_path):
+    path = _write(Image.new("CMYK", (64, 64), (0, 200, 200, 0)), tmp_path / "cmyk.jpg", quality=95)
+    output = gfpgan(path, detector=mtcnn, output_type="np")
+    np.testing.assert_array_equal(output.images[0], load_image(path))
+    assert output.images[0].shape == (64, 64, 3) and output.images[0][32, 32, 0] > 200  # red stays red
+    assert gfpgan(path, aligned=True).images[0].mode == "RGB"
+
+
+def test_rgba_png(gfpgan, tmp_path):
+    path = _write(Image.new("RGBA", (64, 64), (200, 100, 50, 0)), tmp_path / "alpha.png")
+    output = gfpgan(path, aligned=True, output_type="np")
+    assert output.images[0].shape == (64, 64, 3)
+
+
+def test_grayscale(gfpgan, mtcnn, tmp_path):
+    path = _write(Image.new("L", (80, 60), 77), tmp_path / "gray.png")
+    output = gfpgan(path, detector=mtcnn, output_type="np")
+    assert output.images[0].shape == (60, 80, 3) and (output.images[0] == 77).all()
+
+
+def test_exif_rotated(gfpgan, mtcnn, tmp_path):
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:, :8] = 255  # a white band on the left, which the rotation moves to the top
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = _write(Image.fromarray(pixels), tmp_path / "rotated.jpg", exif=exif, quality=95)
+    output = gfpgan(path, detector=mtcnn, output_type="np")
+    assert output.images[0].shape == (64, 48, 3)
+    assert output.images[0][:8].mean() > 200 and output.images[0][-8:].mean() < 50
+
+
+def test_one_pixel_image(gfpgan, mtcnn):
+    pixel = np.full((1, 1, 3), 50, np.uint8)
+    output = gfpgan(pixel, detector=mtcnn, output_type="np")
+    assert output.images[0].shape == (1, 1, 3) and output.messages == [["no face found: returned unchanged"]]
+    assert gfpgan(pixel, aligned=True, upscale=2, output_type="np").images[0].shape == (2, 2, 3)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_image_over_the_pixel_limit_is_refused_before_decoding(gfpgan, tmp_path):
+    # PNGs whose header claims a huge size but which hold one pixel: decoding them would fail as truncated.
+    for side, message in [(10_000, "image too large: 10000x10000 = 100,000,000 pixels"), (100_000, "image too large")]:
+        png = io.BytesIO()
+        Image.new("RGB", (1, 1)).save(png, "PNG")
+        data = bytearray(png.getvalue())
+        header = b"IHDR" + struct.pack(">II", side, side) + bytes(data[24:29])
+        data[12:33] = header + struct.pack(">I", zlib.crc32(header))
+        path = tmp_path / f"huge{side}.png"
+        path.write_bytes(bytes(data))
+        with pytest.raises(ImageReadError, match=message):
+            gfpgan(path, aligned=True)
+    small = _write(Image.new("RGB", (20, 20)), tmp_path / "small.png")
+    with pytest.raises(ImageReadError, match="the limit is 100"):
+        gfpgan(small, aligned=True, max_pixels=100)
+
+
+def test_photo_without_a_face(gfpgan, mtcnn):
+    photo = np.random.default_rng(0).integers(100, 140, (120, 160, 3), dtype=np.uint8)
+    output = gfpgan(photo, detector=mtcnn, output_type="np")
+    np.testing.assert_array_equal(output.images[0], photo)
+    assert output.messages == [["no face found: returned unchanged"]] and output.restored_faces == [[]]
+    assert output.face_boxes[0].shape == (0, 4) and output.detector == "mtcnn"
+    enlarged = gfpgan(photo, detector=mtcnn, upscale=2, output_type="np")
+    assert enlarged.images[0].shape == (240, 320, 3)
+    assert enlarged.messages == [["no face found: returned only enlarged 2x"]]
+    with pytest.raises(ImageReadError, match="image 0: no face found"):
+        gfpgan(photo, detector=mtcnn, strict=True)
+
+
+@pytest.mark.parametrize(
+    "component, damage",
+    [("restorer", "missing"), ("restorer", "corrupt"), ("unet", "missing"), ("unet", "corrupt")],
+)
+def test_model_folder_with_a_bad_weights_file(tmp_path, component, damage):
+    tiny_pipeline("hybrid").save_pretrained(tmp_path)
+    (weights,) = (tmp_path / component).glob("*.safetensors")
+    if damage == "missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(FacerestError, match=f"{damage} weights file {weights}"):
+        FaceRestorePipeline.from_pretrained(tmp_path)
+
+
+def test_model_folder_missing_or_without_index(tmp_path):
+    with pytest.raises(FacerestError, match="model folder not found"):
+        FaceRestorePipeline.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(FacerestError, match="model_index.json not found"):
+        FaceRestorePipeline.from_pretrained(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saving and loading
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(pipelines, kind, tmp_path):
+    pipeline = pipelines[kind]
+    pipeline.save_pretrained(tmp_path)
+    assert not list(tmp_path.rglob("*.bin")) and list(tmp_path.rglob("*.safetensors"))
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "FaceRestorePipeline"
+    if kind != "idm":
+        assert index["restorer"] == ["facerest.models.gfpgan.modeling_gfpgan", "GFPGANModel"]
+    if kind != "gfpgan":
+        assert index["scheduler"] == ["facerest.models.idm.scheduling_idm", "IDMScheduler"]
+
+    loaded = FaceRestorePipeline.from_pretrained(tmp_path)
+    assert loaded.kind == kind and loaded.face_size == FACE_SIZE
+    faces = _faces()
+    expected = pipeline.restore_faces(faces, 3, generator=_seeded(5), progress=False)
+    assert torch.equal(loaded.restore_faces(faces, 3, generator=_seeded(5), progress=False), expected)
+
+
+def test_load_from_a_hub_id_fetches_a_snapshot(pipelines, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    pipelines["gfpgan"].save_pretrained(tmp_path)
+    requests = []
+
+    def snapshot_download(repo_id, allow_patterns, **kwargs):
+        requests.append((repo_id, kwargs))
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    loaded = FaceRestorePipeline.from_pretrained("someone/tiny-gfpgan", revision="main")
+    assert loaded.kind == "gfpgan" and requests == [("someone/tiny-gfpgan", {"revision": "main"})]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whole photos
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _outside_masks(photo, landmarks, upscale):
+    affines = [align_face(photo, points, ALIGN_SIZE)[1] for points in landmarks]
+    masks = [face_paste_mask(affine, ALIGN_SIZE, photo.shape, upscale) for affine in affines]
+    return np.maximum.reduce(masks) == 0
+
+
+def test_whole_photos(gfpgan, retinaface):
+    print("\nfaces found / expected per photo of whole_imgs")
+    for path in list_images(shared_path("data", "whole_imgs")):
+        photo = load_image(path)
+        output = gfpgan(path, detector=retinaface, output_type="np")
+        found = len(output.restored_faces[0])
+        print(f"  {path.name:26s} {found} / {EXPECTED_FACES[path.name]}")
+        assert found == EXPECTED_FACES[path.name] == len(output.face_boxes[0]) == len(output.face_landmarks[0])
+        assert output.images[0].shape == photo.shape and output.detector == "retinaface-mobilenet0.25"
+        assert all(face.shape == (FACE_SIZE, FACE_SIZE, 3) for face in output.restored_faces[0])
+        outside = _outside_masks(photo, output.face_landmarks[0], 1)
+        assert 0.05 < outside.mean() < 1.0
+        np.testing.assert_array_equal(output.images[0][outside], photo[outside])
+        assert not np.array_equal(output.images[0], photo)  # the random restorer changed the faces
+
+
+@pytest.mark.parametrize("name", ["codeformer_01.jpg", "gfpgan_Blake_Lively.jpg"])
+def test_whole_photo_upscaled(gfpgan, retinaface, name):
+    path = shared_path("data", "whole_imgs", name)
+    photo = load_image(path)
+    output = gfpgan(path, detector=retinaface, upscale=2, output_type="np", face_batch_size=1)
+    height, width = photo.shape[0] * 2, photo.shape[1] * 2
+    assert output.images[0].shape == (height, width, 3)
+    background = cv2.resize(photo, (width, height), interpolation=cv2.INTER_LANCZOS4)
+    outside = _outside_masks(photo, output.face_landmarks[0], 2)
+    np.testing.assert_array_equal(output.images[0][outside], background[outside])
+    batched = gfpgan(path, detector=retinaface, upscale=2, output_type="np", face_batch_size=8)
+    # one batch or one face at a time: the same faces, up to float rounding (convolutions sum in another order)
+    assert np.abs(batched.images[0].astype(int) - output.images[0]).max() <= 1
+
+
+def test_detector_is_created_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEREST_DETECTOR_WEIGHTS", str(tmp_path))  # no RetinaFace weights there
+    monkeypatch.setenv("FACEREST_OFFLINE", "1")
+    pipeline = tiny_pipeline("gfpgan")
+    detector = pipeline.face_detector()
+    assert detector.name == "mtcnn" and "RetinaFace weights unavailable" in detector.fallback_reason
+    assert pipeline.face_detector() is detector and pipeline.face_detector("auto") is detector
+    assert pipeline.face_detector("mtcnn") is not detector
