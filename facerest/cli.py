@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import FacerestError
+
+# --dtype choices -> torch dtype names
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +57,76 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="write the table to OUT.md and OUT.csv (default: RESTORED/../<name>_metrics)")
     evaluate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     evaluate.set_defaults(handler=_evaluate)
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore the faces of a photo or a folder of photos",
+        description="Writes OUTPUT_DIR/<name>.png for each image and OUTPUT_DIR/faces/<name>_<index>.png for each "
+        "restored face (<name>: the image's path in INPUT without extension). Images that fail are listed at the "
+        "end, and the exit status is then 1.",
+    )
+    restore.add_argument("input", help="an image file, or a folder of images (sub-folders included)")
+    restore.add_argument("-o", "--output", required=True, help="output folder")
+    restore.add_argument("--model", required=True, help="saved FaceRestorePipeline: a folder or a Hub repository id")
+    restore.add_argument("--aligned", action="store_true", help="the inputs are aligned faces: skip detection")
+    restore.add_argument("--upscale", type=int, default=1, help="enlarge the output 1 to 4 times (default 1)")
+    restore.add_argument("--steps", type=int, default=25, help="IDM sampling steps (default 25)")
+    restore.add_argument(
+        "--strength",
+        type=float,
+        help="IDM and hybrid: noise level to start from, in (0, 1] (default 1 for IDM, 0.3 for hybrid)",
+    )
+    restore.add_argument("--seed", type=int, default=0, help="seed of the IDM noise (default 0)")
+    restore.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    restore.add_argument("--dtype", choices=DTYPES, default="fp32", help="model precision (default fp32)")
+    restore.add_argument(
+        "--detector",
+        choices=("auto", "retinaface", "mtcnn"),
+        default="auto",
+        help="face detector (default auto: RetinaFace when its weights are found, else MTCNN)",
+    )
+    restore.add_argument(
+        "--detector-weights",
+        help="folder (or file) of facexlib's RetinaFace weights (default: $FACEREST_DETECTOR_WEIGHTS)",
+    )
+    restore.add_argument(
+        "--retinaface-model",
+        choices=("resnet50", "mobilenet0.25"),
+        default="resnet50",
+        help="RetinaFace backbone (default resnet50; ../shared/weights/facexlib holds mobilenet0.25)",
+    )
+    restore.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
+    restore.add_argument("--strict", action="store_true", help="count a photo without a face as failed")
+    restore.set_defaults(handler=_restore)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare models on a paired test set (from make-testset): one table row per method",
+        description="Restores TESTSET/lq with each model, scores the results against TESTSET/hq like evaluate, "
+        "prints the table and writes it as Markdown and CSV, with the restored faces in a folder per row.",
+    )
+    compare.add_argument("--testset", required=True, help="paired test set folder (lq/ and hq/)")
+    compare.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        metavar="NAME=PATH",
+        help="a saved pipeline (folder or Hub id) and its row name; repeatable",
+    )
+    compare.add_argument("--steps", default="10,25,100", help="IDM step counts, comma-separated (default 10,25,100)")
+    compare.add_argument("--strength", type=float, help="the hybrids' strength (default 0.3)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the IDM noise (default 0)")
+    compare.add_argument(
+        "--out",
+        help="write the table to OUT.md and OUT.csv and the faces under OUT/ (default: TESTSET/../<name>_compare)",
+    )
+    compare.add_argument(
+        "--weights-dir", action="append", default=[], help="folder holding metric weights, as for evaluate; repeatable"
+    )
+    compare.add_argument("--batch-size", type=int, default=8, help="faces per batch (default 8)")
+    compare.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    compare.add_argument("--dtype", choices=DTYPES, default="fp32", help="model precision (default fp32)")
+    compare.set_defaults(handler=_compare)
     return parser
 
 
@@ -75,6 +149,122 @@ def _evaluate(args) -> int:
     from .metrics import evaluate_cli
 
     return evaluate_cli(args)
+
+
+def _restore(args) -> int:
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from .errors import ImageReadError
+    from .images import save_image
+    from .metrics import resolve_device
+    from .pipeline import FaceRestorePipeline
+
+    inputs = _restore_inputs(Path(args.input))
+    output = Path(args.output)
+    pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]))
+    pipeline.to(resolve_device(args.device))
+    pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength)
+    print(f"model: {args.model} ({pipeline.kind}, {pipeline.face_size} px faces) on {pipeline.device}, {args.dtype}")
+    detector = None
+    if not args.aligned:
+        detector = pipeline.face_detector(
+            {"backend": args.detector, "retinaface_model": args.retinaface_model, "weights_dir": args.detector_weights}
+        )
+        fallback = f" ({detector.fallback_reason})" if detector.fallback_reason else ""
+        print(f"face detector: {detector.name}{fallback}")
+    generator = torch.Generator("cpu").manual_seed(args.seed)
+
+    failed, faces_written, started = [], 0, time.perf_counter()
+    for path, name in tqdm(inputs, unit="image", desc="restoring"):
+        try:
+            result = pipeline(
+                path,
+                aligned=args.aligned,
+                upscale=args.upscale,
+                num_inference_steps=args.steps,
+                strength=args.strength,
+                generator=generator,
+                only_center_face=args.only_center_face,
+                strict=args.strict,
+                detector=detector,
+                output_type="np",
+                progress=False,
+            )
+        except FacerestError as error:
+            failed.append((path, error.reason if isinstance(error, ImageReadError) else str(error)))
+            continue
+        save_image(result.images[0], output / f"{name}.png")
+        for index, face in enumerate(result.restored_faces[0]):
+            save_image(face, output / "faces" / f"{name}_{index:02d}.png")
+        faces_written += len(result.restored_faces[0])
+        for message in result.messages[0]:
+            tqdm.write(f"{path}: {message}")
+
+    seconds = time.perf_counter() - started
+    restored = len(inputs) - len(failed)
+    print(f"restored {restored} of {len(inputs)} images ({faces_written} faces) in {seconds:.1f} s into {output}")
+    if failed:
+        print(f"failed {len(failed)}:", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _restore_inputs(source: Path) -> list[tuple[Path, str]]:
+    """The images to restore and their output names: the file itself, or a folder's images and those of its
+    sub-folders (by extension), each named by its path in the folder without extension."""
+    from .images import IMAGE_EXTENSIONS
+
+    if not source.exists():
+        raise FacerestError(f"input not found: {source}")
+    if not source.is_dir():
+        return [(source, source.stem)]
+    paths = sorted(path for path in source.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {source} or its sub-folders")
+    inputs = {}
+    for path in paths:
+        name = path.relative_to(source).with_suffix("").as_posix()
+        if name in inputs:
+            raise FacerestError(f"{inputs[name]} and {path.name} would both be written as {name}.png")
+        inputs[name] = path
+    return [(path, name) for name, path in inputs.items()]
+
+
+def _compare(args) -> int:
+    import torch
+
+    from .compare import compare_models
+    from .metrics import format_markdown_table, write_table
+
+    models = {}
+    for entry in args.model:
+        name, separator, path = entry.partition("=")
+        if not separator or not name or not path:
+            raise FacerestError(f"--model takes NAME=PATH, got {entry!r}")
+        if name in models:
+            raise FacerestError(f"two models are named {name!r}")
+        models[name] = path
+    try:
+        steps = [int(count) for count in args.steps.split(",")]
+    except ValueError:
+        raise FacerestError(f"--steps takes comma-separated whole numbers, got {args.steps!r}") from None
+    testset = Path(args.testset).resolve()
+    out = Path(args.out) if args.out else testset.parent / f"{testset.name}_compare"
+    comparison = compare_models(
+        testset, models, out, steps=steps, strength=args.strength, seed=args.seed, device=args.device,
+        dtype=getattr(torch, DTYPES[args.dtype]), weights_dirs=args.weights_dir, batch_size=args.batch_size,
+    )
+    markdown_path, csv_path = write_table(comparison.columns, comparison.rows, out, comparison.notes)
+    print(format_markdown_table(comparison.columns, comparison.rows))
+    for note in comparison.notes:
+        print(f"- {note}")
+    print(f"wrote {markdown_path}, {csv_path} and the restored faces under {out}/")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -343,7 +343,7 @@ def load_lpips(
         # lpips splits torchvision's `features` Sequential into slices that keep the original module indices.
         for part in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
             part.load_state_dict({name: alexnet_state[f"features.{name}"] for name in part.state_dict()})
-    return model.to(_device(device)).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 @torch.no_grad()
@@ -497,7 +497,7 @@ def save_fid_statistics(
     batch_size: int = 32,
 ) -> FIDStatistics:
     """Compute the Inception statistics of ``folder`` and save them to ``path`` (``.npz``) for later FIDs."""
-    model = model if model is not None else FIDInception.from_pretrained().to(_device(device))
+    model = model if model is not None else FIDInception.from_pretrained().to(resolve_device(device))
     statistics, skipped = folder_fid_statistics(folder, model, batch_size)
     for bad_path, reason in skipped:
         logger.warning("skipped %s: %s", bad_path, reason)
@@ -653,7 +653,7 @@ def evaluate_folders(
     pairs = _pair_files(restored_dir, gt_dir)
     names = _choose_metrics(metrics, has_gt=gt_dir is not None, has_fid_stats=fid_stats is not None)
     extra_dirs = tuple(map(Path, weights_dirs))
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     scorers: dict[tuple[str, str], object] = {}  # (metric name, "restored" or "gt" row) -> scorer
     notes: list[str] = []
     seconds: dict[str, float] = {}
@@ -727,7 +727,8 @@ def evaluate_cli(args) -> int:
     return 0
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device named by ``device``; ``None`` picks cuda when available, else the cpu."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

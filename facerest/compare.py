@@ -1,0 +1,153 @@
+"""Compare restoration models on a paired test set: the table behind ``python -m facerest compare``.
+
+Each model restores the aligned degraded faces of ``TESTSET/lq`` (GFP-GAN once; IDM and hybrids once per step
+count), the restored faces are written to a folder per row, and each folder is scored against ``TESTSET/hq`` by
+``facerest.metrics.evaluate_folders``, with the same metrics and the same handling of missing weights as
+``python -m facerest evaluate``. A last column gives the restoration time per face.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from .errors import FacerestError
+from .images import image_to_tensor, load_image, pair_by_stem, resize_square, save_image, tensor_to_image
+from .metrics import METRIC_COLUMNS, Row, evaluate_folders
+from .metrics import resolve_device
+from .pipeline import FaceRestorePipeline
+
+SECONDS_COLUMN = "Seconds per face"
+
+
+@dataclass
+class Comparison:
+    """The comparison table (a row per method) and the notes for under it."""
+
+    columns: list[str]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_models(
+    testset_dir: str | os.PathLike,
+    models: Mapping[str, str | os.PathLike | FaceRestorePipeline],
+    output_dir: str | os.PathLike,
+    steps: Sequence[int] = (10, 25, 100),
+    strength: float | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    weights_dirs: Sequence[os.PathLike] = (),
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Comparison:
+    """
+    Restore the test set with each model and score every result the way ``evaluate`` does.
+
+    Args:
+        testset_dir: a paired test set from ``make_testset``: ``lq/`` and ``hq/`` with matching file names.
+        models: row name -> saved pipeline (folder or Hub id) or a loaded [`FaceRestorePipeline`].
+        output_dir: each row's restored faces go to ``output_dir/<row name as a folder name>/<name>.png``.
+        steps: the IDM step counts, one row each for every IDM and hybrid model.
+        strength: the hybrids' strength (default: the pipeline's, 0.3). IDM models run from pure noise.
+        seed: the seed of the IDM noise, the same for every row.
+        device, dtype: where and in which precision the models run (default device: cuda if available, else cpu).
+        weights_dirs: folders holding the metrics' weights (see ``evaluate_folders``).
+        batch_size: faces restored and scored at once.
+        progress: show a progress bar over the IDM steps.
+
+    Rows: the degraded input, the ground truth (NIQE only), then each model in the given order. The faces are
+    resized to each model's resolution and the restored faces back to the test set's, so every row is scored
+    against the same ground truth.
+    """
+    testset_dir, output_dir = Path(testset_dir), Path(output_dir)
+    lq_dir, hq_dir = testset_dir / "lq", testset_dir / "hq"
+    pairs = pair_by_stem(lq_dir, hq_dir)
+    if not models:
+        raise FacerestError("no models to compare; pass at least one --model NAME=PATH")
+    if any(count < 1 for count in steps):
+        raise FacerestError(f"step counts must be positive, got {list(steps)}")
+    device = resolve_device(device)
+
+    def score(method: str, images_dir: Path) -> tuple[list[Row], list[str]]:
+        """The method's row, then the ground truth's (NIQE only, when NIQE is computed), and the notes."""
+        evaluation = evaluate_folders(
+            images_dir, hq_dir, device=device, weights_dirs=weights_dirs, batch_size=batch_size
+        )
+        names = [method, *["ground truth"] * (len(evaluation.rows) - 1)]
+        rows = [{"Method": name, **_without_images(row)} for name, row in zip(names, evaluation.rows)]
+        return rows, evaluation.notes
+
+    rows, notes = score("degraded input", lq_dir)
+    folders: dict[Path, str] = {}
+    for name, model in models.items():
+        if not isinstance(model, FaceRestorePipeline):
+            model = FaceRestorePipeline.from_pretrained(model, dtype=dtype)
+        pipeline = model.to(device=device, dtype=None if model.dtype == dtype else dtype)
+        for method, step_count, run_strength in _runs(name, pipeline.kind, steps, strength):
+            images_dir = output_dir / _folder_name(method)
+            if images_dir in folders:
+                raise FacerestError(f"the rows {folders[images_dir]!r} and {method!r} would share the folder {images_dir}")
+            folders[images_dir] = method
+            generator = torch.Generator("cpu").manual_seed(seed)
+
+            def restore(lq: torch.Tensor) -> torch.Tensor:
+                return pipeline.restore_faces(lq, step_count, run_strength, generator=generator, progress=progress)
+
+            seconds = _restore_testset(restore, pipeline.face_size, pairs, images_dir, batch_size, device)
+            method_rows, row_notes = score(method, images_dir)
+            rows.append({**method_rows[0], SECONDS_COLUMN: seconds / len(pairs)})
+            notes += row_notes
+
+    metric_columns = [column for column in METRIC_COLUMNS.values() if any(column in row for row in rows)]
+    columns = ["Method", "Count", *metric_columns, SECONDS_COLUMN]
+    notes = list(dict.fromkeys(notes))  # each row's evaluation repeats the notes on unavailable metrics
+    notes.append(f"{SECONDS_COLUMN}: restoration only, on {device} in {str(dtype).removeprefix('torch.')}, seed {seed}")
+    return Comparison(columns=columns, rows=rows, notes=notes)
+
+
+def _runs(name: str, kind: str, steps: Sequence[int], strength: float | None):
+    """(row name, step count, strength) of each row of one model."""
+    if kind == "gfpgan":
+        return [(name, 1, None)]
+    if kind == "idm":
+        return [(f"{name} ({count} steps)", count, 1.0) for count in steps]
+    label = "" if strength is None else f", strength {strength:g}"
+    return [(f"{name} ({count} steps{label})", count, strength) for count in steps]
+
+
+def _restore_testset(restore, face_size: int, pairs, images_dir: Path, batch_size: int, device: torch.device) -> float:
+    """Restore the LQ faces in batches, write them as ``<name>.png`` at their input size; the restoration seconds."""
+    seconds = 0.0
+    for start in range(0, len(pairs), batch_size):
+        batch = [(lq_path.stem, load_image(lq_path)) for lq_path, _ in pairs[start : start + batch_size]]
+        lq = torch.stack([image_to_tensor(resize_square(image, face_size)) for _, image in batch])
+        _synchronize(device)
+        started = time.perf_counter()
+        restored = restore(lq)
+        _synchronize(device)
+        seconds += time.perf_counter() - started
+        for (stem, image), face in zip(batch, restored):
+            save_image(resize_square(tensor_to_image(face), image.shape[0]), images_dir / f"{stem}.png")
+    return seconds
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _without_images(row: Row) -> Row:
+    return {column: value for column, value in row.items() if column != "Images"}
+
+
+def _folder_name(method: str) -> str:
+    """A row name as a folder name: ``"idm (25 steps)"`` -> ``"idm_25_steps"``."""
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", method).strip("_")

@@ -1,0 +1,71 @@
+"""``python -m facerest compare``: a row per method on a small paired test set, Markdown and CSV, faces per row."""
+
+import csv
+import shutil
+
+import pytest
+
+from facerest.cli import main
+from facerest.data import make_testset
+from facerest.images import list_images, load_image
+from facerest.metrics import METRIC_COLUMNS
+from conftest import shared_path
+from tiny_pipelines import FACE_SIZE, save_tiny_pipelines
+
+
+@pytest.fixture(scope="module")
+def testset(tmp_path_factory, ffhq_test_dir):
+    """Four FFHQ test faces degraded at 64 px."""
+    root = tmp_path_factory.mktemp("compare")
+    for path in list_images(ffhq_test_dir)[:4]:
+        (root / "hq_source").mkdir(exist_ok=True)
+        shutil.copy(path, root / "hq_source" / path.name)
+    make_testset(root / "hq_source", root / "testset", resolution=FACE_SIZE, seed=0)
+    return root / "testset"
+
+
+def test_compare_writes_a_row_per_method(testset, tmp_path, capsys):
+    models = save_tiny_pipelines(tmp_path / "models")
+    out = tmp_path / "table"
+    status = main(
+        [
+            "compare", "--testset", str(testset), "--out", str(out), "--steps", "1,2", "--strength", "0.5",
+            "--model", f"gan={models['gfpgan']}", "--model", f"idm={models['idm']}",
+            "--model", f"hybrid={models['hybrid']}",
+            "--weights-dir", str(shared_path("weights")), "--batch-size", "3",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+
+    methods = [
+        "degraded input", "ground truth", "gan", "idm (1 steps)", "idm (2 steps)",
+        "hybrid (1 steps, strength 0.5)", "hybrid (2 steps, strength 0.5)",
+    ]
+    with open(out.with_name("table.csv"), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["Method"] for row in rows] == methods
+    assert all(method in printed for method in methods)
+    assert out.with_name("table.md").read_text(encoding="utf-8").startswith("| Method | Count |")
+
+    columns = list(rows[0])
+    assert columns[:2] == ["Method", "Count"] and columns[-1] == "Seconds per face"
+    assert {METRIC_COLUMNS[name] for name in ("psnr", "ssim", "niqe", "fid", "identity")} <= set(columns)
+    assert METRIC_COLUMNS["lpips"] in columns or METRIC_COLUMNS["lpips-random"] in columns
+    by_method = {row["Method"]: row for row in rows}
+    for method in methods[2:]:
+        assert float(by_method[method]["Seconds per face"]) > 0
+        assert float(by_method[method][METRIC_COLUMNS["psnr"]]) > 0 and by_method[method]["Count"] == "4"
+    assert by_method["degraded input"]["Seconds per face"] == ""
+
+    for folder in ("gan", "idm_1_steps", "idm_2_steps", "hybrid_1_steps_strength_0.5", "hybrid_2_steps_strength_0.5"):
+        restored = list_images(out / folder)
+        assert [path.name for path in restored] == [path.name for path in list_images(testset / "hq")]
+        assert load_image(restored[0]).shape == (FACE_SIZE, FACE_SIZE, 3)
+
+
+def test_compare_arguments(testset, capsys):
+    assert main(["compare", "--testset", str(testset), "--model", "no-equals-sign"]) == 2
+    assert "error: --model takes NAME=PATH" in capsys.readouterr().err
+    assert main(["compare", "--testset", str(testset), "--model", "a=x", "--steps", "ten"]) == 2
+    assert "error: --steps takes comma-separated whole numbers" in capsys.readouterr().err
