@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         action="append",
         metavar="NAME=PATH",
-        help="a saved pipeline (folder or Hub id) and its row name; repeatable",
+        help="a saved pipeline (folder or Hub id), or GAN_PATH+IDM_PATH for their hybrid, and its row name; repeatable",
     )
     compare.add_argument("--steps", default="10,25,100", help="IDM step counts, comma-separated (default 10,25,100)")
     compare.add_argument("--strength", type=float, help="the hybrids' strength (default 0.3)")

@@ -53,7 +53,8 @@ def compare_models(
 
     Args:
         testset_dir: a paired test set from ``make_testset``: ``lq/`` and ``hq/`` with matching file names.
-        models: row name -> saved pipeline (folder or Hub id) or a loaded [`FaceRestorePipeline`].
+        models: row name -> saved pipeline (folder or Hub id), ``GAN+IDM`` (the hybrid of a saved GFP-GAN and a
+            saved IDM pipeline), or a loaded [`FaceRestorePipeline`].
         output_dir: each row's restored faces go to ``output_dir/<row name as a folder name>/<name>.png``.
         steps: the IDM step counts, one row each for every IDM and hybrid model.
         strength: the hybrids' strength (default: the pipeline's, 0.3). IDM models run from pure noise.
@@ -89,7 +90,7 @@ def compare_models(
     folders: dict[Path, str] = {}
     for name, model in models.items():
         if not isinstance(model, FaceRestorePipeline):
-            model = FaceRestorePipeline.from_pretrained(model, dtype=dtype)
+            model = _load(model, dtype)
         pipeline = model.to(device=device, dtype=None if model.dtype == dtype else dtype)
         for method, step_count, run_strength in _runs(name, pipeline.kind, steps, strength):
             images_dir = output_dir / _folder_name(method)
@@ -111,6 +112,15 @@ def compare_models(
     notes = list(dict.fromkeys(notes))  # each row's evaluation repeats the notes on unavailable metrics
     notes.append(f"{SECONDS_COLUMN}: restoration only, on {device} in {str(dtype).removeprefix('torch.')}, seed {seed}")
     return Comparison(columns=columns, rows=rows, notes=notes)
+
+
+def _load(source: str | os.PathLike, dtype: torch.dtype) -> FaceRestorePipeline:
+    """A saved pipeline, or ``GAN+IDM``: the hybrid of two saved pipelines."""
+    gan_source, plus, idm_source = str(source).partition("+")
+    if not plus:
+        return FaceRestorePipeline.from_pretrained(source, dtype=dtype)
+    gan, idm = (FaceRestorePipeline.from_pretrained(part, dtype=dtype) for part in (gan_source, idm_source))
+    return FaceRestorePipeline.hybrid(gan, idm)
 
 
 def _runs(name: str, kind: str, steps: Sequence[int], strength: float | None):

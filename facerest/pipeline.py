@@ -156,6 +156,13 @@ class FaceRestorePipeline(DiffusionPipeline):
         except (OSError, ValueError, RuntimeError, SafetensorError) as error:
             raise FacerestError(f"cannot load a FaceRestorePipeline from {folder}: {error}") from None
 
+    @classmethod
+    def hybrid(cls, gan: "FaceRestorePipeline", idm: "FaceRestorePipeline") -> "FaceRestorePipeline":
+        """The hybrid of a GFP-GAN pipeline and an IDM pipeline for the same face size, sharing their modules."""
+        if gan.restorer is None or idm.unet is None:
+            raise FacerestError(f"a hybrid needs a GFP-GAN and an IDM pipeline, in that order; got {gan.kind!r} and {idm.kind!r}")
+        return cls(restorer=gan.restorer, unet=idm.unet, scheduler=idm.scheduler)
+
     def face_detector(self, detector: DetectorSettings = None) -> FaceDetector:
         """
         The face detector for these settings, created on first use and cached on the pipeline.

@@ -31,7 +31,7 @@ def test_compare_writes_a_row_per_method(testset, tmp_path, capsys):
         [
             "compare", "--testset", str(testset), "--out", str(out), "--steps", "1,2", "--strength", "0.5",
             "--model", f"gan={models['gfpgan']}", "--model", f"idm={models['idm']}",
-            "--model", f"hybrid={models['hybrid']}",
+            "--model", f"hybrid={models['gfpgan']}+{models['idm']}",  # the hybrid of the two saved pipelines
             "--weights-dir", str(shared_path("weights")), "--batch-size", "3",
         ]
     )

@@ -102,6 +102,14 @@ def test_hybrid_at_strength_one_is_pure_idm(pipelines):
     assert not torch.equal(refined, from_idm)
 
 
+def test_hybrid_of_a_gan_and_an_idm_pipeline_shares_their_models(pipelines):
+    gan, idm = pipelines["gfpgan"], FaceRestorePipeline(unet=pipelines["hybrid"].unet, scheduler=pipelines["hybrid"].scheduler)
+    hybrid = FaceRestorePipeline.hybrid(gan, idm)
+    assert hybrid.kind == "hybrid" and hybrid.restorer is gan.restorer and hybrid.unet is idm.unet
+    with pytest.raises(FacerestError, match="needs a GFP-GAN and an IDM pipeline, in that order; got 'idm' and 'gfpgan'"):
+        FaceRestorePipeline.hybrid(idm, gan)
+
+
 @pytest.mark.parametrize("kind", ["idm", "hybrid"])
 def test_same_seed_same_output(pipelines, kind):
     face = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
