@@ -1,0 +1,433 @@
+"""The Gradio demo, app.py, used as a user would: served by `python app.py` in a subprocess, driven in headless
+Chromium (playwright) and through gradio_client; plus its model loading and restore functions without a server.
+
+The server tests start one server for the module (about 20-30 s here) with tiny random 64 px pipelines, so the
+"restored" faces are colour blobs: what is checked is the plumbing (upload, detection, paste-back, download, API,
+queue, memory), not restoration quality. Chromium is Debian's (/usr/bin/chromium, or $FACEREST_CHROMIUM);
+`playwright install` is never needed. The screenshot goes to test-artifacts/app_restored.png (git-ignored).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from conftest import REPO_ROOT, SHARED, shared_path
+from tiny_pipelines import save_tiny_pipelines
+
+APP_PATH = REPO_ROOT / "app.py"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = Path(os.environ.get("FACEREST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+DETECTOR_WEIGHTS = SHARED / "weights" / "facexlib"
+# The test server refuses inputs above this many pixels, so gfpgan_00.jpg (1297 x 1920 = 2.49 MP) is "too large".
+SERVER_MAX_PIXELS = 2_000_000
+SERVER_START_TIMEOUT_S = 180
+# Allowed growth of the server's resident memory over 20 requests (after 2 warm-up requests). A leak of the
+# photos or results would show as several MB per request and keep growing; measured here: 50-70 MB over the
+# first concurrent batch (allocator and thread warm-up), then flat over four more batches of 20.
+RSS_GROWTH_LIMIT_MB = 150
+
+
+def _load_app():
+    spec = importlib.util.spec_from_file_location("facerest_app", APP_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+app = _load_app()
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    return save_tiny_pipelines(tmp_path_factory.mktemp("app-models"))
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return app.make_detector(DETECTOR_WEIGHTS if DETECTOR_WEIGHTS.is_dir() else None)
+
+
+# ------------------------------------------------------------------------------------- without a server
+
+
+def test_no_model_configured_fails_naming_the_default_folder(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(app, "DEFAULT_MODEL_DIR", tmp_path / "models" / "default")
+    monkeypatch.delenv(app.MODELS_ENV, raising=False)
+    assert app.main([]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path / "models" / "default") in error and "--model" in error and app.MODELS_ENV in error
+
+
+def test_model_specs_order_cli_env_default(monkeypatch, tmp_path):
+    assert app.model_specs(["a", "b"], {app.MODELS_ENV: "c"}) == ["a", "b"]
+    assert app.model_specs(None, {app.MODELS_ENV: " owner/m1, ./m2 ,"}) == ["owner/m1", "./m2"]
+    default = tmp_path / "default"
+    default.mkdir()
+    (default / "model_index.json").write_text("{}")
+    monkeypatch.setattr(app, "DEFAULT_MODEL_DIR", default)
+    assert app.model_specs(None, {}) == [str(default)]
+
+
+def test_gan_and_idm_models_make_a_hybrid_sharing_their_weights(tiny_models):
+    registry = app.load_models([str(tiny_models["gfpgan"]), str(tiny_models["idm"])], offer_official=False)
+    assert registry.names == ["gfpgan", "idm", "hybrid"]
+    assert registry.default == "gfpgan"
+    hybrid = registry.pipeline("hybrid")
+    assert hybrid.kind == "hybrid"
+    assert hybrid.restorer is registry.pipeline("gfpgan").restorer
+    assert hybrid.unet is registry.pipeline("idm").unet
+    # a saved hybrid is listed as it is and does not combine further
+    registry = app.load_models([str(tiny_models["hybrid"]), str(tiny_models["gfpgan"])], offer_official=False)
+    assert registry.names == ["hybrid", "gfpgan"]
+
+
+def test_official_gfpgan_offline_is_listed_unavailable_with_the_reason(tiny_models, monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEREST_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    registry = app.load_models([str(tiny_models["gfpgan"])])
+    assert app.OFFICIAL_NAME not in registry.names
+    assert "offline" in registry.unavailable[app.OFFICIAL_NAME]
+
+
+def test_official_gfpgan_is_converted_on_first_use_and_cached(monkeypatch, tmp_path):
+    """The official checkpoint's path through the app, with a tiny GFP-GAN saved in the official format (a
+    `params_ema` dict in a .pth file) under the official file name in facerest's cache."""
+    import torch
+
+    from tiny_pipelines import tiny_restorer
+
+    restorer = tiny_restorer(seed=3)
+    names = ("out_size", "num_style_feat", "channel_multiplier", "narrow")
+    config = {name: getattr(restorer.config, name) for name in names}
+    monkeypatch.setattr(app, "OFFICIAL_CONFIG", config)
+    monkeypatch.setenv("FACEREST_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.save({"params_ema": restorer.state_dict()}, tmp_path / app.OFFICIAL_URL.rsplit("/", 1)[-1])
+
+    registry = app.load_models([], offer_official=True)  # cached checkpoint: offered although offline
+    assert registry.names == [app.OFFICIAL_NAME] and registry.unavailable == {}
+    assert registry.entry(app.OFFICIAL_NAME).pipeline is None  # nothing converted before it is chosen
+    pipeline = registry.pipeline(app.OFFICIAL_NAME)
+    assert (app.official_gfpgan_dir() / "model_index.json").is_file()
+    for name, tensor in restorer.state_dict().items():
+        assert torch.equal(pipeline.restorer.state_dict()[name], tensor), name
+    (tmp_path / app.OFFICIAL_URL.rsplit("/", 1)[-1]).unlink()  # the converted copy alone is enough now
+    assert app.official_gfpgan_unavailable() is None
+    assert app.load_official_gfpgan().kind == "gfpgan"
+
+
+def test_detector_follows_the_weights_given():
+    weights = shared_path("weights", "facexlib", "detection_mobilenet0.25_Final.pth")
+    assert app.make_detector(weights.parent).name == "retinaface-mobilenet0.25"
+    assert app.make_detector(weights).name == "retinaface-mobilenet0.25"
+
+
+def test_restore_function_messages(tiny_models, detector, tmp_path):
+    registry = app.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+
+    def run(image, **options):
+        return app.restore(registry, detector, image, "gfpgan", output_dir=tmp_path, **options)
+
+    garbage = tmp_path / "notes.jpg"
+    garbage.write_text("not an image")
+    with pytest.raises(app.ImageReadError, match=r"notes\.jpg: not an image file"):
+        run(str(garbage))
+    with pytest.raises(app.FacerestError, match="no image"):
+        run(None)
+    photo = tmp_path / "blank.png"
+    PIL.Image.new("RGB", (300, 200), (120, 130, 140)).save(photo)
+    with pytest.raises(app.ImageReadError, match="too large"):
+        run(str(photo), max_pixels=10_000)
+    with pytest.raises(app.ImageReadError, match="too large for upscale 4"):
+        run(str(photo), upscale=4, max_output_pixels=500_000)
+    with pytest.raises(app.ImageReadError, match="must be square"):
+        run(str(photo), aligned=True)
+    with pytest.raises(app.FacerestError, match="upscale"):
+        run(str(photo), upscale=5)
+
+    result = run(str(photo), upscale=2)  # no face: enlarged only, with a warning and a note
+    assert result.image.size == (600, 400) and result.faces == []
+    assert "No face found" in result.warnings[0]
+    assert "no face found" in result.info
+    with PIL.Image.open(result.png_path) as png:
+        assert png.format == "PNG" and png.size == (600, 400)
+
+    aligned = run(np.full((128, 128, 3), 90, np.uint8), aligned=True, upscale=1)
+    assert aligned.image.size == (128, 128) and len(aligned.faces) == 1
+    assert aligned.details["detector"] is None and "aligned input" in aligned.info
+
+
+# ------------------------------------------------------------------------------------- the served app
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    """`python app.py` with the tiny GFP-GAN and IDM pipelines (so also their hybrid), offline, on a free port."""
+    work = tmp_path_factory.mktemp("app-server")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "OMP_NUM_THREADS": "1",
+        "FACEREST_CACHE": str(work / "cache"),  # no converted official GFP-GAN: it is listed unavailable
+        "GRADIO_TEMP_DIR": str(work / "gradio"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop(app.MODELS_ENV, None)
+    if DETECTOR_WEIGHTS.is_dir():
+        env[app.DETECTOR_WEIGHTS_ENV] = str(DETECTOR_WEIGHTS)
+    command = [
+        sys.executable, str(APP_PATH), "--model", str(tiny_models["gfpgan"]), "--model", str(tiny_models["idm"]),
+        "--host", "127.0.0.1", "--port", str(port), "--max-pixels", str(SERVER_MAX_PIXELS),
+    ]
+    log = work / "server.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(command, cwd=work, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    running = Server(f"http://127.0.0.1:{port}/", process, log)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"app.py exited with status {process.returncode}:\n{running.log_tail()}")
+            try:
+                with urllib.request.urlopen(running.url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not answer within {SERVER_START_TIMEOUT_S} s:\n{running.log_tail()}")
+            time.sleep(0.5)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"needs Chromium at {CHROMIUM} (Debian's chromium package, or set FACEREST_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _open_app(browser, server: Server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page.set_default_timeout(60_000)
+    page.goto(server.url)
+    page.wait_for_selector("#restore-button")
+    return page
+
+
+def _upload(page, path: Path) -> None:
+    page.locator("#input-image input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#input-image img")
+
+
+def _face_boxes(info: str) -> list[list[float]]:
+    match = re.search(r"Face boxes \(x1, y1, x2, y2\):\s*([0-9.,;\s]+)", info)
+    assert match, f"no face boxes in the result info:\n{info}"
+    return [[float(value) for value in box.split(",")] for box in match.group(1).strip().split(";")]
+
+
+@pytest.mark.slow
+def test_browser_restores_a_photo(server, browser, tmp_path):
+    photo_path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
+    page = _open_app(browser, server)
+    _upload(page, photo_path)
+    assert page.locator("#upscale input[type=number]").input_value() == "2"
+    page.click("#restore-button")
+    page.wait_for_selector("#before-after img", timeout=120_000)
+    assert page.locator("#before-after img").count() == 2
+    page.wait_for_selector("#download a")
+    page.wait_for_selector("#faces img")
+    info = page.locator("#info").inner_text()
+
+    with page.expect_download() as download_info:
+        page.locator("#download a").first.click()
+    downloaded = tmp_path / download_info.value.suggested_filename
+    download_info.value.save_as(downloaded)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app_restored.png"), full_page=True)
+
+    assert downloaded.name == "gfpgan_Blake_Lively_restored.png"
+    with PIL.Image.open(photo_path) as photo_file:
+        photo = photo_file.convert("RGB")
+    with PIL.Image.open(downloaded) as result_file:
+        assert result_file.format == "PNG"
+        assert result_file.size == (photo.width * 2, photo.height * 2)
+        result = np.asarray(result_file.convert("RGB"), np.float32)
+    expected_detector = "retinaface-mobilenet0.25" if DETECTOR_WEIGHTS.is_dir() else "mtcnn"
+    assert f"Detector: {expected_detector}" in info
+    assert page.locator("#faces img").count() == int(re.search(r"Faces restored: (\d+)", info).group(1))
+    boxes = _face_boxes(info)
+    assert len(boxes) >= 1
+    enlarged = np.asarray(photo.resize(result_file.size, PIL.Image.LANCZOS), np.float32)
+    for x1, y1, x2, y2 in boxes:  # the restored face differs from the input inside its box (in output pixels)
+        inside = (slice(int(y1 * 2), int(y2 * 2)), slice(int(x1 * 2), int(x2 * 2)))
+        assert np.abs(result[inside] - enlarged[inside]).mean() > 10, (x1, y1, x2, y2)
+    corner = (slice(-40, None), slice(-40, None))  # far from both faces: only the background resize
+    assert np.abs(result[corner] - enlarged[corner]).mean() < 3
+    page.close()
+
+
+@pytest.mark.slow
+def test_browser_shows_diffusion_progress_for_the_hybrid(server, browser):
+    from playwright.sync_api import expect
+
+    page = _open_app(browser, server)
+    _upload(page, shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg"))
+    page.click("#model input")
+    page.get_by_role("option", name="hybrid").click()
+    page.get_by_text("Diffusion (IDM and hybrid models)").click()
+    steps = page.locator("#steps input[type=number]")
+    strength = page.locator("#strength input[type=number]")
+    expect(strength).to_have_value("0.3")  # the model's change set the hybrid's default strength
+    expect(steps).to_be_enabled()
+    steps.fill("200")
+    steps.press("Enter")
+    strength.fill("1")
+    strength.press("Enter")
+    expect(steps).to_have_value("200")
+    expect(strength).to_have_value("1")
+    page.click("#restore-button")
+    # gr.Progress(track_tqdm=True) relays the pipeline's "IDM sampling" tqdm bar to the output's status
+    page.wait_for_function(
+        "() => document.querySelector('#before-after').innerText.includes('IDM sampling')", timeout=60_000
+    )
+    page.wait_for_selector("#before-after img", timeout=120_000)
+    info = page.locator("#info").inner_text()
+    assert "hybrid (GFP-GAN + IDM, 64 px)" in info
+    assert "Diffusion: 200 steps, strength 1, seed 0" in info
+    page.close()
+
+
+@pytest.mark.slow
+def test_client_restore_endpoint(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server.url, verbose=False, download_files=tmp_path)
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/restore"]
+
+    photo_path = shared_path("data", "whole_imgs", "codeformer_00.jpg")
+    before_after, faces, png, info, details = client.predict(
+        handle_file(str(photo_path)), "gfpgan", False, 2, 25, 0.3, 0, api_name="/restore"
+    )
+    with PIL.Image.open(photo_path) as photo:
+        expected_size = (photo.width * 2, photo.height * 2)
+    with PIL.Image.open(png) as result:
+        assert result.format == "PNG" and result.size == expected_size
+    assert len(before_after) == 2 and all(Path(path).is_file() for path in before_after)
+    assert details["output_size"] == list(expected_size)
+    assert len(faces) == len(details["face_boxes"]) >= 1
+    assert details["detector"] in ("retinaface-mobilenet0.25", "mtcnn") and "Detector:" in info
+
+    face_path = shared_path("data", "cropped_lq")
+    face_path = sorted(face_path.glob("*.png"))[0]
+    _, faces, png, _, details = client.predict(
+        handle_file(str(face_path)), "idm", True, 1, 4, 1.0, 7, api_name="/restore"
+    )
+    with PIL.Image.open(png) as result, PIL.Image.open(face_path) as face:
+        assert result.size == face.size
+    assert details["kind"] == "idm" and details["steps"] == 4 and details["seed"] == 7 and details["detector"] is None
+
+
+@pytest.mark.slow
+def test_client_errors_are_clear(server, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(server.url, verbose=False, download_files=tmp_path)
+    garbage = tmp_path / "holiday.jpg"
+    garbage.write_bytes(b"these bytes are not a JPEG")
+    with pytest.raises(AppError, match=r"holiday\.jpg cannot be read as an image"):
+        client.predict(handle_file(str(garbage)), "gfpgan", False, 1, 25, 0.3, 0, api_name="/restore")
+    large = shared_path("data", "whole_imgs", "gfpgan_00.jpg")  # 2.49 MP, above the server's --max-pixels
+    with pytest.raises(AppError, match="image too large"):
+        client.predict(handle_file(str(large)), "gfpgan", False, 1, 25, 0.3, 0, api_name="/restore")
+    blank = tmp_path / "wall.png"
+    PIL.Image.new("RGB", (200, 150), (200, 190, 180)).save(blank)
+    _, faces, png, info, details = client.predict(
+        handle_file(str(blank)), "gfpgan", False, 1, 25, 0.3, 0, api_name="/restore"
+    )
+    assert faces == [] and details["messages"] == ["no face found: returned unchanged"]
+    assert "no face found" in info
+
+
+def _rss_mb(process_id: int) -> float:
+    import psutil
+
+    process = psutil.Process(process_id)
+    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_requests_queue_and_bounded_memory(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    pytest.importorskip("psutil")
+    photo_path = shared_path("data", "whole_imgs", "codeformer_01.jpg")  # 248 x 189, one face
+
+    def request(index: int):
+        client = Client(server.url, verbose=False, download_files=tmp_path)  # one per thread: 20 users at once
+        return client.predict(handle_file(str(photo_path)), "gfpgan", False, 1, 25, 0.3, index, api_name="/restore")
+
+    for index in range(2):  # warm-up: first-request allocations are not growth
+        request(index)
+    rss_before = _rss_mb(server.process.pid)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(request, range(20)))
+    seconds = time.monotonic() - started
+    rss_after = _rss_mb(server.process.pid)
+
+    assert len(results) == 20
+    for _, faces, png, _, details in results:
+        assert details["output_size"] == [248, 189] and len(faces) >= 1
+        with PIL.Image.open(png) as result:
+            assert result.format == "PNG" and result.size == (248, 189)
+    growth = rss_after - rss_before
+    print(f"20 concurrent requests: {seconds:.1f} s; server RSS {rss_before:.0f} -> {rss_after:.0f} MB")
+    assert growth < RSS_GROWTH_LIMIT_MB, f"server RSS grew {growth:.0f} MB over 20 requests:\n{server.log_tail()}"
+    assert server.process.poll() is None
