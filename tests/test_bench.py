@@ -1,0 +1,105 @@
+"""``python -m facerest bench --quick``: the report's structure (never its timings: speed is measured by the bench,
+not by tests). One quick run, without the official environment (its rows must then say "not installed")."""
+
+import re
+
+import pytest
+
+from facerest.bench import SECTIONS, NOT_INSTALLED, Table, _cell
+from facerest.cli import BENCH_SECTIONS, main
+from conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    shared_path("data", "whole_imgs")
+    shared_path("data", "ffhq256", "test")
+    folder = tmp_path_factory.mktemp("bench")
+    out = folder / "BENCHMARKS.md"
+    status = main([
+        "bench", "--quick", "--threads", "1", "--out", str(out), "--official-python", str(folder / "no-such-python"),
+        "--memory-photos", "4", "--work-dir", str(folder / "work"),
+    ])
+    assert status == 0
+    return out, out.read_text()
+
+
+def test_cli_lists_the_bench_parts():
+    assert BENCH_SECTIONS == SECTIONS
+
+
+def test_report_is_written_with_the_machine_and_command(quick_report):
+    out, text = quick_report
+    assert text.startswith("# Benchmarks")
+    assert "- Command: `python -m facerest bench --quick" in text
+    assert "- Machine: " in text and "torch " in text and "diffusers " in text
+    assert "## How to run and read this" in text
+    assert (out.parent / "BENCHMARKS_quality.png").is_file()
+    assert "![quality against sampling steps](BENCHMARKS_quality.png)" in text
+
+
+def _tables(text: str) -> dict[str, list[list[str]]]:
+    """Section title -> rows (header first) of its Markdown table."""
+    tables = {}
+    for block in text.split("\n## ")[1:]:
+        title, _, body = block.partition("\n")
+        rows = [line.strip("|").split(" | ") for line in body.splitlines() if line.startswith("| ")]
+        tables[title.strip()] = [[cell.strip() for cell in row] for row in rows]
+    return tables
+
+
+def test_every_part_has_its_table(quick_report):
+    _, text = quick_report
+    tables = _tables(text)
+    expected = {
+        "Matrix-multiply rate": 1,
+        "GFP-GAN forward pass": 5,  # fp32, batch 4, channels-last, bf16, official
+        "Whole photos: our pipeline stage by stage": 3,
+        "Whole photos: seconds per stage": 5,
+        "IDM sampling": 1,
+        "Hybrid": 5,
+        "Training throughput": 4,
+        "Quality against sampling steps": 9,
+        "Bounded memory": 3,
+        "How close to the machine's limit": 2,
+    }
+    for prefix, row_count in expected.items():
+        title = next((title for title in tables if title.startswith(prefix)), None)
+        assert title is not None, f"no table {prefix!r} in {list(tables)}"
+        header, *rows = tables[title]
+        assert len(rows) >= row_count, (title, rows)
+        assert all(len(row) == len(header) for row in rows), title
+
+
+def test_official_rows_say_not_installed(quick_report):
+    _, text = quick_report
+    forward = next(rows for title, rows in _tables(text).items() if title.startswith("GFP-GAN forward"))
+    official = [row for row in forward if row[1] == "official GFPGANv1Clean"]
+    assert official and NOT_INSTALLED in official[0][2]
+    assert f"Official side: {NOT_INSTALLED}" in text
+
+
+def test_tables_carry_notes_on_what_limits_them(quick_report):
+    _, text = quick_report
+    for block in text.split("\n## ")[1:]:
+        title = block.partition("\n")[0]
+        if title.startswith(("Summary", "How to run", "Whole photos: seconds")):
+            continue
+        assert "Limited by" in block, title
+
+
+def test_quality_rows_and_summary(quick_report):
+    _, text = quick_report
+    quality = next(rows for title, rows in _tables(text).items() if title.startswith("Quality against"))
+    methods = [row[0] for row in quality[1:]]
+    assert methods[:2] == ["degraded input", "GFP-GAN"]
+    assert "IDM" in methods and any(method.startswith("hybrid") for method in methods)
+    assert re.search(r"Hybrid at \d+ step\(s\)", text)
+    assert "Streaming restore (CLI): peak RSS" in text
+
+
+def test_markdown_table_and_cells():
+    table = Table("T", ["a", "b"], [[1.23456, None], [0.000123, "x|y"]], ["Limited by: nothing"])
+    markdown = table.markdown()
+    assert "| 1.23 | – |" in markdown and "| 1.23e-04 | x/y |" in markdown
+    assert _cell(float("nan")) == "–" and _cell(1234.5) == "1234" and _cell(12.34) == "12.3"
