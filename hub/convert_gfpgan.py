@@ -4,7 +4,9 @@
     python hub/convert_gfpgan.py --checkpoint GFPGANv1.3.pth --output runs/gfpgan-v1.3
     python hub/convert_gfpgan.py --output runs/gfpgan-v1.4 --push-to-hub USER/gfpgan-v1.4
 
-The folder loads with `GFPGANModel.from_pretrained(DIR)` (or `AutoModel` after `import facerest.models.gfpgan`).
+The folder is a saved `FaceRestorePipeline` (model_index.json and the GAN under restorer/): it loads with
+`FaceRestorePipeline.from_pretrained(DIR)`, the GAN alone with `GFPGANModel.from_pretrained(DIR + "/restorer")`.
+`--push-to-hub` uploads it with a model card (base_model TencentARC/GFPGAN; see hub/push.py for the card options).
 A URL is downloaded into facerest's weight cache (see `facerest.weights`), so a second run reads the cached file.
 """
 
@@ -14,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from facerest import FaceRestorePipeline
 from facerest.errors import FacerestError
 from facerest.models.gfpgan import GFPGANConfig, GFPGANModel, load_original_weights
 from facerest.models.gfpgan.convert_original import GFPGAN_V14_URL
@@ -29,7 +32,27 @@ def parse_args(argv=None):
     parser.add_argument("--out-size", type=int, default=512, help="face resolution of the checkpoint (default 512)")
     parser.add_argument("--channel-multiplier", type=int, default=2, help="StyleGAN2 channel multiplier (default 2)")
     parser.add_argument("--push-to-hub", metavar="REPO", help="also upload the converted model to this Hub repository")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
+    _push_module().add_card_arguments(parser)
+    parser.set_defaults(base_model=BASE_MODEL)
     return parser.parse_args(argv)
+
+
+BASE_MODEL = "TencentARC/GFPGAN"
+
+
+class PushError(Exception):
+    """The Hub refused or failed the upload: exit status 1."""
+
+
+def _push_module():
+    """hub/push.py, also when this file is loaded by path (tests) rather than run from hub/."""
+    hub_dir = str(Path(__file__).resolve().parent)
+    if hub_dir not in sys.path:
+        sys.path.insert(0, hub_dir)
+    import push
+
+    return push
 
 
 def checkpoint_path(source: str) -> Path:
@@ -40,6 +63,12 @@ def checkpoint_path(source: str) -> Path:
 
 
 def convert(args) -> GFPGANModel:
+    if args.push_to_hub:  # check the card's files before the conversion
+        push = _push_module()
+        try:
+            card = push.card_options(args)
+        except push.UsageError as error:
+            raise FacerestError(str(error)) from None
     config = GFPGANConfig(out_size=args.out_size, channel_multiplier=args.channel_multiplier)
     path = checkpoint_path(args.checkpoint)
     model = GFPGANModel(config).eval()
@@ -49,11 +78,18 @@ def convert(args) -> GFPGANModel:
         raise FacerestError(
             f"{error} (converting for --out-size {args.out_size} --channel-multiplier {args.channel_multiplier})"
         ) from None
-    model.save_pretrained(args.output)
+    FaceRestorePipeline(restorer=model).save_pretrained(args.output)
     print(f"converted {path} -> {args.output} ({len(model.state_dict())} tensors, {args.out_size} px)")
     if args.push_to_hub:
-        url = model.push_to_hub(args.push_to_hub)
-        print(f"pushed to {url}")
+        if not card["description"]:
+            card["description"] = f"The official GFP-GAN checkpoint `{path.name}` converted to facerest's `GFPGANModel`."
+        try:
+            repo_url, commit = push.push_pipeline(
+                args.output, args.push_to_hub, private=args.private, sample_grid=args.sample_grid, **card
+            )
+        except OSError as error:  # HfHubHTTPError is an OSError
+            raise PushError(f"pushing to {args.push_to_hub} failed: {str(error).strip().splitlines()[0]}") from None
+        print(f"pushed to {repo_url} ({commit.commit_url})")
     return model
 
 
@@ -64,6 +100,9 @@ def main(argv=None) -> int:
     except (FacerestError, ValueError) as error:  # ValueError: a configuration GFPGANConfig rejects
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except PushError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

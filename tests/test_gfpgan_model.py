@@ -264,6 +264,6 @@ def test_convert_script_writes_a_loadable_model(convert_script, tmp_path, monkey
     arguments = ["--checkpoint", str(checkpoint), "--output", str(output), "--out-size", "128", "--channel-multiplier", "2"]
     assert convert_script.main(arguments) == 0
     assert f"converted {checkpoint} -> {output}" in capsys.readouterr().out
-    loaded = GFPGANModel.from_pretrained(output)
+    loaded = GFPGANModel.from_pretrained(output / "restorer")  # a FaceRestorePipeline folder
     assert loaded.config.out_size == 128 and loaded.config.channel_multiplier == 2
     assert all(torch.equal(value, official[key]) for key, value in loaded.state_dict().items())

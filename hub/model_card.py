@@ -1,0 +1,244 @@
+"""Model cards for saved `FaceRestorePipeline` folders.
+
+    from model_card import build_model_card            # from hub/ scripts (or `from hub.model_card import ...`)
+
+    card = build_model_card("runs/gfpgan64/pipeline", "user/facerest-gfpgan64",
+                            metrics_file="runs/gfpgan64/metrics.md", sample_grid="sample_grid.png",
+                            training_command="python train/train_gfpgan.py ...", training_budget="1000 steps x 4")
+    card.save("runs/gfpgan64/pipeline/README.md")
+
+The card reads only the saved folder's JSON files and safetensors headers (no model is loaded): the kind of
+pipeline (gfpgan / idm / hybrid) comes from `model_index.json`, the face size and parameter counts from the
+component configs and weights. The YAML metadata is written with huggingface_hub's `ModelCardData`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from huggingface_hub import ModelCard, ModelCardData
+
+SAMPLE_GRID_NAME = "sample_grid.png"
+COMPONENTS = ("restorer", "unet", "scheduler")
+
+KIND_DESCRIPTIONS = {
+    "gfpgan": (
+        "a **GFP-GAN** restorer (GFPGANv1Clean architecture: a U-Net encoder whose features modulate a StyleGAN2 "
+        "decoder through spatial feature transforms). One forward pass restores a batch of aligned faces."
+    ),
+    "idm": (
+        "an **IDM** conditional diffusion model (a `UNet2DModel` denoiser taking the noisy face concatenated with "
+        "the degraded face, and the `IDMScheduler`). Faces are restored by the reverse diffusion process, "
+        "conditioned on the degraded input."
+    ),
+    "hybrid": (
+        "a **hybrid** of a GFP-GAN restorer and an IDM diffusion model: the GAN's estimate is noised to a level "
+        "set by `strength` and refined by the last steps of the IDM reverse process, conditioned on the degraded "
+        "face (`strength=1` is pure IDM)."
+    ),
+}
+KIND_TAGS = {"gfpgan": ["gfpgan", "gan"], "idm": ["diffusion", "idm"], "hybrid": ["gfpgan", "gan", "diffusion", "idm"]}
+BASE_TAGS = ["face-restoration", "image-restoration", "facerest"]
+
+
+class NotASavedPipeline(ValueError):
+    """The folder is not one written by `FaceRestorePipeline.save_pretrained`."""
+
+
+@dataclass
+class PipelineSummary:
+    """What a saved pipeline folder holds, read from its files."""
+
+    kind: str
+    components: dict[str, str]  # component -> class name
+    face_size: int | None = None
+    parameters: dict[str, int] = field(default_factory=dict)  # component -> parameter count
+    weight_bytes: int = 0
+
+
+def read_pipeline(model_dir: str | os.PathLike) -> PipelineSummary:
+    """Summarise a saved pipeline folder; raise `NotASavedPipeline` (with the reason) when it is not one."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise NotASavedPipeline(f"{model_dir} is not a folder")
+    index_path = model_dir / "model_index.json"
+    if not index_path.is_file():
+        raise NotASavedPipeline(f"{model_dir} is not a saved pipeline: model_index.json not found")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NotASavedPipeline(f"{index_path}: not valid JSON ({error})") from None
+    if not isinstance(index, dict):
+        raise NotASavedPipeline(f"{index_path}: not a pipeline index")
+    components = {}
+    for name in COMPONENTS:
+        entry = index.get(name)
+        if isinstance(entry, list) and len(entry) == 2 and entry[1] is not None:
+            if not (model_dir / name).is_dir():
+                raise NotASavedPipeline(f"{model_dir} is not a complete saved pipeline: {name}/ is missing")
+            if name != "scheduler" and not any((model_dir / name).glob("*.safetensors")):
+                raise NotASavedPipeline(f"{model_dir / name} holds no .safetensors weights")
+            components[name] = entry[1]
+    if "restorer" not in components and "unet" not in components:
+        raise NotASavedPipeline(f"{index_path} names no model component (restorer or unet)")
+    kind = "gfpgan" if "unet" not in components else ("idm" if "restorer" not in components else "hybrid")
+    summary = PipelineSummary(kind=kind, components=components)
+    sizes = []
+    for name, key in (("restorer", "out_size"), ("unet", "sample_size")):
+        config = _read_json(model_dir / name / "config.json") if name in components else {}
+        if isinstance(config.get(key), int):
+            sizes.append(config[key])
+    summary.face_size = sizes[0] if sizes else None
+    for name in components:
+        for weights in sorted((model_dir / name).glob("*.safetensors")):
+            summary.parameters[name] = summary.parameters.get(name, 0) + _safetensors_parameter_count(weights)
+            summary.weight_bytes += weights.stat().st_size
+    return summary
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _safetensors_parameter_count(path: Path) -> int:
+    """Number of tensor elements in a safetensors file, from its JSON header (no tensor is read)."""
+    try:
+        with open(path, "rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(length))
+    except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError):
+        return 0
+    count = 0
+    for name, info in header.items():
+        if name != "__metadata__" and isinstance(info, dict):
+            elements = 1
+            for dim in info.get("shape", []):
+                elements *= dim
+            count += elements
+    return count
+
+
+def read_metrics_table(path: str | os.PathLike) -> str:
+    """The Markdown of a metrics file (e.g. ``python -m facerest evaluate --out`` or ``compare``): a table, with
+    any notes under it. Headings are demoted below the card's own."""
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if "|" not in text:
+        raise ValueError(f"{path} holds no Markdown table")
+    lines = [("###" + line.lstrip("#")) if line.startswith("#") else line for line in text.splitlines()]
+    return "\n".join(lines)
+
+
+def _format_count(count: int) -> str:
+    return f"{count / 1e6:.2f}M" if count >= 1e5 else f"{count:,}"
+
+
+def build_model_card(
+    model_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    metrics_file: str | os.PathLike | None = None,
+    sample_grid: str | None = None,
+    training_command: str | None = None,
+    training_budget: str | None = None,
+    hardware: str | None = None,
+    training_data: str | None = None,
+    datasets: Sequence[str] = (),
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    tags: Sequence[str] = (),
+    description: str | None = None,
+) -> ModelCard:
+    """A model card for the saved pipeline in ``model_dir``, to be pushed as ``repo_id``.
+
+    ``sample_grid`` is the image's path *inside the repository* (the caller copies the file there); the metrics
+    table is read from ``metrics_file``. ``base_model`` is set for converted or fine-tuned models (e.g.
+    ``TencentARC/GFPGAN``).
+    """
+    summary = read_pipeline(model_dir)
+    all_tags = list(dict.fromkeys([*BASE_TAGS, *KIND_TAGS[summary.kind], *tags]))
+    card_data = ModelCardData(
+        license=license,
+        library_name="diffusers",
+        pipeline_tag="image-to-image",
+        tags=all_tags,
+        datasets=list(datasets) or None,
+        base_model=base_model,
+    )
+
+    lines = [f"# {repo_id.split('/')[-1]}", ""]
+    lines += [description.strip(), ""] if description else []
+    lines += [
+        f"A blind face restoration model for **facerest**, saved as a `FaceRestorePipeline` "
+        f"(a diffusers `DiffusionPipeline`). This repository holds {KIND_DESCRIPTIONS[summary.kind]}",
+        "",
+        "| component | class | parameters |",
+        "|---|---|---|",
+    ]
+    for name, class_name in summary.components.items():
+        count = summary.parameters.get(name)
+        lines.append(f"| `{name}` | `{class_name}` | {_format_count(count) if count else '-'} |")
+    lines.append("")
+    if summary.face_size:
+        lines += [
+            f"Faces are restored at **{summary.face_size} x {summary.face_size} px**, aligned to the FFHQ template; "
+            "whole photos are handled by the pipeline (detection, alignment, paste-back).",
+            "",
+        ]
+    if base_model:
+        lines += [f"Converted from [{base_model}](https://huggingface.co/{base_model}).", ""]
+
+    lines += [
+        "## How to use",
+        "",
+        "```bash",
+        "pip install -r requirements.txt && pip install -e .   # in a facerest checkout",
+        "```",
+        "",
+        "```python",
+        "from facerest import FaceRestorePipeline",
+        "",
+        f'pipeline = FaceRestorePipeline.from_pretrained("{repo_id}")',
+        'output = pipeline("photo.jpg")            # detects, aligns, restores and pastes back every face',
+        'output.images[0].save("restored.png")',
+        "```",
+        "",
+        "Command line: `python -m facerest restore INPUT -o OUTPUT_DIR --model " + repo_id + "`.",
+        "",
+    ]
+
+    if training_command or training_budget or hardware or training_data:
+        lines += ["## Training", ""]
+        if training_data:
+            lines += [f"- **Data:** {training_data}"]
+        if training_budget:
+            lines += [f"- **Budget:** {training_budget}"]
+        if hardware:
+            lines += [f"- **Hardware:** {hardware}"]
+        lines.append("")
+        if training_command:
+            lines += ["```bash", training_command.strip(), "```", ""]
+
+    if metrics_file:
+        lines += ["## Evaluation", "", read_metrics_table(metrics_file), ""]
+    if sample_grid:
+        lines += ["## Samples", "", f"![sample grid]({sample_grid})", ""]
+
+    lines += [
+        "## Limitations",
+        "",
+        "Restoration invents plausible detail: the output is not evidence of what a face looked like. "
+        "Faces are expected to be roughly frontal and detectable; results on very small models and short "
+        "training budgets are blurry.",
+        "",
+    ]
+    content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
+    return ModelCard(content)
