@@ -213,8 +213,22 @@ def run_cleaning_pass(args, accelerator, ema, unet_config, noise_scheduler, roun
     """Clean the targets of round ``round_index - 1`` with the EMA model (each process its share) and write the pool
     of round ``round_index``; continues a pass that was interrupted."""
     folder = round_dir(args.output_dir, round_index)
-    if load_manifest(folder) is not None:
-        return
+    if load_manifest(folder) is None:
+        clean_targets(args, accelerator, ema, unet_config, noise_scheduler, round_index, model_step)
+    # scored apart from the pass, so that a run stopped between the two (or resumed) still writes niqe.json
+    if args.cleaning_niqe and accelerator.is_main_process and not (folder / "niqe.json").is_file():
+        scores = cleaning_niqe(folder, load_niqe_params())
+        (folder / "niqe.json").write_text(json.dumps(scores, indent=2) + "\n")
+        accelerator.log({"cleaning/niqe_cleaned": scores["cleaned"], "cleaning/niqe_original": scores["original"]},
+                        step=model_step)
+        logger.info(f"round {round_index}: NIQE cleaned {scores['cleaned']:.3f}, original {scores['original']:.3f}")
+    accelerator.wait_for_everyone()
+
+
+def clean_targets(args, accelerator, ema, unet_config, noise_scheduler, round_index: int, model_step: int) -> None:
+    """The cleaning pass itself: restore this process's share of the pending targets, then (main process) write the
+    manifest."""
+    folder = round_dir(args.output_dir, round_index)
     previous_pool = round_pool(args, round_index - 1)
     cleaning = CleaningPass(
         folder=folder,
@@ -247,12 +261,6 @@ def run_cleaning_pass(args, accelerator, ema, unet_config, noise_scheduler, roun
             "replace_fraction": args.replace_fraction,
         }
         cleaning.finish(details)
-        if args.cleaning_niqe:
-            scores = cleaning_niqe(folder, load_niqe_params())
-            (folder / "niqe.json").write_text(json.dumps(scores, indent=2) + "\n")
-            accelerator.log({"cleaning/niqe_cleaned": scores["cleaned"], "cleaning/niqe_original": scores["original"]},
-                            step=model_step)
-            logger.info(f"round {round_index}: NIQE cleaned {scores['cleaned']:.3f}, original {scores['original']:.3f}")
     accelerator.wait_for_everyone()
 
 
@@ -315,6 +323,8 @@ def main(args: argparse.Namespace) -> None:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    if args.cleaning_niqe and args.extrinsic_rounds:
+        load_niqe_params()  # a missing parameter file stops the run now, not after the first round
     set_seed(args.seed)  # the initial weights
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
