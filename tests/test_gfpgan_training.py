@@ -168,6 +168,9 @@ def test_short_run_logs_every_loss_and_saves_a_loadable_model(script, ffhq_train
     from transformers import AutoModel
 
     assert isinstance(AutoModel.from_pretrained(out / "restorer"), GFPGANModel)
+    from facerest import FaceRestorePipeline
+
+    assert FaceRestorePipeline.from_pretrained(out).kind == "gfpgan"  # the output folder is a saved pipeline
     assert restorer(torch.zeros(1, 3, 64, 64)).image.shape == (1, 3, 64, 64)
 
     # Validation grids: 2 faces x (LQ | restored | GT) at 64 px with 2 px padding.

@@ -16,6 +16,7 @@ from conftest import REPO_ROOT
 from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
+from facerest import FaceRestorePipeline
 from facerest.data import make_testset
 from facerest.images import image_to_tensor, list_images, load_image
 from facerest.models.idm import IDMScheduler, idm_sample, make_idm_unet
@@ -137,6 +138,7 @@ def test_final_save_loads_and_samples(reference_run, testset):
     scheduler = IDMScheduler.from_pretrained(reference_run / "scheduler")
     assert unet.config.in_channels == 6 and unet.config.out_channels == 3 and unet.config.sample_size == 32
     assert scheduler.config.prediction_type == "epsilon"
+    assert FaceRestorePipeline.from_pretrained(reference_run).kind == "idm"  # the output folder is a saved pipeline
     # the final save holds the EMA weights of the last checkpoint
     assert_same_weights(reference_run / "unet", reference_run / f"checkpoint-{2 * ROUND_STEPS}" / "unet_ema")
 

@@ -22,7 +22,8 @@ These weights were tuned for fine-tuning a pretrained StyleGAN2 decoder (``--pre
 from scratch, a lower learning rate and a stronger L1 are steadier: the 64 px CPU run in the project's notes
 used ``--learning_rate 2e-4 --component_learning_rate 2e-4 --l1_weight 1``.
 
-The final EMA generator is saved with ``GFPGANModel.save_pretrained`` to ``<output_dir>/restorer``.
+The final EMA generator is saved as a ``FaceRestorePipeline`` in ``<output_dir>`` (``model_index.json`` and
+``restorer/``, which ``GFPGANModel.from_pretrained`` also loads).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from facerest.errors import FacerestError
 from facerest.images import list_images, tensor_to_image
 from facerest.models.arcface import ArcFaceResNet18
 from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
+from facerest.pipeline import FaceRestorePipeline
 from facerest.training.discriminators import FACIAL_COMPONENTS, FacialComponentDiscriminators, StyleGAN2Discriminator
 from facerest.training.facial_components import FacialComponentLocator, image_numbers, load_component_landmarks
 from facerest.training.losses import adversarial_loss, component_style_loss, identity_loss, pyramid_l1_loss, r1_penalty
@@ -318,8 +320,8 @@ def main(args: argparse.Namespace) -> None:
     if accelerator.is_main_process:
         save_validation_grid(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / "final.png", global_step)
         ema.copy_to(generator_module.parameters())
-        generator_module.save_pretrained(output_dir / "restorer")
-        logger.info(f"Saved the EMA generator to {output_dir / 'restorer'} after {global_step} steps")
+        FaceRestorePipeline(restorer=generator_module).save_pretrained(output_dir)
+        logger.info(f"Saved the EMA generator as a FaceRestorePipeline in {output_dir} after {global_step} steps")
         if args.testset:
             score_testset(accelerator, generator_module, args.testset, output_dir / "testset", global_step)
         if args.push_to_hub:

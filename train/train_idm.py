@@ -2,8 +2,8 @@
 
 In the shape of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``: argparse, Accelerate
 (one or many processes, mixed precision, gradient accumulation), EMA saved and restored with the checkpoints,
-tensorboard scalars, a validation grid every N steps, and a final save that loads for sampling:
-``<output_dir>/unet`` (``UNet2DModel``, EMA weights) and ``<output_dir>/scheduler`` (``IDMScheduler``).
+tensorboard scalars, a validation grid every N steps, and a final save that loads for sampling: a
+``FaceRestorePipeline`` in ``<output_dir>`` (``model_index.json``, ``unet/`` with the EMA weights, ``scheduler/``).
 
 Intrinsic learning is the usual denoising training on ``(degraded, target)`` pairs made on the fly by
 ``DegradedFaceDataset``. Extrinsic learning (``--extrinsic_rounds K``) repeats it K more times: after each round of
@@ -48,6 +48,7 @@ from facerest.errors import FacerestError
 from facerest.images import list_images, load_image
 from facerest.metrics import load_niqe_params
 from facerest.models.idm import IDMScheduler, idm_sample, make_idm_unet
+from facerest.pipeline import FaceRestorePipeline
 from facerest.training.extrinsic import CleaningPass, choose_replaced, cleaning_niqe, load_manifest, round_dir
 from facerest.training.testset_eval import evaluate_testset
 from facerest.training.utils import checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
@@ -486,8 +487,7 @@ def main(args: argparse.Namespace) -> None:
     digests = gather_object([parameter_digest(accelerator.unwrap_model(unet))])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        ema_unet(ema, unet_config).save_pretrained(output_dir / "unet")
-        noise_scheduler.save_pretrained(output_dir / "scheduler")
+        FaceRestorePipeline(unet=ema_unet(ema, unet_config), scheduler=noise_scheduler).save_pretrained(output_dir)
         summary = {
             "global_step": global_step,
             "rounds": num_rounds,
