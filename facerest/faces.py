@@ -125,7 +125,7 @@ class FaceDetector:
         device: str | torch.device = "cpu",
         min_face_size: float = 0,
         score_threshold: float | None = None,
-        max_detection_side: int | None = 2048,
+        max_detection_side: int | None = 1024,
     ):
         if backend not in BACKENDS:
             raise FacerestError(f"unknown face detector {backend!r}; choose one of {', '.join(BACKENDS)}")
