@@ -192,10 +192,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
-    """`python app.py` with the tiny GFP-GAN and IDM pipelines (so also their hybrid), offline, on a free port."""
-    work = tmp_path_factory.mktemp("app-server")
+def _start_server(model_args: list[str], work: Path):
+    """`python app.py MODEL_ARGS` offline on a free port of 127.0.0.1; yields the running `Server`, then stops it."""
     port = _free_port()
     env = {
         **os.environ,
@@ -210,7 +208,7 @@ def server(tiny_models, tmp_path_factory):
     if DETECTOR_WEIGHTS.is_dir():
         env[app.DETECTOR_WEIGHTS_ENV] = str(DETECTOR_WEIGHTS)
     command = [
-        sys.executable, str(APP_PATH), "--model", str(tiny_models["gfpgan"]), "--model", str(tiny_models["idm"]),
+        sys.executable, str(APP_PATH), *model_args,
         "--host", "127.0.0.1", "--port", str(port), "--max-pixels", str(SERVER_MAX_PIXELS),
     ]
     log = work / "server.log"
@@ -239,6 +237,19 @@ def server(tiny_models, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    """`python app.py` with the tiny GFP-GAN and IDM pipelines (so also their hybrid)."""
+    model_args = ["--model", str(tiny_models["gfpgan"]), "--model", str(tiny_models["idm"])]
+    yield from _start_server(model_args, tmp_path_factory.mktemp("app-server"))
+
+
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory):
+    """`python app.py` with no model given: the shipped default, models/default, as on a fresh machine."""
+    yield from _start_server([], tmp_path_factory.mktemp("app-default-server"))
 
 
 @pytest.fixture(scope="module")
@@ -272,9 +283,9 @@ def _face_boxes(info: str) -> list[list[float]]:
 
 
 @pytest.mark.slow
-def test_browser_restores_a_photo(server, browser, tmp_path):
+def test_browser_restores_a_photo_with_the_shipped_default_model(default_server, browser, tmp_path):
     photo_path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
-    page = _open_app(browser, server)
+    page = _open_app(browser, default_server)
     _upload(page, photo_path)
     assert page.locator("#upscale input[type=number]").input_value() == "2"
     page.click("#restore-button")
