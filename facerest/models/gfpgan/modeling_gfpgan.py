@@ -85,8 +85,11 @@ class ModulatedConv2d(nn.Module):
         if self.upsample:
             hidden_states = F.interpolate(hidden_states, scale_factor=2, mode="bilinear", align_corners=False)
         height, width = hidden_states.shape[2:]
-        # One grouped convolution applies each sample's own weights.
-        hidden_states = hidden_states.reshape(1, batch * in_channels, height, width)
+        # One grouped convolution applies each sample's own weights, in the memory format of the input.
+        channels_last = hidden_states.is_contiguous(memory_format=torch.channels_last)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        hidden_states = hidden_states.reshape(1, batch * in_channels, height, width).contiguous(memory_format=memory_format)
+        weight = weight.contiguous(memory_format=memory_format)
         out = F.conv2d(hidden_states, weight, padding=self.kernel_size // 2, groups=batch)
         return out.view(batch, self.out_channels, height, width)
 
@@ -330,6 +333,10 @@ class GFPGANModel(PreTrainedModel):
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
             raise ValueError(f"GFPGANModel expects images of shape (N, 3, {size}, {size}), got {tuple(pixel_values.shape)}")
 
+        if pixel_values.device.type == "cpu":
+            # CPU convolutions run faster on channels-last tensors (BENCHMARKS.md); the result is the same.
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+
         # Encoder, keeping each scale's features for the U-Net skips (4 px first).
         feat = F.leaky_relu(self.conv_body_first(pixel_values), negative_slope=0.2)
         unet_skips = []
@@ -355,7 +362,8 @@ class GFPGANModel(PreTrainedModel):
         image = self.stylegan_decoder(
             style_code, conditions, input_is_latent=self.config.input_is_latent, randomize_noise=randomize_noise
         )
-        return GFPGANOutput(image=image, intermediate_rgbs=rgbs if return_rgbs else None)
+        rgbs = [rgb.contiguous() for rgb in rgbs]
+        return GFPGANOutput(image=image.contiguous(), intermediate_rgbs=rgbs if return_rgbs else None)
 
     def load_pretrained_decoder(self, path) -> None:
         """Load a pretrained StyleGAN2 into `stylegan_decoder`, strictly: an official `StyleGAN2GeneratorClean`
