@@ -4,7 +4,8 @@ One run measures, in this order, and prints and writes (``BENCHMARKS.md``) one t
 
 1. the machine's fp32 matrix-multiply rate (the yardstick of part 8);
 2. the GFP-GAN forward pass per face: the v1.3/v1.4 network at 512 px (full run) and a narrower 512-px network
-   (``BENCH_GFPGAN``) in fp32, channels-last, bf16, batched, optionally ``torch.compile``-d, next to the official
+   (``BENCH_GFPGAN``) in fp32, bf16, batched, side by side on the CPU threads, optionally ``torch.compile``-d, next
+   to the official
    ``GFPGANv1Clean`` on the same weights;
 3. the whole-photo pipeline, stage by stage (decode, detect, align, restore, paste back), next to the official
    ``GFPGANer.enhance`` on the same photos, detector and weights;
@@ -246,14 +247,6 @@ def count_flops(build: Callable[[], torch.nn.Module], inputs: Callable[[], tuple
     return float(counter.get_total_flops())
 
 
-def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
-    """Channels-last for the 4-d weights (``Module.to(memory_format=...)`` refuses GFP-GAN's 5-d modulated ones)."""
-    for parameter in module.parameters():
-        if parameter.ndim == 4:
-            parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
-    return module
-
-
 # ------------------------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------------------------
@@ -386,6 +379,7 @@ class _Bench:
 
     def run_gfpgan(self) -> None:
         from .models.gfpgan import GFPGANConfig, GFPGANModel
+        from .pipeline import FaceRestorePipeline
 
         configs = self.gfpgan_configs()
         photo_config = "tiny" if self.quick else "bench"
@@ -404,21 +398,24 @@ class _Bench:
             face = torch.rand(1, 3, 512, 512, device=self.device) * 2 - 1
             heavy = name == "v1.4"
             repeats = 1 if heavy else self.repeats
-            variants = [("fp32", 1, model, face)]
+            faces = face.repeat(4, 1, 1, 1)
+            pipeline = FaceRestorePipeline(restorer=model)
+            bf16_model, bf16_face = (None, None) if heavy else (copy.deepcopy(model).to(torch.bfloat16), face.bfloat16())
+            variants = [("fp32", 1, lambda: model(face))]  # (variant, faces per call, the call)
             if not heavy:
-                variants.append(("fp32", 4, model, face.repeat(4, 1, 1, 1)))
-                variants.append(("fp32 channels-last", 1, to_channels_last(copy.deepcopy(model)),
-                                 face.contiguous(memory_format=torch.channels_last)))
-                variants.append(("bf16 weights and input", 1, copy.deepcopy(model).to(torch.bfloat16), face.bfloat16()))
+                variants.append(("fp32", 4, lambda: model(faces)))
+                if self.device.type == "cpu":
+                    variants.append(("fp32, 4 single-face passes side by side on the CPU threads (pipeline default)",
+                                     4, lambda: pipeline.restore_faces(faces)))
+                variants.append(("bf16 weights and input", 1, lambda: bf16_model(bf16_face)))
             ours_fp32 = None
-            for variant, batch, network, batch_input in variants:
+            for variant, batch, call in variants:
                 # bf16 on a CPU without bf16 instructions is emulated (tens of times slower): one call, no warm-up
                 emulated = variant.startswith("bf16") and self.device.type == "cpu" and "avx512_bf16 yes" not in _cpu_flags()
                 self.log(f"gfpgan {label}: {variant}, batch {batch}")
                 with PeakRSS(self.device) as memory, torch.no_grad():
                     seconds = statistics.median(
-                        time_calls(lambda: network(batch_input), 1 if emulated else repeats, self.device,
-                                   warmup=0 if emulated else 1)
+                        time_calls(call, 1 if emulated else repeats, self.device, warmup=0 if emulated else 1)
                     ) / batch
                 if variant == "fp32" and batch == 1:
                     ours_fp32 = seconds
@@ -435,7 +432,7 @@ class _Bench:
             else:
                 table.rows.append([label, "official GFPGANv1Clean", f"fp32: {official.get('error', NOT_INSTALLED)}", 1,
                                    None, None, None, None])
-            del model
+            del model, pipeline, bf16_model
         if not self.options.compile:
             table.notes.append(
                 "torch.compile: not run (pass --compile). Measured once while writing this bench on the bench network "
@@ -452,7 +449,10 @@ class _Bench:
             "and far slower: kept to show it, timed once. Batching faces does not pay on a CPU: a batch of 512-px "
             "activations outgrows the caches and there are no idle cores for it to fill (the modulated convolutions "
             "run as one grouped convolution over the batch; rewriting them as a shared convolution on modulated "
-            "inputs was tried and was no faster); it pays on a GPU.",
+            "inputs was tried and was no faster); it pays on a GPU. What pays on a CPU is single-face passes side "
+            "by side, one per CPU thread (the convolutions of one narrow face network do not split well over the "
+            "cores): the pipeline's default there. The model runs channels-last on the CPU by itself (the "
+            "modulated convolutions keep their input's memory format).",
             "Peak RSS growth: the highest resident memory during the timed calls over that before them (CPU).",
         ]
         self.tables.append(table)
@@ -478,9 +478,9 @@ class _Bench:
         table = Table(
             "Whole photos: our pipeline stage by stage, and the official GFPGANer.enhance",
             ["Photo", "Size", "Faces (ours / official)", "Decode (ms)", "Detect (ms)", "Align (ms)", "Restore (ms)",
-             "Paste back (ms)", "Ours: sum of stages (ms)", "Ours: pipeline(), batch 8 (ms)",
-             "Ours: pipeline(), batch 1 (ms)", "Official: enhance() (ms)", "Official / ours (batch 1)",
-             "Ours: batch 1, detection at full size (ms, faces)"],
+             "Paste back (ms)", "Ours: sum of stages (ms)", "Ours: pipeline() (ms)",
+             "Ours: pipeline(), 8 faces per pass (ms)", "Official: enhance() (ms)", "Official / ours",
+             "Ours: pipeline(), detection at full size (ms, faces)"],
         )
         if not photos:
             table.notes.append(f"skipped: no photos in {self.photos_dir}")
@@ -499,7 +499,7 @@ class _Bench:
         pipeline(str(photos[0]), detector=detector, output_type="np", progress=False)
 
         totals = {"ours": {}, "official": {}}
-        sums = {key: 0.0 for key in ("ours_b1", "official", "ours_b1_multi", "official_multi", "ours_b8", "ours_b8_multi")}
+        sums = {key: 0.0 for key in ("ours", "official", "ours_multi", "official_multi", "ours_b8")}
         stage_names = ("decode", "detect", "align", "restore", "paste")
         with PeakRSS(self.device) as memory:
             for path in photos:
@@ -517,17 +517,15 @@ class _Bench:
                     lq = torch.stack([image_to_tensor(resize_square(crop, pipeline.face_size)) for crop, _ in aligned]) if faces else None
                     stages["align"] = time.perf_counter() - started
                     started = time.perf_counter()
-                    restored = []
-                    if faces:
-                        for start in range(0, len(lq), 8):
-                            restored += [tensor_to_image(face) for face in pipeline.restore_faces(lq[start : start + 8], progress=False)]
+                    restored = [tensor_to_image(face) for face in pipeline.restore_faces(lq, progress=False)] if faces else []
                     _sync(self.device)
                     stages["restore"] = time.perf_counter() - started
                     started = time.perf_counter()
                     paste_faces(image, [resize_square(face, ALIGN_SIZE) for face in restored], [a for _, a in aligned])
                     stages["paste"] = time.perf_counter() - started
                 end_to_end = {}
-                for key, batch, face_detector in ((8, 8, detector), (1, 1, detector), ("full size", 1, full_size_detector)):
+                for key, batch, face_detector in (("default", None, detector), (8, 8, detector),
+                                                  ("full size", None, full_size_detector)):
                     runs = []
                     for _ in range(self.photo_passes):
                         started = time.perf_counter()
@@ -539,11 +537,11 @@ class _Bench:
                 full_size_faces = len(result.restored_faces[0])
                 theirs = official_photos.get(path.name)
                 official_total = theirs["enhance"] if theirs else None
-                ratio = official_total / end_to_end[1] if theirs else None
+                ratio = official_total / end_to_end["default"] if theirs else None
                 face_counts = f"{len(faces)} / {theirs['faces'] if theirs else '–'}"
                 height, width = image.shape[:2]
-                milliseconds = [*(stages[stage] for stage in stage_names), sum(stages.values()), end_to_end[8],
-                                end_to_end[1], official_total]
+                milliseconds = [*(stages[stage] for stage in stage_names), sum(stages.values()),
+                                end_to_end["default"], end_to_end[8], official_total]
                 table.rows.append([
                     path.name, f"{width}x{height}", face_counts,
                     *(None if value is None else value * 1e3 for value in milliseconds), ratio,
@@ -554,11 +552,10 @@ class _Bench:
                     if theirs:
                         totals["official"][stage] = totals["official"].get(stage, 0.0) + theirs["stages"][stage]
                 multi = len(faces) >= 2
-                sums["ours_b1"] += end_to_end[1]
+                sums["ours"] += end_to_end["default"]
                 sums["ours_b8"] += end_to_end[8]
                 if multi:
-                    sums["ours_b1_multi"] += end_to_end[1]
-                    sums["ours_b8_multi"] += end_to_end[8]
+                    sums["ours_multi"] += end_to_end["default"]
                 if theirs:
                     sums["official"] += official_total
                     if multi:
@@ -576,8 +573,10 @@ class _Bench:
             f"Network: GFP-GAN {label}, fp32, on {self.device}; detector: {detector.name} on both sides (same weights "
             "and settings, score threshold 0.97, no face-parsing network); upscale 1. After one warm-up photo on both sides.",
             "Stages are timed by running the pipeline's own steps one by one (facerest.faces and "
-            "FaceRestorePipeline.restore_faces, faces restored 8 at a time); 'pipeline()' is the whole "
-            "FaceRestorePipeline.__call__ on the file. The official stages are GFPGANer.enhance's own steps timed the "
+            "FaceRestorePipeline.restore_faces); 'pipeline()' is the whole FaceRestorePipeline.__call__ on the file, "
+            f"with its default {pipeline.default_face_batch_size} face(s) per forward pass"
+            + (" (on the CPU, the passes side by side on the CPU threads)" if self.device.type == "cpu" else "")
+            + ", and with 8 faces per pass. The official stages are GFPGANer.enhance's own steps timed the "
             "same way; its column is the whole enhance() call after cv2.imread. Milliseconds per photo; the "
             "pipeline() and enhance() columns are the fastest of "
             f"{self.photo_passes} pass(es) over the photos, the stages one pass.",
@@ -596,12 +595,12 @@ class _Bench:
             mismatched = [row[0] for row in table.rows if row[2].split(" / ")[0] != row[2].split(" / ")[1]]
             if mismatched:
                 table.notes.append(f"The two sides found different numbers of faces in: {', '.join(mismatched)}.")
-            if sums["ours_b1"]:
-                whole = sums["official"] / sums["ours_b1"]
-                line = f"Whole photos, all {len(photos)}: official / ours = {whole:.2f}x (faces one at a time; " \
-                       f"{sums['official'] / sums['ours_b8']:.2f}x with our default batch of 8)"
-                if sums["ours_b1_multi"]:
-                    multi = sums["official_multi"] / sums["ours_b1_multi"]
+            if sums["ours"]:
+                whole = sums["official"] / sums["ours"]
+                line = f"Whole photos, all {len(photos)}: official / ours = {whole:.2f}x (our default; " \
+                       f"{sums['official'] / sums['ours_b8']:.2f}x with 8 faces per forward pass)"
+                if sums["ours_multi"]:
+                    multi = sums["official_multi"] / sums["ours_multi"]
                     line += f"; photos with 2+ faces: {multi:.2f}x (target 1.5x: {'met' if multi >= 1.5 else 'not met'})"
                 self.summary.append(line)
         self.tables += [table, stage_table]
