@@ -212,6 +212,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_interleaved(calls: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each call in ``rounds`` rounds of one call each, after one untimed round: on a shared machine a
+    busy spell then falls on every call alike."""
+    seconds = {name: [] for name in calls}
+    for round_index in range(rounds + 1):
+        for name, fn in calls.items():
+            started = time.perf_counter()
+            fn()
+            _sync(device)
+            if round_index:
+                seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
 def time_calls(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1) -> list[float]:
     """Seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
@@ -382,6 +396,7 @@ class _Bench:
         from .pipeline import FaceRestorePipeline
 
         configs = self.gfpgan_configs()
+        scheduling_tables = []
         photo_config = "tiny" if self.quick else "bench"
         photos = self.photo_paths() if "photos" in self.options.sections else []
         official = self.official(configs, photos, photo_config)
@@ -399,14 +414,10 @@ class _Bench:
             heavy = name == "v1.4"
             repeats = 1 if heavy else self.repeats
             faces = face.repeat(4, 1, 1, 1)
-            pipeline = FaceRestorePipeline(restorer=model)
             bf16_model, bf16_face = (None, None) if heavy else (copy.deepcopy(model).to(torch.bfloat16), face.bfloat16())
             variants = [("fp32", 1, lambda: model(face))]  # (variant, faces per call, the call)
             if not heavy:
                 variants.append(("fp32", 4, lambda: model(faces)))
-                if self.device.type == "cpu":
-                    variants.append(("fp32, 4 single-face passes side by side on the CPU threads (pipeline default)",
-                                     4, lambda: pipeline.restore_faces(faces)))
                 variants.append(("bf16 weights and input", 1, lambda: bf16_model(bf16_face)))
             ours_fp32 = None
             for variant, batch, call in variants:
@@ -432,7 +443,9 @@ class _Bench:
             else:
                 table.rows.append([label, "official GFPGANv1Clean", f"fp32: {official.get('error', NOT_INSTALLED)}", 1,
                                    None, None, None, None])
-            del model, pipeline, bf16_model
+            if not heavy:
+                scheduling_tables.append(self.face_scheduling_table(label, model, faces))
+            del model, bf16_model
         if not self.options.compile:
             table.notes.append(
                 "torch.compile: not run (pass --compile). Measured once while writing this bench on the bench network "
@@ -455,7 +468,42 @@ class _Bench:
             "modulated convolutions keep their input's memory format).",
             "Peak RSS growth: the highest resident memory during the timed calls over that before them (CPU).",
         ]
-        self.tables.append(table)
+        self.tables += [table, *scheduling_tables]
+
+    def face_scheduling_table(self, label: str, model, faces: torch.Tensor) -> "Table":
+        """The ways FaceRestorePipeline.restore_faces can run a photo's faces, timed in interleaved rounds."""
+        from .pipeline import FaceRestorePipeline
+
+        pipeline = FaceRestorePipeline(restorer=model)
+        count = len(faces)
+        ways = {
+            f"one after the other, one face per pass ({self.threads} thread(s) each)":
+                lambda: [pipeline.restore_faces(faces[i : i + 1]) for i in range(count)],
+            f"one pass over all {count} faces": lambda: pipeline.restore_faces(faces, face_batch_size=count),
+        }
+        if self.device.type == "cpu":
+            ways["one face per pass, side by side on the CPU threads (default on the CPU)"] = (
+                lambda: pipeline.restore_faces(faces)
+            )
+        rounds = 2 * self.repeats
+        self.log(f"gfpgan {label}: {count} faces, {len(ways)} ways, {rounds} interleaved rounds")
+        with torch.no_grad():
+            seconds = time_interleaved(ways, rounds, self.device)
+        first = statistics.median(next(iter(seconds.values())))
+        table = Table(
+            f"Restoring {count} faces of one photo: faces per forward pass and threads (GFP-GAN {label})",
+            ["Way", "ms per face (median)", "ms per face (fastest round)", "vs one after the other"],
+        )
+        for way, times in seconds.items():
+            table.rows.append([way, statistics.median(times) / count * 1e3, min(times) / count * 1e3,
+                               first / statistics.median(times)])
+        table.notes += [
+            f"{rounds} rounds, each running every way once in turn (after one untimed round), so a busy spell of the "
+            f"shared machine falls on all of them alike; fp32 on {self.device}, {self.threads} thread(s).",
+            "Limited by: on a CPU, how well one face's convolutions split over the cores (a narrow network's small "
+            "feature maps do not) against the caches a batch outgrows; on a GPU, batches fill the device.",
+        ]
+        return table
 
     def _compiled_row(self, label: str, model, face) -> list:
         self.log(f"gfpgan {label}: torch.compile (slow to compile on a CPU)")

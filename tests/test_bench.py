@@ -1,7 +1,11 @@
 """``python -m facerest bench --quick``: the report's structure (never its timings: speed is measured by the bench,
 not by tests). One quick run, without the official environment (its rows must then say "not installed")."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +57,8 @@ def test_every_part_has_its_table(quick_report):
     tables = _tables(text)
     expected = {
         "Matrix-multiply rate": 1,
-        "GFP-GAN forward pass": 5,  # fp32, batch 4, channels-last, bf16, official
+        "GFP-GAN forward pass": 4,  # fp32, batch 4, bf16, official
+        "Restoring 4 faces of one photo": 3,  # one after the other, one pass, side by side on the CPU threads
         "Whole photos: our pipeline stage by stage": 3,
         "Whole photos: seconds per stage": 5,
         "IDM sampling": 1,
@@ -103,3 +108,25 @@ def test_markdown_table_and_cells():
     markdown = table.markdown()
     assert "| 1.23 | – |" in markdown and "| 1.23e-04 | x/y |" in markdown
     assert _cell(float("nan")) == "–" and _cell(1234.5) == "1234" and _cell(12.34) == "12.3"
+
+
+def test_idm_sample_spread_script_prints_its_table(tmp_path):
+    from facerest.data import make_testset
+    from tiny_pipelines import FACE_SIZE, tiny_pipeline
+
+    hq = tmp_path / "hq_faces"
+    hq.mkdir()
+    for path in sorted(shared_path("data", "ffhq256", "test").iterdir())[:3]:
+        (hq / path.name).write_bytes(path.read_bytes())
+    make_testset(hq, tmp_path / "testset", resolution=FACE_SIZE, seed=0)
+    tiny_pipeline("idm").save_pretrained(tmp_path / "idm")
+    script = Path(__file__).resolve().parents[1] / "bench" / "idm_sample_spread.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "idm"), str(tmp_path / "testset"), "--steps", "2", "--seeds", "2"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    rows = dict(re.findall(r"^\| (.+?) \| ([\d.]+) \|$", done.stdout, flags=re.M))
+    assert list(rows) == ["degraded input vs GT", "one-step estimate vs GT", "sample (2 steps) vs GT",
+                          "sample vs another sample", "average of 2 samples vs GT", "sample vs one-step estimate"]
+    assert all(0 < float(value) < 100 for value in rows.values())
