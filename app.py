@@ -51,7 +51,7 @@ import PIL.Image
 import torch
 
 from facerest import FaceRestorePipeline, FacerestError, ImageReadError
-from facerest.faces import DETECTOR_WEIGHTS_ENV, RETINAFACE_MODELS, FaceDetector
+from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector
 from facerest.images import load_image
 from facerest.pipeline import DEFAULT_HYBRID_STRENGTH, MAX_UPSCALE
 from facerest.weights import cache_dir, is_offline
@@ -242,15 +242,7 @@ def load_official_gfpgan() -> FaceRestorePipeline:
 def make_detector(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> FaceDetector:
     """RetinaFace when its weights are found (`weights`, else `$FACEREST_DETECTOR_WEIGHTS`, else facerest's usual
     places or a download), else MTCNN; the backbone follows the weights file present (resnet50 preferred)."""
-    weights = weights or os.environ.get(DETECTOR_WEIGHTS_ENV) or None
-    retinaface_model = "resnet50"
-    if weights is not None:
-        path = Path(weights)
-        for model, (_, filename, _) in RETINAFACE_MODELS.items():
-            if (path.is_file() and path.name == filename) or (path / filename).is_file():
-                retinaface_model = model
-                break
-    return FaceDetector("auto", retinaface_model=retinaface_model, weights_dir=weights, device=device)
+    return FaceDetector("auto", weights_dir=weights or None, device=device)
 
 
 # ---------------------------------------------------------------------------------------------------- restore

@@ -987,7 +987,7 @@ class _Bench:
         FaceRestorePipeline(restorer=GFPGANModel(GFPGANConfig(**TINY_GFPGAN_64)).eval()).save_pretrained(model_dir)
         out_dir = self.work / "memory_out"
         command = [sys.executable, "-m", "facerest", "restore", str(folder), "-o", str(out_dir), "--model", str(model_dir),
-                   "--device", str(self.device), "--retinaface-model", "mobilenet0.25"]
+                   "--device", str(self.device)]
         if (self.detector_dir / "detection_mobilenet0.25_Final.pth").is_file():
             command += ["--detector", "retinaface", "--detector-weights", str(self.detector_dir)]
         self.log(f"memory: restoring {total} photos with the CLI")

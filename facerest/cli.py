@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--retinaface-model",
         choices=("resnet50", "mobilenet0.25"),
-        default="resnet50",
-        help="RetinaFace backbone (default resnet50; ../shared/weights/facexlib holds mobilenet0.25)",
+        help="RetinaFace backbone (default: the one whose weights file --detector-weights holds; resnet50 when "
+        "it holds both or neither)",
     )
     restore.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
     restore.add_argument("--strict", action="store_true", help="count a photo without a face as failed")

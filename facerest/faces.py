@@ -102,7 +102,8 @@ class FaceDetector:
         backend: ``"retinaface"`` (facexlib's RetinaFace), ``"mtcnn"`` (facenet-pytorch's MTCNN, whose weights
             ship inside its wheel) or ``"auto"``: RetinaFace when its weights are found or can be downloaded,
             else MTCNN (``fallback_reason`` then says why).
-        retinaface_model: ``"resnet50"`` or ``"mobilenet0.25"``.
+        retinaface_model: ``"resnet50"`` or ``"mobilenet0.25"``; by default the one whose weights file
+            ``weights_dir`` holds or is (resnet50 when it holds both or neither).
         weights_dir: a folder holding facexlib's RetinaFace weight files (or one such file); defaults to
             ``$FACEREST_DETECTOR_WEIGHTS``. Without either, the usual places are searched (see
             ``facerest.weights``, plus facexlib's own ``weights`` folder) and the file is downloaded when allowed.
@@ -120,7 +121,7 @@ class FaceDetector:
     def __init__(
         self,
         backend: str = "auto",
-        retinaface_model: str = "resnet50",
+        retinaface_model: str | None = None,
         weights_dir: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         min_face_size: float = 0,
@@ -129,6 +130,10 @@ class FaceDetector:
     ):
         if backend not in BACKENDS:
             raise FacerestError(f"unknown face detector {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if weights_dir is None:
+            weights_dir = os.environ.get(DETECTOR_WEIGHTS_ENV) or None
+        if retinaface_model is None:
+            retinaface_model = _retinaface_model_of(weights_dir)
         if retinaface_model not in RETINAFACE_MODELS:
             raise FacerestError(
                 f"unknown RetinaFace model {retinaface_model!r}; choose one of {', '.join(RETINAFACE_MODELS)}"
@@ -191,10 +196,18 @@ class FaceDetector:
         return sorted(faces, key=lambda face: face.box[0])
 
 
+def _retinaface_model_of(weights_dir: str | os.PathLike | None) -> str:
+    """The RetinaFace backbone whose weights file ``weights_dir`` holds or is (resnet50 first); else resnet50."""
+    if weights_dir is not None:
+        path = Path(weights_dir)
+        for model, (_, filename, _) in RETINAFACE_MODELS.items():
+            if (path.is_file() and path.name == filename) or (path / filename).is_file():
+                return model
+    return "resnet50"
+
+
 def _find_retinaface_weights(model: str, weights_dir: str | os.PathLike | None) -> Path:
     _, filename, url = RETINAFACE_MODELS[model]
-    if weights_dir is None:
-        weights_dir = os.environ.get(DETECTOR_WEIGHTS_ENV) or None
     return find_weights(filename, url=url, explicit=weights_dir, extra_dirs=_facexlib_weights_dirs())
 
 

@@ -49,7 +49,7 @@ def test_whole_photos(models, tmp_path, capsys):
     weights = shared_path("weights", "facexlib")
     status, out, err = _restore(
         capsys, whole, "-o", tmp_path, "--model", models["gfpgan"], "--detector", "retinaface",
-        "--detector-weights", weights, "--retinaface-model", "mobilenet0.25",
+        "--detector-weights", weights,
     )
     assert status == 0 and "failed" not in err, err
     assert "face detector: retinaface-mobilenet0.25" in out

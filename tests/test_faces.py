@@ -14,6 +14,7 @@ import torch
 from facerest import faces as faces_module
 from facerest.errors import FacerestError
 from facerest.faces import (
+    DETECTOR_WEIGHTS_ENV,
     FFHQ_TEMPLATE_512,
     FaceDetector,
     align_face,
@@ -251,6 +252,18 @@ def test_corrupt_weights_file_is_named(tmp_path):
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(FacerestError, match="detection_mobilenet0.25_Final.pth"):
         FaceDetector("retinaface", "mobilenet0.25", weights_dir=tmp_path)
+
+
+def test_retinaface_backbone_follows_the_weights_file_present(tmp_path, monkeypatch):
+    weights = shared_path("weights", "facexlib", "detection_mobilenet0.25_Final.pth")
+    assert FaceDetector("retinaface", weights_dir=weights.parent).name == "retinaface-mobilenet0.25"
+    assert FaceDetector("retinaface", weights_dir=weights).name == "retinaface-mobilenet0.25"
+    monkeypatch.setenv(DETECTOR_WEIGHTS_ENV, str(weights.parent))
+    assert FaceDetector("retinaface").name == "retinaface-mobilenet0.25"
+    # with no file of either backbone, resnet50 is asked for (and named when it cannot be found)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FacerestError, match="detection_Resnet50_Final.pth"):
+        FaceDetector("retinaface", weights_dir=tmp_path)
 
 
 def test_bad_options_and_inputs():
