@@ -167,7 +167,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         """
         download = {name: kwargs.pop(name) for name in _DOWNLOAD_ARGUMENTS if name in kwargs}
         folder = _local_folder(pretrained_model_name_or_path, download)
-        _check_saved_pipeline(folder, kwargs.get("variant"))
+        check_saved_pipeline(folder, kwargs.get("variant"))
         try:
             return super().from_pretrained(folder, **kwargs)
         except (OSError, ValueError, RuntimeError, SafetensorError) as error:
@@ -518,9 +518,13 @@ def _local_folder(name_or_path: str | os.PathLike, download: dict) -> Path:
         ) from None
 
 
-def _check_saved_pipeline(folder: Path, variant: str | None = None) -> None:
-    """Raise a `FacerestError` naming the file when a saved pipeline's index, a config or a weights file is
-    missing or unreadable (safetensors headers are parsed; that finds truncated and non-safetensors files)."""
+def check_saved_pipeline(folder: str | os.PathLike, variant: str | None = None) -> dict:
+    """Return a saved pipeline's `model_index.json`; raise a `FacerestError` naming the file when the index, a
+    config or a weights file is missing or unreadable (safetensors headers are parsed: that finds truncated and
+    non-safetensors files), or when the index names no model."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FacerestError(f"{folder} is not a folder")
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise FacerestError(f"{folder} is not a saved FaceRestorePipeline: {index_path.name} not found")
@@ -528,9 +532,12 @@ def _check_saved_pipeline(folder: Path, variant: str | None = None) -> None:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise FacerestError(f"{index_path}: not valid JSON ({error})") from None
+    if not isinstance(index, dict):
+        raise FacerestError(f"{index_path}: not a pipeline index")
+    if not any(_saved_component(index, name) for name in ("restorer", "unet")):
+        raise FacerestError(f"{index_path} names no model component (restorer or unet)")
     for component, (config_name, weights_name) in _SAVED_FILES.items():
-        entry = index.get(component)
-        if not isinstance(entry, list) or entry[0] is None:
+        if not _saved_component(index, component):
             continue  # an absent optional component
         config_path = folder / component / config_name
         if not config_path.is_file():
@@ -538,6 +545,12 @@ def _check_saved_pipeline(folder: Path, variant: str | None = None) -> None:
         if weights_name is not None:
             for weights_path in _weights_files(folder / component, weights_name, variant):
                 _check_safetensors(weights_path)
+    return index
+
+
+def _saved_component(index: dict, name: str) -> bool:
+    entry = index.get(name)
+    return isinstance(entry, list) and len(entry) == 2 and entry[0] is not None
 
 
 def _weights_files(component_folder: Path, weights_name: str, variant: str | None) -> list[Path]:

@@ -23,6 +23,9 @@ from typing import Sequence
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from facerest.errors import FacerestError
+from facerest.pipeline import check_saved_pipeline
+
 SAMPLE_GRID_NAME = "sample_grid.png"
 COMPONENTS = ("restorer", "unet", "scheduler")
 
@@ -64,28 +67,11 @@ class PipelineSummary:
 def read_pipeline(model_dir: str | os.PathLike) -> PipelineSummary:
     """Summarise a saved pipeline folder; raise `NotASavedPipeline` (with the reason) when it is not one."""
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise NotASavedPipeline(f"{model_dir} is not a folder")
-    index_path = model_dir / "model_index.json"
-    if not index_path.is_file():
-        raise NotASavedPipeline(f"{model_dir} is not a saved pipeline: model_index.json not found")
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise NotASavedPipeline(f"{index_path}: not valid JSON ({error})") from None
-    if not isinstance(index, dict):
-        raise NotASavedPipeline(f"{index_path}: not a pipeline index")
-    components = {}
-    for name in COMPONENTS:
-        entry = index.get(name)
-        if isinstance(entry, list) and len(entry) == 2 and entry[1] is not None:
-            if not (model_dir / name).is_dir():
-                raise NotASavedPipeline(f"{model_dir} is not a complete saved pipeline: {name}/ is missing")
-            if name != "scheduler" and not any((model_dir / name).glob("*.safetensors")):
-                raise NotASavedPipeline(f"{model_dir / name} holds no .safetensors weights")
-            components[name] = entry[1]
-    if "restorer" not in components and "unet" not in components:
-        raise NotASavedPipeline(f"{index_path} names no model component (restorer or unet)")
+        index = check_saved_pipeline(model_dir)
+    except FacerestError as error:
+        raise NotASavedPipeline(str(error)) from None
+    components = {name: index[name][1] for name in COMPONENTS if isinstance(index.get(name), list) and index[name][0]}
     kind = "gfpgan" if "unet" not in components else ("idm" if "restorer" not in components else "hybrid")
     summary = PipelineSummary(kind=kind, components=components)
     sizes = []
