@@ -248,3 +248,28 @@ def test_resumed_run_scores_a_complete_pass_that_lacks_niqe(ffhq_train_dir, tmp_
     scores = json.loads((folder / "niqe.json").read_text())
     assert scores == cleaning_niqe(folder, load_niqe_params(shared_path("weights", "niqe", "niqe_pris_params.npz")))
     assert logged == [({"cleaning/niqe_cleaned": scores["cleaned"], "cleaning/niqe_original": scores["original"]}, 6)]
+
+
+def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_train_dir, tmp_path):
+    output_dir = tmp_path / "fine_tuned"
+    run_training([
+        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
+        "--pretrained_model_name_or_path", str(reference_run), "--output_dir", str(output_dir),
+        "--train_batch_size", "2", "--max_train_steps", "2", "--learning_rate", "0", "--checkpointing_steps", "2",
+        "--validation_steps", "100",
+    ])  # fmt: skip
+    # with a learning rate of 0 the weights cannot move: the output holds the pretrained unet, bit for bit
+    assert_same_weights(output_dir / "unet", reference_run / "unet")
+    assert IDMScheduler.from_pretrained(output_dir / "scheduler").config == IDMScheduler.from_pretrained(reference_run / "scheduler").config
+
+    def refused(*extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_steps", "1",
+             "--pretrained_model_name_or_path", str(reference_run), "--output_dir", str(tmp_path / "refused"), *extra],
+            cwd=REPO_ROOT, env=environment(), capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode != 0
+        return done.stderr
+
+    assert "restores 32-px faces, but --resolution is 64" in refused("--resolution", "64")
+    assert "--prediction_type cannot change a pretrained model" in refused("--resolution", "32", "--prediction_type", "sample")

@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     model = parser.add_argument_group("model")
     model.add_argument(
+        "--pretrained_model_name_or_path",
+        default=None,
+        help="fine-tune: start from the unet and scheduler of this saved IDM or hybrid FaceRestorePipeline (a folder "
+        "or Hub id) instead of a new UNet; the options that shape a new model then must be left at their defaults",
+    )
+    model.add_argument(
         "--unet_overrides",
         type=json.loads,
         default={},
@@ -138,7 +144,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--replace_fraction must lie in [0, 1]")
     if not isinstance(args.unet_overrides, dict):
         parser.error("--unet_overrides must be a JSON object")
+    if args.pretrained_model_name_or_path:
+        shaping = ("unet_overrides", "num_train_timesteps", "beta_schedule", "prediction_type")
+        changed = [f"--{name}" for name in shaping if getattr(args, name) != parser.get_default(name)]
+        if changed:
+            parser.error(f"{', '.join(changed)} cannot change a pretrained model (--pretrained_model_name_or_path)")
     return args
+
+
+def load_pretrained_idm(name_or_path: str, resolution: int) -> tuple[UNet2DModel, IDMScheduler]:
+    """The unet and scheduler of a saved IDM or hybrid pipeline, checked against the training resolution."""
+    pipeline = FaceRestorePipeline.from_pretrained(name_or_path)
+    if pipeline.unet is None:
+        raise FacerestError(f"{name_or_path} is a {pipeline.kind!r} pipeline: it has no IDM unet to fine-tune")
+    if pipeline.face_size != resolution:
+        raise FacerestError(f"{name_or_path} restores {pipeline.face_size}-px faces, but --resolution is {resolution}")
+    return pipeline.unet.train(), IDMScheduler.from_config(pipeline.scheduler.config)
 
 
 def batch_generator(*key: int) -> torch.Generator:
@@ -330,12 +351,15 @@ def main(args: argparse.Namespace) -> None:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
-    unet = make_idm_unet(args.resolution, **args.unet_overrides)
-    noise_scheduler = IDMScheduler(
-        num_train_timesteps=args.num_train_timesteps,
-        beta_schedule=args.beta_schedule,
-        prediction_type=args.prediction_type,
-    )
+    if args.pretrained_model_name_or_path:
+        unet, noise_scheduler = load_pretrained_idm(args.pretrained_model_name_or_path, args.resolution)
+    else:
+        unet = make_idm_unet(args.resolution, **args.unet_overrides)
+        noise_scheduler = IDMScheduler(
+            num_train_timesteps=args.num_train_timesteps,
+            beta_schedule=args.beta_schedule,
+            prediction_type=args.prediction_type,
+        )
     ema = EMAModel(
         unet.parameters(),
         decay=args.ema_max_decay,
