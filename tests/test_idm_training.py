@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -251,16 +253,32 @@ def test_resumed_run_scores_a_complete_pass_that_lacks_niqe(ffhq_train_dir, tmp_
 
 
 def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_train_dir, tmp_path):
-    output_dir = tmp_path / "fine_tuned"
-    run_training([
-        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
-        "--pretrained_model_name_or_path", str(reference_run), "--output_dir", str(output_dir),
-        "--train_batch_size", "2", "--max_train_steps", "2", "--learning_rate", "0", "--checkpointing_steps", "2",
-        "--validation_steps", "100",
-    ])  # fmt: skip
-    # with a learning rate of 0 the weights cannot move: the output holds the pretrained unet, bit for bit
-    assert_same_weights(output_dir / "unet", reference_run / "unet")
-    assert IDMScheduler.from_pretrained(output_dir / "scheduler").config == IDMScheduler.from_pretrained(reference_run / "scheduler").config
+    def fine_tune(pretrained: Path, output_dir: Path) -> float:
+        """Two steps at learning rate 0 (the weights cannot move); returns the first step's loss."""
+        args = [
+            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
+            "--pretrained_model_name_or_path", str(pretrained), "--output_dir", str(output_dir),
+            "--train_batch_size", "2", "--max_train_steps", "2", "--learning_rate", "0", "--checkpointing_steps", "2",
+            "--validation_steps", "100",
+        ]  # fmt: skip
+        done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return float(re.search(r"loss=([\d.]+)", done.stderr).group(1))
+
+    loss = fine_tune(reference_run, tmp_path / "fine_tuned")
+    assert_same_weights(tmp_path / "fine_tuned" / "unet", reference_run / "unet")  # bit for bit
+    assert IDMScheduler.from_pretrained(tmp_path / "fine_tuned" / "scheduler").config == IDMScheduler.from_pretrained(reference_run / "scheduler").config
+
+    # the loss follows the pretrained scheduler's prediction type (x0 here), not the command line's default (noise):
+    # same weights, batches and noise, so only the target can make the first loss differ
+    as_sample = tmp_path / "as_sample"
+    shutil.copytree(reference_run / "unet", as_sample / "unet")
+    shutil.copy(reference_run / "model_index.json", as_sample)
+    config = json.loads((reference_run / "scheduler" / "scheduler_config.json").read_text())
+    (as_sample / "scheduler").mkdir()
+    (as_sample / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": "sample"}))
+    assert fine_tune(as_sample, tmp_path / "fine_tuned_sample") != loss
+    assert IDMScheduler.from_pretrained(tmp_path / "fine_tuned_sample" / "scheduler").config.prediction_type == "sample"
 
     def refused(*extra: str) -> str:
         done = subprocess.run(

@@ -465,11 +465,11 @@ def main(args: argparse.Namespace) -> None:
             for batch_index, (lq, gt) in enumerate(batches, start=skipped_batches):
                 generator = batch_generator(args.seed, data_epoch, batch_index, accelerator.process_index)
                 noise = torch.randn(gt.shape, generator=generator).to(gt.device)
-                timesteps = torch.randint(0, args.num_train_timesteps, (gt.shape[0],), generator=generator)
+                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (gt.shape[0],), generator=generator)
                 # gamma ~ U(gamma_t, gamma_{t-1}) (SR3); forward process x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
                 noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
                 noisy_target = noise_scheduler.add_noise(gt, noise, noise_level)
-                target = noise if args.prediction_type == "epsilon" else gt
+                target = noise if noise_scheduler.config.prediction_type == "epsilon" else gt
 
                 with accelerator.accumulate(unet):
                     # f_theta(x_d, x_t, gamma): the noisy target concatenated with the degraded face
