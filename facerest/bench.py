@@ -393,7 +393,6 @@ class _Bench:
 
     def run_gfpgan(self) -> None:
         from .models.gfpgan import GFPGANConfig, GFPGANModel
-        from .pipeline import FaceRestorePipeline
 
         configs = self.gfpgan_configs()
         scheduling_tables = []

@@ -440,8 +440,8 @@ class _RestoredPhoto:
 def _map_side_by_side(function: Callable, items: Sequence) -> list:
     """`[function(item) for item in items]`, the calls side by side on the CPU threads, one intra-op thread each.
 
-    Measured on 2 cores (BENCHMARKS.md): two single-face 512-px GFP-GAN passes side by side finish in 0.85x the time
-    of one after the other on both cores.
+    On 2 cores, 512-px GFP-GAN faces side by side beat them one after the other on both cores (BENCHMARKS.md,
+    "Restoring 4 faces of one photo").
     """
     threads = torch.get_num_threads()
     workers = min(threads, len(items))
@@ -518,10 +518,10 @@ def _local_folder(name_or_path: str | os.PathLike, download: dict) -> Path:
         ) from None
 
 
-def check_saved_pipeline(folder: str | os.PathLike, variant: str | None = None) -> dict:
-    """Return a saved pipeline's `model_index.json`; raise a `FacerestError` naming the file when the index, a
-    config or a weights file is missing or unreadable (safetensors headers are parsed: that finds truncated and
-    non-safetensors files), or when the index names no model."""
+def check_saved_pipeline(folder: str | os.PathLike, variant: str | None = None) -> dict[str, str]:
+    """Return the components a saved pipeline holds, `{folder name: class name}`; raise a `FacerestError` naming the
+    file when the index, a config or a weights file is missing or unreadable (safetensors headers are parsed: that
+    finds truncated and non-safetensors files), or when the index names no model."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FacerestError(f"{folder} is not a folder")
@@ -534,23 +534,22 @@ def check_saved_pipeline(folder: str | os.PathLike, variant: str | None = None) 
         raise FacerestError(f"{index_path}: not valid JSON ({error})") from None
     if not isinstance(index, dict):
         raise FacerestError(f"{index_path}: not a pipeline index")
-    if not any(_saved_component(index, name) for name in ("restorer", "unet")):
+    components = {  # an absent optional component is saved as [null, null]
+        name: entry[1]
+        for name in _SAVED_FILES
+        if isinstance(entry := index.get(name), list) and len(entry) == 2 and entry[0] is not None
+    }
+    if "restorer" not in components and "unet" not in components:
         raise FacerestError(f"{index_path} names no model component (restorer or unet)")
-    for component, (config_name, weights_name) in _SAVED_FILES.items():
-        if not _saved_component(index, component):
-            continue  # an absent optional component
+    for component in components:
+        config_name, weights_name = _SAVED_FILES[component]
         config_path = folder / component / config_name
         if not config_path.is_file():
             raise FacerestError(f"missing file {config_path}")
         if weights_name is not None:
             for weights_path in _weights_files(folder / component, weights_name, variant):
                 _check_safetensors(weights_path)
-    return index
-
-
-def _saved_component(index: dict, name: str) -> bool:
-    entry = index.get(name)
-    return isinstance(entry, list) and len(entry) == 2 and entry[0] is not None
+    return components
 
 
 def _weights_files(component_folder: Path, weights_name: str, variant: str | None) -> list[Path]:

@@ -27,7 +27,6 @@ from facerest.errors import FacerestError
 from facerest.pipeline import check_saved_pipeline
 
 SAMPLE_GRID_NAME = "sample_grid.png"
-COMPONENTS = ("restorer", "unet", "scheduler")
 
 KIND_DESCRIPTIONS = {
     "gfpgan": (
@@ -68,10 +67,9 @@ def read_pipeline(model_dir: str | os.PathLike) -> PipelineSummary:
     """Summarise a saved pipeline folder; raise `NotASavedPipeline` (with the reason) when it is not one."""
     model_dir = Path(model_dir)
     try:
-        index = check_saved_pipeline(model_dir)
+        components = check_saved_pipeline(model_dir)
     except FacerestError as error:
         raise NotASavedPipeline(str(error)) from None
-    components = {name: index[name][1] for name in COMPONENTS if isinstance(index.get(name), list) and index[name][0]}
     kind = "gfpgan" if "unet" not in components else ("idm" if "restorer" not in components else "hybrid")
     summary = PipelineSummary(kind=kind, components=components)
     sizes = []

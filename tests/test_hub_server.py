@@ -245,6 +245,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
+    def _writable_repo(self, repo_type: str, repo_id: str) -> FakeRepo | None:
+        """The repository for a call that needs a token, or None once a 401 or 404 has been answered."""
+        if not self._authorised():
+            self._error(401, "Invalid credentials")
+            return None
+        return self._repo(repo_type, repo_id)
+
     def _repo_api(self, method: str, repo_type: str, repo_id: str, rest: list[str], body: bytes) -> bool:
         if method == "GET" and (not rest or (len(rest) == 2 and rest[0] == "revision")):
             repo = self._repo(repo_type, repo_id)
@@ -252,10 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._info(repo, rest[1] if rest else "main")
             return True
         if method == "POST" and len(rest) == 2 and rest[0] in ("preupload", "commit"):
-            if not self._authorised():
-                self._error(401, "Invalid credentials")
-                return True
-            repo = self._repo(repo_type, repo_id)
+            repo = self._writable_repo(repo_type, repo_id)
             if repo is None:
                 return True
             if repo.files(rest[1]) is None:
@@ -271,10 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._tree(repo, rest[1], "/".join(rest[2:]))
             return True
         if repo_type == "space" and rest == ["variables"] and method in ("GET", "POST"):
-            if not self._authorised():
-                self._error(401, "Invalid credentials")
-                return True
-            repo = self._repo(repo_type, repo_id)
+            repo = self._writable_repo(repo_type, repo_id)
             if repo is None:
                 return True
             if method == "POST":
