@@ -6,6 +6,11 @@ followed by the colour degradations of GFP-GAN's ``FFHQDegradationDataset``: a r
 RGB values, conversion to gray, and a photometric jitter (brightness, contrast, saturation, hue in a
 random order). Only the degraded image is changed, never the ground truth.
 
+The blur width, downsampling factor, noise and JPEG blocks are measured in pixels of a face of GFP-GAN's
+training size, 512 px (``reference_resolution``). A face of another size is degraded as a 512-px photo of
+it would be: resized to 512, blurred, downsampled, noised and compressed there, and resized back. Applied
+at 64 px as they stand, the same numbers would blur with sigma up to 80 px of a 512 face and shrink it to 8 px.
+
 One call draws its random choices into a ``DegradationParams`` (``sample_degradation``) and then
 applies them (``degrade``), so a degradation can be recorded in a manifest and replayed exactly.
 Images are processed as float32 RGB in [0, 1]; the result is rounded to 8 bits, as in GFP-GAN.
@@ -30,6 +35,8 @@ class DegradationConfig:
     ``noise_range``, ``jpeg_range``); a probability of 0 switches off a colour degradation.
     """
 
+    # the face size (longer side, px) that the pixel-valued parameters below are defined for; None: any size as is
+    reference_resolution: int | None = 512
     # blur: 41 x 41 Gaussian kernel k_sigma, isotropic or (rotated) anisotropic
     kernel_size: int = 41
     anisotropic_prob: float = 0.5
@@ -58,6 +65,10 @@ class DegradationConfig:
             value = getattr(self, field.name)
             if isinstance(value, list):
                 setattr(self, field.name, tuple(value))
+        if self.reference_resolution is not None and not (
+            isinstance(self.reference_resolution, int) and not isinstance(self.reference_resolution, bool) and self.reference_resolution > 0
+        ):
+            raise ValueError(f"reference_resolution must be a positive integer or None, got {self.reference_resolution!r}")
         if not (isinstance(self.kernel_size, int) and self.kernel_size > 0 and self.kernel_size % 2 == 1):
             raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size!r}")
         for name in ("anisotropic_prob", "color_jitter_prob", "gray_prob", "photometric_jitter_prob"):
@@ -83,7 +94,9 @@ class DegradationConfig:
 class DegradationParams:
     """Everything one degradation drew: applying it again with ``degrade(image, params=...)`` gives the same bytes.
 
-    A stage that was switched off has ``None``. ``noise_seed`` seeds the noise field, whose size is the image's.
+    A stage that was switched off has ``None``. ``noise_seed`` seeds the noise field, whose size is that of the
+    downsampled image. ``reference_resolution`` is the config's (``None`` in manifests written before it existed,
+    which degraded every image at its own size).
     """
 
     kernel_size: int
@@ -98,6 +111,7 @@ class DegradationParams:
     color_shift: tuple[float, float, float] | None  # of 255, per RGB channel
     gray: bool
     photometric: tuple[tuple[str, float], ...]  # (operation, factor) in the order applied
+    reference_resolution: int | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict (tuples become lists)."""
@@ -180,6 +194,7 @@ def sample_degradation(config: DegradationConfig, rng: np.random.Generator) -> D
         color_shift=color_shift,
         gray=gray,
         photometric=photometric,
+        reference_resolution=config.reference_resolution,
     )
 
 
@@ -204,22 +219,8 @@ def degrade(
         raise ValueError("params already fix the degradation: do not pass config, seed or rng with them")
 
     x = _to_float(image)
-    height, width = x.shape[:2]
-    if params.kernel_type is not None:
-        # x * k_sigma (cv2.filter2D correlates; a Gaussian kernel is point-symmetric, so this is the convolution)
-        kernel = gaussian_blur_kernel(params.kernel_size, params.sigma_x, params.sigma_y, params.rotation)
-        x = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
-    if params.scale is not None:
-        # downsampled by r
-        size = (max(1, int(width // params.scale)), max(1, int(height // params.scale)))
-        x = cv2.resize(x, size, interpolation=cv2.INTER_LINEAR)
-    if params.noise_std is not None:
-        # + n_delta, with n_delta ~ N(0, (delta / 255)^2) independently per pixel and channel
-        noise = np.random.default_rng(params.noise_seed).standard_normal(x.shape, dtype=np.float32)
-        x = np.clip(x + noise * np.float32(params.noise_std / 255.0), 0.0, 1.0)
-    if params.jpeg_quality is not None:
-        x = _jpeg(x, params.jpeg_quality)
-    x = cv2.resize(x, (width, height), interpolation=cv2.INTER_LINEAR)
+    if params.kernel_type is not None or params.scale is not None or params.noise_std is not None or params.jpeg_quality is not None:
+        x = _blur_downsample_noise_jpeg(x, params)
     if params.color_shift is not None:
         x = np.clip(x + np.asarray(params.color_shift, dtype=np.float32) / 255.0, 0.0, 1.0)
     if params.gray:
@@ -230,6 +231,46 @@ def degrade(
     quantised = np.clip(np.round(x * 255.0), 0, 255)
     result = quantised.astype(np.uint8) if image.dtype == np.uint8 else (quantised / 255.0).astype(image.dtype)
     return (result, params) if return_params else result
+
+
+def _blur_downsample_noise_jpeg(x: np.ndarray, params: DegradationParams) -> np.ndarray:
+    """JPEG_q((x * k_sigma) downsampled by r + n_delta), resized back to the size of x; at the reference size, if any."""
+    height, width = x.shape[:2]
+    if params.reference_resolution is not None:
+        x = _resize_longer_side(x, params.reference_resolution)
+    reference_height, reference_width = x.shape[:2]
+    if params.kernel_type is not None:
+        # x * k_sigma (cv2.filter2D correlates; a Gaussian kernel is point-symmetric, so this is the convolution)
+        kernel = gaussian_blur_kernel(params.kernel_size, params.sigma_x, params.sigma_y, params.rotation)
+        x = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    if params.scale is not None:
+        # downsampled by r
+        size = (max(1, int(reference_width // params.scale)), max(1, int(reference_height // params.scale)))
+        x = cv2.resize(x, size, interpolation=cv2.INTER_LINEAR)
+    if params.noise_std is not None:
+        # + n_delta, with n_delta ~ N(0, (delta / 255)^2) independently per pixel and channel
+        noise = np.random.default_rng(params.noise_seed).standard_normal(x.shape, dtype=np.float32)
+        x = np.clip(x + noise * np.float32(params.noise_std / 255.0), 0.0, 1.0)
+    if params.jpeg_quality is not None:
+        x = _jpeg(x, params.jpeg_quality)
+    x = cv2.resize(x, (reference_width, reference_height), interpolation=cv2.INTER_LINEAR)
+    if (reference_height, reference_width) != (height, width):
+        x = np.clip(cv2.resize(x, (width, height), interpolation=_interpolation(x, height, width)), 0.0, 1.0)
+    return x
+
+
+def _resize_longer_side(x: np.ndarray, length: int) -> np.ndarray:
+    height, width = x.shape[:2]
+    scale = length / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size == (width, height):
+        return x
+    return np.clip(cv2.resize(x, size, interpolation=_interpolation(x, size[1], size[0])), 0.0, 1.0)
+
+
+def _interpolation(x: np.ndarray, height: int, width: int) -> int:
+    """Area averaging to shrink (no aliasing), bicubic to enlarge."""
+    return cv2.INTER_AREA if height * width < x.shape[0] * x.shape[1] else cv2.INTER_CUBIC
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:

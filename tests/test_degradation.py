@@ -1,5 +1,8 @@
+import dataclasses
 import json
 import math
+
+import cv2
 
 import numpy as np
 import pytest
@@ -12,8 +15,9 @@ from facerest.degradation import (
     sample_degradation,
 )
 
-# Every stage off: degrade() must then return its input unchanged.
+# Every stage off: degrade() must then return its input unchanged. Parameters in pixels of the image itself.
 IDENTITY = dict(
+    reference_resolution=None,
     blur_sigma=None,
     downsample_range=None,
     noise_range=None,
@@ -160,6 +164,33 @@ def test_each_stage_does_what_it_says():
     assert small_scale.shape == colourful.shape and not np.array_equal(small_scale, colourful)
 
 
+def test_pixel_parameters_are_those_of_a_512_px_face():
+    """A 64-px face is degraded as its 512-px photo would be: noise of std 8 there is std 1 after shrinking 8x."""
+    gray_face = np.full((64, 64, 3), 128, dtype=np.uint8)
+    noise_only = {**IDENTITY, "noise_range": (8.0, 8.0)}
+    at_512 = degrade(gray_face, DegradationConfig(**{**noise_only, "reference_resolution": 512}), seed=0)
+    as_is = degrade(gray_face, DegradationConfig(**noise_only), seed=0)
+    assert np.std(as_is.astype(float) - 128) == pytest.approx(8.0, rel=0.05)
+    assert np.std(at_512.astype(float) - 128) == pytest.approx(1.0, rel=0.15)
+
+    # the same as degrading the bicubic 512-px enlargement in its own pixels and area-averaging it back
+    rng = np.random.default_rng(0)
+    small = cv2.GaussianBlur(rng.random((64, 64, 3), dtype=np.float32), (5, 5), 1.0)
+    config = DegradationConfig(color_jitter_prob=0.0, gray_prob=0.0, photometric_jitter_prob=0.0)
+    assert config.reference_resolution == 512  # GFP-GAN's, the default
+    degraded, params = degrade(small, config, seed=5, return_params=True)
+    enlarged = np.clip(cv2.resize(small, (512, 512), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    in_own_pixels = degrade(enlarged, params=dataclasses.replace(params, reference_resolution=None))
+    expected = cv2.resize(in_own_pixels, (64, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(degraded, expected, atol=1.5 / 255)
+
+    # a 512-px face is unchanged by the reference, and a manifest written before it existed replays at the image's size
+    face_512 = cv2.resize(small, (512, 512))
+    np.testing.assert_array_equal(degrade(face_512, params=params), degrade(face_512, params=dataclasses.replace(params, reference_resolution=None)))
+    old_manifest_entry = {key: value for key, value in params.to_dict().items() if key != "reference_resolution"}
+    assert DegradationParams.from_dict(old_manifest_entry).reference_resolution is None
+
+
 def test_bad_input_gives_clear_errors(face):
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         degrade(face[..., 0])
@@ -182,6 +213,8 @@ def test_bad_input_gives_clear_errors(face):
         DegradationConfig(gray_prob=1.5)
     with pytest.raises(ValueError, match="jpeg_range"):
         DegradationConfig(jpeg_range=(60, 101))
+    with pytest.raises(ValueError, match="reference_resolution"):
+        DegradationConfig(reference_resolution=0)
     with pytest.raises(ValueError, match="hue_range"):
         DegradationConfig(hue_range=None)
 
