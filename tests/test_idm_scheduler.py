@@ -115,15 +115,20 @@ def step_timesteps(scheduler: IDMScheduler, n: int, index: int) -> tuple[int, in
     return timesteps[index], timesteps[index + 1] if index + 1 < n else -1
 
 
+# The degraded faces x_d the denoiser is conditioned on (used by prediction_type "residual" only).
+CONDITION = np.random.default_rng(99).uniform(-1, 1, SHAPE)
+
+
 def reference_estimates(prediction_type: str, x_t: np.ndarray, model_output: np.ndarray, g: float):
     """(x_0, eps) from the model output, inverting x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps."""
     if prediction_type == "epsilon":
         return (x_t - np.sqrt(1 - g) * model_output) / np.sqrt(g), model_output
-    return model_output, (x_t - np.sqrt(g) * model_output) / np.sqrt(1 - g)
+    x0 = model_output if prediction_type == "sample" else CONDITION + model_output  # residual: x_0 - x_d
+    return x0, (x_t - np.sqrt(g) * x0) / np.sqrt(1 - g)
 
 
 @pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "residual"])
 @pytest.mark.parametrize("n, index", step_cases())
 def test_ancestral_step_closed_form(beta_schedule, prediction_type, n, index):
     scheduler = IDMScheduler(beta_schedule=beta_schedule, prediction_type=prediction_type, clip_sample=False)
@@ -137,14 +142,15 @@ def test_ancestral_step_closed_form(beta_schedule, prediction_type, n, index):
     z = noise_for(7) if prev_t >= 0 else 0.0
     expected = (x_t - (1 - alpha) / np.sqrt(1 - g) * eps) / np.sqrt(alpha) + np.sqrt(1 - alpha) * z
 
-    out = scheduler.step(to_torch(model_output), t, to_torch(x_t), generator=torch.Generator().manual_seed(7))
+    generator = torch.Generator().manual_seed(7)
+    out = scheduler.step(to_torch(model_output), t, to_torch(x_t), generator=generator, condition=to_torch(CONDITION))
     np.testing.assert_allclose(out.pred_original_sample.numpy(), x0, rtol=1e-9)
     np.testing.assert_allclose(out.prev_sample.numpy(), expected, rtol=1e-9)
     if prev_t < 0:  # the last step lands on the x_0 estimate, noise-free
         np.testing.assert_allclose(out.prev_sample.numpy(), x0, rtol=1e-9)
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "residual"])
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("n, index", step_cases())
 def test_ddim_step_closed_form(prediction_type, eta, n, index):
@@ -160,9 +166,29 @@ def test_ddim_step_closed_form(prediction_type, eta, n, index):
     z = noise_for(3) if prev_t >= 0 else 0.0
     expected = np.sqrt(g_prev) * x0 + np.sqrt(1 - g_prev - sigma**2) * eps + sigma * z
 
-    out = scheduler.step(to_torch(model_output), t, to_torch(x_t), generator=torch.Generator().manual_seed(3), eta=eta)
+    generator = torch.Generator().manual_seed(3)
+    out = scheduler.step(to_torch(model_output), t, to_torch(x_t), generator=generator, eta=eta, condition=to_torch(CONDITION))
     np.testing.assert_allclose(out.pred_original_sample.numpy(), x0, rtol=0, atol=1e-9)
     np.testing.assert_allclose(out.prev_sample.numpy(), expected, rtol=0, atol=1e-9)
+
+
+def test_training_target_follows_the_prediction_type():
+    x0, noise = map(to_torch, random_tensors(5))
+    condition = to_torch(CONDITION)
+    assert torch.equal(IDMScheduler(prediction_type="epsilon").training_target(x0, noise, condition), noise)
+    assert torch.equal(IDMScheduler(prediction_type="sample").training_target(x0, noise, condition), x0)
+    residual = IDMScheduler(prediction_type="residual")
+    assert torch.equal(residual.training_target(x0, noise, condition), x0 - condition)
+    # the step inverts it: the target as model output gives back x_0 exactly
+    residual.set_timesteps(10)
+    t = int(residual.timesteps[4])
+    x_t = residual.add_noise(x0, noise, torch.tensor([t]))
+    estimate = residual.step(x0 - condition, t, x_t, eta=0.0, condition=condition).pred_original_sample
+    torch.testing.assert_close(estimate, x0.clamp(-1, 1))
+    with pytest.raises(ValueError, match="residual.*condition"):
+        residual.training_target(x0, noise)
+    with pytest.raises(ValueError, match="residual.*condition"):
+        residual.step(x0, t, x_t)
 
 
 def test_ddim_eta_zero_is_deterministic_and_ancestral_is_not():

@@ -269,16 +269,19 @@ def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_tra
     assert_same_weights(tmp_path / "fine_tuned" / "unet", reference_run / "unet")  # bit for bit
     assert IDMScheduler.from_pretrained(tmp_path / "fine_tuned" / "scheduler").config == IDMScheduler.from_pretrained(reference_run / "scheduler").config
 
-    # the loss follows the pretrained scheduler's prediction type (x0 here), not the command line's default (noise):
-    # same weights, batches and noise, so only the target can make the first loss differ
-    as_sample = tmp_path / "as_sample"
-    shutil.copytree(reference_run / "unet", as_sample / "unet")
-    shutil.copy(reference_run / "model_index.json", as_sample)
+    # the loss follows the pretrained scheduler's prediction type, not the command line's default (noise): same
+    # weights, batches and noise, so only the target (noise, x_0 or x_0 - x_d) can make the first losses differ
+    losses = {"epsilon": loss}
     config = json.loads((reference_run / "scheduler" / "scheduler_config.json").read_text())
-    (as_sample / "scheduler").mkdir()
-    (as_sample / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": "sample"}))
-    assert fine_tune(as_sample, tmp_path / "fine_tuned_sample") != loss
-    assert IDMScheduler.from_pretrained(tmp_path / "fine_tuned_sample" / "scheduler").config.prediction_type == "sample"
+    for prediction_type in ("sample", "residual"):
+        pretrained = tmp_path / f"as_{prediction_type}"
+        shutil.copytree(reference_run / "unet", pretrained / "unet")
+        shutil.copy(reference_run / "model_index.json", pretrained)
+        (pretrained / "scheduler").mkdir()
+        (pretrained / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": prediction_type}))
+        losses[prediction_type] = fine_tune(pretrained, tmp_path / f"fine_tuned_{prediction_type}")
+        assert IDMScheduler.from_pretrained(tmp_path / f"fine_tuned_{prediction_type}" / "scheduler").config.prediction_type == prediction_type
+    assert len(set(losses.values())) == 3, losses
 
     def refused(*extra: str) -> str:
         done = subprocess.run(

@@ -82,7 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     model.add_argument("--num_train_timesteps", type=int, default=1000)
     model.add_argument("--beta_schedule", choices=["linear", "cosine"], default="linear")
-    model.add_argument("--prediction_type", choices=["epsilon", "sample"], default="epsilon")
+    model.add_argument(
+        "--prediction_type",
+        choices=["epsilon", "sample", "residual"],
+        default="epsilon",
+        help="what the UNet predicts: the noise, the clean face, or the clean face minus the degraded one",
+    )
     model.add_argument("--loss", choices=["l1", "l2"], default="l1", help="L1 or L2 distance to the prediction target")
 
     train = parser.add_argument_group("training")
@@ -469,7 +474,7 @@ def main(args: argparse.Namespace) -> None:
                 # gamma ~ U(gamma_t, gamma_{t-1}) (SR3); forward process x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
                 noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
                 noisy_target = noise_scheduler.add_noise(gt, noise, noise_level)
-                target = noise if noise_scheduler.config.prediction_type == "epsilon" else gt
+                target = noise_scheduler.training_target(gt, noise, condition=lq)
 
                 with accelerator.accumulate(unet):
                     # f_theta(x_d, x_t, gamma): the noisy target concatenated with the degraded face

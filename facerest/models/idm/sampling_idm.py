@@ -71,7 +71,7 @@ def idm_sample(
             model_input = torch.cat([scheduler.scale_model_input(sample, t), condition], dim=1)
             model_timestep = scheduler.model_timestep(scheduler.alphas_cumprod[t]).to(device)
             model_output = unet(model_input, model_timestep).sample
-            sample = scheduler.step(model_output, t, sample, generator=generator, eta=eta).prev_sample
+            sample = scheduler.step(model_output, t, sample, generator=generator, eta=eta, condition=condition).prev_sample
     finally:
         unet.train(was_training)
     return sample.clamp(-1.0, 1.0).to(device=lq.device, dtype=lq.dtype)

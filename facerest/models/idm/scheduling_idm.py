@@ -67,8 +67,10 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             `"linear"`: betas evenly spaced from `beta_start` to `beta_end`. `"cosine"`: the schedule of Nichol &
             Dhariwal (2021), `gamma(t) = cos((t / T + 0.008) / 1.008 * pi / 2)^2` (betas capped at 0.999); it
             ignores `beta_start` and `beta_end`.
-        prediction_type (`"epsilon"` or `"sample"`, defaults to `"epsilon"`):
-            What the denoiser predicts: the noise `eps` or the clean image `x_0`.
+        prediction_type (`"epsilon"`, `"sample"` or `"residual"`, defaults to `"epsilon"`):
+            What the denoiser predicts: the noise `eps`, the clean image `x_0`, or the correction `x_0 - x_d` to the
+            degraded face it is conditioned on (`x_0` with a skip connection from `x_d`: a model that outputs zeros
+            starts at the degraded face, not at grey; `step` then needs `condition`).
         clip_sample (`bool`, defaults to `True`):
             Clip the estimate of `x_0` to `[-clip_sample_range, clip_sample_range]` at every step. The noise used by
             the update is then re-derived from the clipped estimate, so both stay consistent.
@@ -89,14 +91,14 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         beta_start: float = 2e-6,
         beta_end: float = 2e-2,
         beta_schedule: Literal["linear", "cosine"] = "linear",
-        prediction_type: Literal["epsilon", "sample"] = "epsilon",
+        prediction_type: Literal["epsilon", "sample", "residual"] = "epsilon",
         clip_sample: bool = True,
         clip_sample_range: float = 1.0,
     ):
         if num_train_timesteps < 1:
             raise ValueError(f"num_train_timesteps must be at least 1, got {num_train_timesteps}")
-        if prediction_type not in ("epsilon", "sample"):
-            raise ValueError(f"prediction_type must be 'epsilon' or 'sample', got {prediction_type!r}")
+        if prediction_type not in ("epsilon", "sample", "residual"):
+            raise ValueError(f"prediction_type must be 'epsilon', 'sample' or 'residual', got {prediction_type!r}")
         if beta_schedule == "linear":
             if not 0.0 < beta_start <= beta_end < 1.0:
                 raise ValueError(f"linear betas need 0 < beta_start <= beta_end < 1, got {beta_start} .. {beta_end}")
@@ -239,6 +241,23 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         sqrt_one_minus_gamma = (1.0 - gamma).sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
         return sqrt_gamma * original_samples + sqrt_one_minus_gamma * noise
 
+    def training_target(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What the denoiser is trained to output for `x_t = add_noise(original_samples, noise, ...)`: the noise
+        `eps`, the clean image `x_0`, or `x_0 - x_d` (`condition`, the degraded face), after `prediction_type`."""
+        if self.config.prediction_type == "epsilon":
+            return noise
+        if self.config.prediction_type == "sample":
+            return original_samples
+        return original_samples - self._condition(condition, original_samples)
+
+    def _condition(self, condition: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        if condition is None or condition.shape != like.shape:
+            shape = None if condition is None else tuple(condition.shape)
+            raise ValueError(f"prediction_type 'residual' needs the degraded faces as condition, shaped {tuple(like.shape)}; got {shape}")
+        return condition
+
     def step(
         self,
         model_output: torch.Tensor,
@@ -247,18 +266,20 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         eta: float | None = None,
         return_dict: bool = True,
+        condition: torch.Tensor | None = None,
     ) -> IDMSchedulerOutput | tuple:
         """
         One reverse step, from `x_t` at `timestep` to the next timestep of the schedule.
 
         Args:
-            model_output (`torch.Tensor`): the denoiser's output (noise or clean image, see `prediction_type`).
+            model_output (`torch.Tensor`): the denoiser's output (noise, clean image or correction, see `prediction_type`).
             timestep (`int`): the current timestep, one of `self.timesteps`.
             sample (`torch.Tensor`): the current sample `x_t`.
             generator (`torch.Generator`, *optional*): random generator for the added noise.
             eta (`float`, *optional*): `None` for the ancestral IDM / SR3 update; a value in [0, 1] for the DDIM
                 update with that eta (0.0: deterministic).
             return_dict (`bool`): return an [`IDMSchedulerOutput`] rather than a tuple.
+            condition (`torch.Tensor`, *optional*): the degraded faces `x_d`; needed by `prediction_type="residual"`.
         """
         if eta is not None and not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must be None (ancestral update) or lie in [0, 1] (DDIM update), got {eta}")
@@ -276,7 +297,9 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             pred_original_sample = (sample - math.sqrt(1.0 - gamma_t) * model_output) / math.sqrt(gamma_t)
         else:
             pred_original_sample = model_output
-            pred_epsilon = (sample - math.sqrt(gamma_t) * model_output) / math.sqrt(1.0 - gamma_t)
+            if self.config.prediction_type == "residual":
+                pred_original_sample = self._condition(condition, model_output) + model_output
+            pred_epsilon = (sample - math.sqrt(gamma_t) * pred_original_sample) / math.sqrt(1.0 - gamma_t)
 
         # 3. clip x_0, and take eps from the clipped x_0 so that the update uses one consistent estimate
         if self.config.clip_sample:
