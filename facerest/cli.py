@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     testset = commands.add_parser(
         "make-testset",
         help="degrade a folder of HQ faces into a paired LQ/HQ test set (CelebA-Test style)",
-        description="Writes OUT_DIR/lq, OUT_DIR/hq and OUT_DIR/manifest.json; the same seed gives the same bytes.",
+        description="Writes OUT_DIR/lq, OUT_DIR/hq and OUT_DIR/manifest.json; the same seed gives the same bytes. "
+        "Faces of any --resolution are degraded as their 512-px photo would be (GFP-GAN's degradation is defined there).",
     )
     testset.add_argument("hq_dir", help="folder of high-quality aligned faces")
     testset.add_argument("out_dir", help="output folder")
