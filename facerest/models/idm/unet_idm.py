@@ -1,9 +1,10 @@
 """Ready-made `diffusers.UNet2DModel` configurations for the IDM denoiser `f_theta(x_d, x_t, gamma)`.
 
 The UNet sees the noisy target concatenated with the degraded face (`in_channels=6`) and predicts 3 channels (the
-noise or the clean face, see `IDMScheduler.prediction_type`). Every configuration goes down to 8x8, and the blocks
-working at 32x32, 16x16 and 8x8 (and the middle block) carry self-attention, as in SR3 / IDM. The noise level enters
-through the timestep input, as `IDMScheduler.model_timestep(gamma)`.
+noise, the clean face or its difference from the degraded one, see `IDMScheduler.prediction_type`). Every
+configuration goes down to 8x8, and the blocks working at 32x32, 16x16 and 8x8 (and the middle block) carry
+self-attention, as in SR3 / IDM. The noise level enters through the timestep input, as
+`IDMScheduler.model_timestep(gamma)`.
 """
 
 from __future__ import annotations
