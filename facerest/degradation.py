@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
+from .images import resize
+
 Range = tuple[float, float]
 
 
@@ -255,7 +257,7 @@ def _blur_downsample_noise_jpeg(x: np.ndarray, params: DegradationParams) -> np.
         x = _jpeg(x, params.jpeg_quality)
     x = cv2.resize(x, (reference_width, reference_height), interpolation=cv2.INTER_LINEAR)
     if (reference_height, reference_width) != (height, width):
-        x = np.clip(cv2.resize(x, (width, height), interpolation=_interpolation(x, height, width)), 0.0, 1.0)
+        x = np.clip(resize(x, width, height), 0.0, 1.0)
     return x
 
 
@@ -265,12 +267,7 @@ def _resize_longer_side(x: np.ndarray, length: int) -> np.ndarray:
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if size == (width, height):
         return x
-    return np.clip(cv2.resize(x, size, interpolation=_interpolation(x, size[1], size[0])), 0.0, 1.0)
-
-
-def _interpolation(x: np.ndarray, height: int, width: int) -> int:
-    """Area averaging to shrink (no aliasing), bicubic to enlarge."""
-    return cv2.INTER_AREA if height * width < x.shape[0] * x.shape[1] else cv2.INTER_CUBIC
+    return np.clip(resize(x, *size), 0.0, 1.0)
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:

@@ -157,8 +157,13 @@ def resize_square(image: np.ndarray, resolution: int) -> np.ndarray:
     height, width = image.shape[:2]
     if height == width == resolution:
         return image
-    interpolation = cv2.INTER_AREA if resolution < max(height, width) else cv2.INTER_CUBIC
-    return cv2.resize(image, (resolution, resolution), interpolation=interpolation)
+    return resize(image, resolution, resolution)
+
+
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an (H, W, C) image to ``width`` x ``height``: area filter when the longer side shrinks, else bicubic."""
+    interpolation = cv2.INTER_AREA if max(width, height) < max(image.shape[:2]) else cv2.INTER_CUBIC
+    return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
 def pair_by_stem(lq_dir: Union[str, os.PathLike], hq_dir: Union[str, os.PathLike]) -> list[tuple[Path, Path]]:

@@ -296,8 +296,9 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             pred_epsilon = model_output
             pred_original_sample = (sample - math.sqrt(1.0 - gamma_t) * model_output) / math.sqrt(gamma_t)
         else:
-            pred_original_sample = model_output
-            if self.config.prediction_type == "residual":
+            if self.config.prediction_type == "sample":
+                pred_original_sample = model_output
+            else:  # residual: x_0 = x_d + (x_0 - x_d)
                 pred_original_sample = self._condition(condition, model_output) + model_output
             pred_epsilon = (sample - math.sqrt(gamma_t) * pred_original_sample) / math.sqrt(1.0 - gamma_t)
 
