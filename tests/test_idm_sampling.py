@@ -114,12 +114,15 @@ class ExactDenoiser(torch.nn.Module):
         x_t, condition = model_input[:, :3], model_input[:, 3:]
         if self.scheduler.config.prediction_type == "sample":
             return SimpleNamespace(sample=self.clean)
+        noise = (x_t - gamma.sqrt() * self.clean) / (1 - gamma).sqrt()
         if self.scheduler.config.prediction_type == "residual":
             return SimpleNamespace(sample=self.clean - condition)
-        return SimpleNamespace(sample=(x_t - gamma.sqrt() * self.clean) / (1 - gamma).sqrt())
+        if self.scheduler.config.prediction_type == "residual_v":
+            return SimpleNamespace(sample=gamma.sqrt() * noise - (1 - gamma).sqrt() * (self.clean - condition))
+        return SimpleNamespace(sample=noise)
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "residual"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "residual", "residual_v"])
 @pytest.mark.parametrize("eta", [None, 0.0, 1.0])
 @pytest.mark.parametrize("num_inference_steps, strength", [(1, 1.0), (10, 1.0), (25, 0.3)])
 def test_exact_denoiser_restores_the_clean_faces(prediction_type, eta, num_inference_steps, strength):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from facerest.models.idm import IDMScheduler
+from facerest.models.idm.scheduling_idm import PREDICTION_TYPES
 
 T = 1000
 SHAPE = (2, 3, 4, 4)
@@ -115,7 +116,7 @@ def step_timesteps(scheduler: IDMScheduler, n: int, index: int) -> tuple[int, in
     return timesteps[index], timesteps[index + 1] if index + 1 < n else -1
 
 
-# The degraded faces x_d the denoiser is conditioned on (used by prediction_type "residual" only).
+# The degraded faces x_d the denoiser is conditioned on (used by the prediction types "residual" and "residual_v").
 CONDITION = np.random.default_rng(99).uniform(-1, 1, SHAPE)
 
 
@@ -123,12 +124,17 @@ def reference_estimates(prediction_type: str, x_t: np.ndarray, model_output: np.
     """(x_0, eps) from the model output, inverting x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps."""
     if prediction_type == "epsilon":
         return (x_t - np.sqrt(1 - g) * model_output) / np.sqrt(g), model_output
+    if prediction_type == "residual_v":
+        # v = sqrt(g) eps - sqrt(1 - g) r for r = x_0 - x_d, whose noisy version is y_t = x_t - sqrt(g) x_d:
+        # with y_t = sqrt(g) r + sqrt(1 - g) eps, r = sqrt(g) y_t - sqrt(1 - g) v and eps = sqrt(1 - g) y_t + sqrt(g) v
+        y_t = x_t - np.sqrt(g) * CONDITION
+        return CONDITION + np.sqrt(g) * y_t - np.sqrt(1 - g) * model_output, np.sqrt(1 - g) * y_t + np.sqrt(g) * model_output
     x0 = model_output if prediction_type == "sample" else CONDITION + model_output  # residual: x_0 - x_d
     return x0, (x_t - np.sqrt(g) * x0) / np.sqrt(1 - g)
 
 
 @pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "residual"])
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 @pytest.mark.parametrize("n, index", step_cases())
 def test_ancestral_step_closed_form(beta_schedule, prediction_type, n, index):
     scheduler = IDMScheduler(beta_schedule=beta_schedule, prediction_type=prediction_type, clip_sample=False)
@@ -150,7 +156,7 @@ def test_ancestral_step_closed_form(beta_schedule, prediction_type, n, index):
         np.testing.assert_allclose(out.prev_sample.numpy(), x0, rtol=1e-9)
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "residual"])
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("n, index", step_cases())
 def test_ddim_step_closed_form(prediction_type, eta, n, index):
@@ -189,6 +195,28 @@ def test_training_target_follows_the_prediction_type():
         residual.training_target(x0, noise)
     with pytest.raises(ValueError, match="residual.*condition"):
         residual.step(x0, t, x_t)
+
+
+def test_residual_v_target_is_the_velocity_and_the_step_inverts_it():
+    x0, noise = map(to_torch, random_tensors(6))
+    condition = to_torch(CONDITION)
+    scheduler = IDMScheduler(prediction_type="residual_v", clip_sample=False)
+    gamma = torch.tensor([0.3, 0.9], dtype=torch.float64)  # continuous levels, one per sample, as in training
+    g = gamma.numpy().reshape(-1, 1, 1, 1)
+    expected = np.sqrt(g) * noise.numpy() - np.sqrt(1 - g) * (x0.numpy() - CONDITION)
+    target = scheduler.training_target(x0, noise, condition, noise_level=gamma)
+    np.testing.assert_allclose(target.numpy(), expected, rtol=0, atol=1e-12)
+    # on the grid, the target as model output gives back x_0 and eps exactly
+    scheduler.set_timesteps(10)
+    t = int(scheduler.timesteps[4])
+    x_t = scheduler.add_noise(x0, noise, torch.tensor([t]))
+    target = scheduler.training_target(x0, noise, condition, noise_level=torch.tensor([t]))
+    out = scheduler.step(target, t, x_t, eta=0.0, condition=condition)
+    torch.testing.assert_close(out.pred_original_sample, x0, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="noise_level"):
+        scheduler.training_target(x0, noise, condition)
+    with pytest.raises(ValueError, match="residual_v.*condition"):
+        scheduler.step(target, t, x_t)
 
 
 def test_ddim_eta_zero_is_deterministic_and_ancestral_is_not():

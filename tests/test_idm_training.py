@@ -270,10 +270,10 @@ def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_tra
     assert IDMScheduler.from_pretrained(tmp_path / "fine_tuned" / "scheduler").config == IDMScheduler.from_pretrained(reference_run / "scheduler").config
 
     # the loss follows the pretrained scheduler's prediction type, not the command line's default (noise): same
-    # weights, batches and noise, so only the target (noise, x_0 or x_0 - x_d) can make the first losses differ
+    # weights, batches and noise, so only the target (noise, x_0, x_0 - x_d or its velocity) can make the first losses differ
     losses = {"epsilon": loss}
     config = json.loads((reference_run / "scheduler" / "scheduler_config.json").read_text())
-    for prediction_type in ("sample", "residual"):
+    for prediction_type in ("sample", "residual", "residual_v"):
         pretrained = tmp_path / f"as_{prediction_type}"
         shutil.copytree(reference_run / "unet", pretrained / "unet")
         shutil.copy(reference_run / "model_index.json", pretrained)
@@ -281,7 +281,7 @@ def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_tra
         (pretrained / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": prediction_type}))
         losses[prediction_type] = fine_tune(pretrained, tmp_path / f"fine_tuned_{prediction_type}")
         assert IDMScheduler.from_pretrained(tmp_path / f"fine_tuned_{prediction_type}" / "scheduler").config.prediction_type == prediction_type
-    assert len(set(losses.values())) == 3, losses
+    assert len(set(losses.values())) == 4, losses
 
     def refused(*extra: str) -> str:
         done = subprocess.run(

@@ -48,6 +48,7 @@ from facerest.errors import FacerestError
 from facerest.images import list_images, load_image
 from facerest.metrics import load_niqe_params
 from facerest.models.idm import IDMScheduler, idm_sample, make_idm_unet
+from facerest.models.idm.scheduling_idm import PREDICTION_TYPES
 from facerest.pipeline import FaceRestorePipeline
 from facerest.training.extrinsic import CleaningPass, choose_replaced, cleaning_niqe, load_manifest, round_dir
 from facerest.training.testset_eval import evaluate_testset
@@ -84,9 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--beta_schedule", choices=["linear", "cosine"], default="linear")
     model.add_argument(
         "--prediction_type",
-        choices=["epsilon", "sample", "residual"],
+        choices=list(PREDICTION_TYPES),
         default="epsilon",
-        help="what the UNet predicts: the noise, the clean face, or the clean face minus the degraded one",
+        help="what the UNet predicts: the noise, the clean face, the clean face minus the degraded one (residual), "
+        "or that residual's velocity sqrt(gamma) eps - sqrt(1 - gamma) residual (residual_v)",
     )
     model.add_argument("--loss", choices=["l1", "l2"], default="l1", help="L1 or L2 distance to the prediction target")
 
@@ -474,7 +476,7 @@ def main(args: argparse.Namespace) -> None:
                 # gamma ~ U(gamma_t, gamma_{t-1}) (SR3); forward process x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
                 noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
                 noisy_target = noise_scheduler.add_noise(gt, noise, noise_level)
-                target = noise_scheduler.training_target(gt, noise, condition=lq)
+                target = noise_scheduler.training_target(gt, noise, condition=lq, noise_level=noise_level)
 
                 with accelerator.accumulate(unet):
                     # f_theta(x_d, x_t, gamma): the noisy target concatenated with the degraded face

@@ -26,6 +26,9 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 
+PREDICTION_TYPES = ("epsilon", "sample", "residual", "residual_v")
+
+
 @dataclass
 class IDMSchedulerOutput(BaseOutput):
     """
@@ -67,10 +70,14 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             `"linear"`: betas evenly spaced from `beta_start` to `beta_end`. `"cosine"`: the schedule of Nichol &
             Dhariwal (2021), `gamma(t) = cos((t / T + 0.008) / 1.008 * pi / 2)^2` (betas capped at 0.999); it
             ignores `beta_start` and `beta_end`.
-        prediction_type (`"epsilon"`, `"sample"` or `"residual"`, defaults to `"epsilon"`):
-            What the denoiser predicts: the noise `eps`, the clean image `x_0`, or the correction `x_0 - x_d` to the
+        prediction_type (`"epsilon"`, `"sample"`, `"residual"` or `"residual_v"`, defaults to `"epsilon"`):
+            What the denoiser predicts: the noise `eps`, the clean image `x_0`, the correction `r = x_0 - x_d` to the
             degraded face it is conditioned on (`x_0` with a skip connection from `x_d`: a model that outputs zeros
-            starts at the degraded face, not at grey; `step` then needs `condition`).
+            starts at the degraded face, not at grey), or the velocity of that correction,
+            `v = sqrt(gamma) eps - sqrt(1 - gamma) r` (Salimans & Ho, 2022, section 4, applied to `r`, whose noisy
+            version is `y_t = x_t - sqrt(gamma) x_d = sqrt(gamma) r + sqrt(1 - gamma) eps`). With `"residual_v"` the
+            estimate `r = sqrt(gamma) y_t - sqrt(1 - gamma) v` leans on `x_t` at low noise and on `x_d` at high noise,
+            so the last, nearly clean steps need not reproduce `x_t` from scratch. The last two need `condition`.
         clip_sample (`bool`, defaults to `True`):
             Clip the estimate of `x_0` to `[-clip_sample_range, clip_sample_range]` at every step. The noise used by
             the update is then re-derived from the clipped estimate, so both stay consistent.
@@ -91,14 +98,14 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         beta_start: float = 2e-6,
         beta_end: float = 2e-2,
         beta_schedule: Literal["linear", "cosine"] = "linear",
-        prediction_type: Literal["epsilon", "sample", "residual"] = "epsilon",
+        prediction_type: Literal["epsilon", "sample", "residual", "residual_v"] = "epsilon",
         clip_sample: bool = True,
         clip_sample_range: float = 1.0,
     ):
         if num_train_timesteps < 1:
             raise ValueError(f"num_train_timesteps must be at least 1, got {num_train_timesteps}")
-        if prediction_type not in ("epsilon", "sample", "residual"):
-            raise ValueError(f"prediction_type must be 'epsilon', 'sample' or 'residual', got {prediction_type!r}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {', '.join(map(repr, PREDICTION_TYPES))}, got {prediction_type!r}")
         if beta_schedule == "linear":
             if not 0.0 < beta_start <= beta_end < 1.0:
                 raise ValueError(f"linear betas need 0 < beta_start <= beta_end < 1, got {beta_start} .. {beta_end}")
@@ -242,20 +249,38 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         return sqrt_gamma * original_samples + sqrt_one_minus_gamma * noise
 
     def training_target(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, condition: torch.Tensor | None = None
+        self,
+        original_samples: torch.Tensor,
+        noise: torch.Tensor,
+        condition: torch.Tensor | None = None,
+        noise_level: torch.Tensor | float | int | None = None,
     ) -> torch.Tensor:
-        """What the denoiser is trained to output for `x_t = add_noise(original_samples, noise, ...)`: the noise
-        `eps`, the clean image `x_0`, or `x_0 - x_d` (`condition`, the degraded face), after `prediction_type`."""
-        if self.config.prediction_type == "epsilon":
+        """What the denoiser is trained to output for `x_t = add_noise(original_samples, noise, noise_level)`: the
+        noise `eps`, the clean image `x_0`, `r = x_0 - x_d` (`condition`, the degraded face), or
+        `v = sqrt(gamma) eps - sqrt(1 - gamma) r` (`noise_level` as in `add_noise`), after `prediction_type`."""
+        prediction_type = self.config.prediction_type
+        if prediction_type == "epsilon":
             return noise
-        if self.config.prediction_type == "sample":
+        if prediction_type == "sample":
             return original_samples
-        return original_samples - self._condition(condition, original_samples)
+        residual = original_samples - self._condition(condition, original_samples)
+        if prediction_type == "residual":
+            return residual
+        if noise_level is None:
+            raise ValueError("prediction_type 'residual_v' needs the noise_level of the noisy samples")
+        gamma = self._noise_level(noise_level)
+        gamma = gamma.reshape(-1, *([1] * (original_samples.ndim - 1))) if gamma.ndim else gamma
+        sqrt_gamma = gamma.sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
+        sqrt_one_minus_gamma = (1.0 - gamma).sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
+        return sqrt_gamma * noise - sqrt_one_minus_gamma * residual
 
     def _condition(self, condition: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         if condition is None or condition.shape != like.shape:
             shape = None if condition is None else tuple(condition.shape)
-            raise ValueError(f"prediction_type 'residual' needs the degraded faces as condition, shaped {tuple(like.shape)}; got {shape}")
+            raise ValueError(
+                f"prediction_type {self.config.prediction_type!r} needs the degraded faces as condition, shaped "
+                f"{tuple(like.shape)}; got {shape}"
+            )
         return condition
 
     def step(
@@ -279,7 +304,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             eta (`float`, *optional*): `None` for the ancestral IDM / SR3 update; a value in [0, 1] for the DDIM
                 update with that eta (0.0: deterministic).
             return_dict (`bool`): return an [`IDMSchedulerOutput`] rather than a tuple.
-            condition (`torch.Tensor`, *optional*): the degraded faces `x_d`; needed by `prediction_type="residual"`.
+            condition (`torch.Tensor`, *optional*): the degraded faces `x_d`; needed by the residual prediction types.
         """
         if eta is not None and not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must be None (ancestral update) or lie in [0, 1] (DDIM update), got {eta}")
@@ -292,14 +317,19 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         alpha_t = gamma_t / gamma_prev
 
         # 2. estimates of x_0 and eps, inverting the forward process x_t = sqrt(gamma_t) x_0 + sqrt(1 - gamma_t) eps
-        if self.config.prediction_type == "epsilon":
+        prediction_type = self.config.prediction_type
+        if prediction_type == "epsilon":
             pred_epsilon = model_output
             pred_original_sample = (sample - math.sqrt(1.0 - gamma_t) * model_output) / math.sqrt(gamma_t)
         else:
-            if self.config.prediction_type == "sample":
+            if prediction_type == "sample":
                 pred_original_sample = model_output
-            else:  # residual: x_0 = x_d + (x_0 - x_d)
+            elif prediction_type == "residual":  # x_0 = x_d + r
                 pred_original_sample = self._condition(condition, model_output) + model_output
+            else:  # residual_v: r = sqrt(gamma) y_t - sqrt(1 - gamma) v, with y_t = x_t - sqrt(gamma) x_d
+                condition = self._condition(condition, model_output)
+                noisy_residual = sample - math.sqrt(gamma_t) * condition
+                pred_original_sample = condition + math.sqrt(gamma_t) * noisy_residual - math.sqrt(1.0 - gamma_t) * model_output
             pred_epsilon = (sample - math.sqrt(gamma_t) * pred_original_sample) / math.sqrt(1.0 - gamma_t)
 
         # 3. clip x_0, and take eps from the clipped x_0 so that the update uses one consistent estimate
