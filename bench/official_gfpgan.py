@@ -83,22 +83,31 @@ def build_network(GFPGANv1Clean, config: dict, seed: int):
     return network.eval()
 
 
-def time_forward(network, out_size: int, repeats: int) -> list[float]:
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forward(network, out_size: int, repeats: int, device) -> list[float]:
     """Seconds of each forward pass of one face (after one untimed warm-up pass), as ``GFPGANer.enhance`` calls it."""
     import torch
 
-    face = torch.rand(1, 3, out_size, out_size) * 2 - 1
+    face = torch.rand(1, 3, out_size, out_size).to(device) * 2 - 1
     seconds = []
     with torch.no_grad():
         network(face, return_rgb=False)
+        _sync(device)
         for _ in range(repeats):
             started = time.perf_counter()
             network(face, return_rgb=False)
+            _sync(device)
             seconds.append(time.perf_counter() - started)
     return seconds
 
 
-def make_restorer(GFPGANer, FaceRestoreHelper, network, detector_weights_dir: str):
+def make_restorer(GFPGANer, FaceRestoreHelper, network, detector_weights_dir: str, device):
     """A ``GFPGANer`` holding ``network`` and a FaceRestoreHelper with the mobilenet0.25 detector, no parsing net."""
     import torch
 
@@ -107,8 +116,8 @@ def make_restorer(GFPGANer, FaceRestoreHelper, network, detector_weights_dir: st
     restorer = GFPGANer.__new__(GFPGANer)
     restorer.upscale = 1
     restorer.bg_upsampler = None
-    restorer.device = torch.device("cpu")
-    restorer.gfpgan = network
+    restorer.device = device
+    restorer.gfpgan = network.to(device)
     # FaceRestoreHelper loads its parsing network even with use_parse=False (and would download it): skip that.
     init_parsing_model = helper_module.init_parsing_model
     helper_module.init_parsing_model = lambda *args, **kwargs: None
@@ -172,8 +181,9 @@ def time_photo(restorer, path: str) -> dict:
         for cropped_face in helper.cropped_faces:
             face = img2tensor(cropped_face / 255.0, bgr2rgb=True, float32=True)
             normalize(face, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
-            output = restorer.gfpgan(face.unsqueeze(0), return_rgb=False, weight=0.5)[0]
+            output = restorer.gfpgan(face.unsqueeze(0).to(restorer.device), return_rgb=False, weight=0.5)[0]
             helper.add_restored_face(tensor2img(output.squeeze(0), rgb2bgr=True, min_max=(-1, 1)).astype("uint8"))
+        _sync(restorer.device)
         started = lap("restore", started)
         helper.get_inverse_affine(None)
         helper.paste_faces_to_input_image(upsample_img=None)
@@ -193,6 +203,7 @@ def main(spec_path: str, out_path: str) -> int:
     import torch
 
     torch.set_num_threads(spec["threads"])
+    device = torch.device(spec.get("device", "cpu"))
     result = {"versions": _versions(), "threads": torch.get_num_threads(), "forward": {}, "photos": []}
     try:
         GFPGANer, GFPGANv1Clean, FaceRestoreHelper = _import_official()
@@ -207,11 +218,13 @@ def main(spec_path: str, out_path: str) -> int:
         torch.save({"params_ema": network.state_dict()}, Path(spec["weights_dir"]) / f"{name}.pth")
         networks[name] = network
         if config.get("time_forward", True):
-            seconds = time_forward(network, config["out_size"], config.get("repeats", spec["forward_repeats"]))
+            seconds = time_forward(network.to(device), config["out_size"], config.get("repeats", spec["forward_repeats"]), device)
             result["forward"][name] = {"seconds": seconds, "median": statistics.median(seconds)}
 
     if spec.get("photos"):
-        restorer = make_restorer(GFPGANer, FaceRestoreHelper, networks[spec["photo_config"]], spec["detector_weights_dir"])
+        restorer = make_restorer(
+            GFPGANer, FaceRestoreHelper, networks[spec["photo_config"]], spec["detector_weights_dir"], device
+        )
         time_photo(restorer, spec["photos"][0])  # warm-up: first-call allocations of the detector and the network
         for path in spec["photos"]:  # the fastest of `passes` runs of each photo (the machine may be shared)
             runs = [time_photo(restorer, path) for _ in range(spec.get("passes", 1))]

@@ -60,6 +60,7 @@ NOT_INSTALLED = "not installed"
 GFPGAN_V14 = dict(out_size=512, num_style_feat=512, channel_multiplier=2, narrow=1.0)
 BENCH_GFPGAN = dict(out_size=512, num_style_feat=512, channel_multiplier=1, narrow=0.25)
 TINY_GFPGAN = dict(out_size=512, num_style_feat=64, channel_multiplier=1, narrow=1 / 16)
+GPU_FACE_BATCH = 16  # faces per forward pass in the GPU-only rows of the forward table
 
 # Random 64-px models standing in for trained ones (the sizes of the 64-px training runs).
 SMALL_GFPGAN_64 = dict(out_size=64, num_style_feat=128, channel_multiplier=1, narrow=0.25)
@@ -349,7 +350,7 @@ class _Bench:
             "configs": configs, "seed": self.options.seed, "threads": self.threads,
             "forward_repeats": self.repeats, "weights_dir": str(self.work / "official_weights"),
             "photos": [str(path) for path in photos], "photo_config": photo_config,
-            "detector_weights_dir": str(self.detector_dir), "passes": self.photo_passes,
+            "detector_weights_dir": str(self.detector_dir), "passes": self.photo_passes, "device": str(self.device),
         }
         (self.work / "official_weights").mkdir(exist_ok=True)
         spec_path, out_path = self.work / f"{tag}_spec.json", self.work / f"{tag}_result.json"
@@ -381,24 +382,32 @@ class _Bench:
         return model.to(self.device)
 
     # -- 2. GFP-GAN forward -----------------------------------------------------------------------------------
+    def photo_config(self) -> str:
+        """The network of the whole-photo part: the released v1.4 on a GPU; on a CPU the bench network, so that
+        photos with many faces fit the bench's budget (tiny with --quick)."""
+        if self.quick:
+            return "tiny"
+        return "v1.4" if self.device.type == "cuda" else "bench"
+
     def gfpgan_configs(self) -> dict:
         """The official-format networks of parts 2 and 3 (name -> GFPGANv1Clean arguments, time_forward)."""
         timed = "gfpgan" in self.options.sections
         if self.quick:
             return {"tiny": {**TINY_GFPGAN, "time_forward": timed}}
-        configs = {"bench": {**BENCH_GFPGAN, "time_forward": timed}}
-        if timed:
-            configs = {"v1.4": {**GFPGAN_V14, "time_forward": True, "repeats": 1}, **configs}  # ~40 s a pass on 1 core
-        return configs
+        v14_repeats = 1 if self.device.type == "cpu" else self.repeats  # ~40 s a pass on one CPU core
+        configs = {
+            "v1.4": {**GFPGAN_V14, "time_forward": timed, "repeats": v14_repeats},
+            "bench": {**BENCH_GFPGAN, "time_forward": timed},
+        }
+        return {name: config for name, config in configs.items() if timed or name == self.photo_config()}
 
     def run_gfpgan(self) -> None:
         from .models.gfpgan import GFPGANConfig, GFPGANModel
 
         configs = self.gfpgan_configs()
         scheduling_tables = []
-        photo_config = "tiny" if self.quick else "bench"
         photos = self.photo_paths() if "photos" in self.options.sections else []
-        official = self.official(configs, photos, photo_config)
+        official = self.official(configs, photos, self.photo_config())
         table = Table(
             "GFP-GAN forward pass, one 512-px face",
             ["Network", "Implementation", "Variant", "Batch", "ms per face", "Faces/s", "Official / ours",
@@ -410,7 +419,7 @@ class _Bench:
             config_only = {key: value for key, value in config.items() if key not in ("time_forward", "repeats")}
             flops = count_flops(lambda: GFPGANModel(GFPGANConfig(**config_only)), lambda: (torch.empty(1, 3, 512, 512),))
             face = torch.rand(1, 3, 512, 512, device=self.device) * 2 - 1
-            heavy = name == "v1.4"
+            heavy = name == "v1.4" and self.device.type == "cpu"  # ~40 s a pass on one CPU core
             repeats = 1 if heavy else self.repeats
             faces = face.repeat(4, 1, 1, 1)
             bf16_model, bf16_face = (None, None) if heavy else (copy.deepcopy(model).to(torch.bfloat16), face.bfloat16())
@@ -418,6 +427,8 @@ class _Bench:
             if not heavy:
                 variants.append(("fp32", 4, lambda: model(faces)))
                 variants.append(("bf16 weights and input", 1, lambda: bf16_model(bf16_face)))
+            if self.device.type == "cuda":
+                variants += self._gpu_variants(model, bf16_model, face)
             ours_fp32 = None
             for variant, batch, call in variants:
                 # bf16 on a CPU without bf16 instructions is emulated (tens of times slower): one call, no warm-up
@@ -431,7 +442,7 @@ class _Bench:
                     ours_fp32 = seconds
                     self.note_flops(f"GFP-GAN {label}", flops, seconds)
                 table.rows.append([label, "facerest", variant, batch, seconds * 1e3, 1 / seconds, None, memory.growth_mib])
-            if self.options.compile and not heavy:
+            if self.options.compile and name == self.photo_config():  # compiling takes minutes: one network
                 table.rows.append(self._compiled_row(label, model, face))
             official_seconds = official.get("forward", {}).get(name, {}).get("median")
             if official_seconds is not None:
@@ -467,7 +478,34 @@ class _Bench:
             "modulated convolutions keep their input's memory format).",
             "Peak RSS growth: the highest resident memory during the timed calls over that before them (CPU).",
         ]
+        if self.device.type == "cuda":
+            table.notes.append(
+                f"On the GPU ({torch.cuda.get_device_name(self.device)}): fp32 convolutions may use TF32 "
+                f"(torch.backends.cudnn.allow_tf32 = {torch.backends.cudnn.allow_tf32}); half-precision rows hold "
+                f"weights and input in bf16 or fp16 (no autocast); batches of {GPU_FACE_BATCH} faces show how far "
+                "batching fills the device; channels-last converts the 4-d weights and the input."
+            )
         self.tables += [table, *scheduling_tables]
+
+    @staticmethod
+    def _gpu_variants(model, bf16_model, face: torch.Tensor) -> list:
+        """On a GPU, also: batches of 16 faces, fp16, and bf16 with channels-last activations and weights."""
+        batch = GPU_FACE_BATCH
+        faces = face.repeat(batch, 1, 1, 1)
+        bf16_faces, fp16_face, fp16_faces = faces.bfloat16(), face.half(), faces.half()
+        fp16_model = copy.deepcopy(model).half()
+        channels_last_model = copy.deepcopy(bf16_model)
+        for parameter in channels_last_model.parameters():  # the 4-d ones; modulated weights are made per call
+            if parameter.ndim == 4:
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+        channels_last_faces = bf16_faces.contiguous(memory_format=torch.channels_last)
+        return [
+            ("fp32", batch, lambda: model(faces)),
+            ("bf16 weights and input", batch, lambda: bf16_model(bf16_faces)),
+            ("fp16 weights and input", 1, lambda: fp16_model(fp16_face)),
+            ("fp16 weights and input", batch, lambda: fp16_model(fp16_faces)),
+            ("bf16, channels-last", batch, lambda: channels_last_model(channels_last_faces)),
+        ]
 
     def face_scheduling_table(self, label: str, model, faces: torch.Tensor) -> "Table":
         """The ways FaceRestorePipeline.restore_faces can run a photo's faces, timed in interleaved rounds."""
@@ -533,7 +571,7 @@ class _Bench:
             table.notes.append(f"skipped: no photos in {self.photos_dir}")
             self.tables.append(table)
             return
-        name = "tiny" if self.quick else "bench"
+        name = self.photo_config()
         configs = self.gfpgan_configs()
         official = self.official(configs, photos, name)
         model = self.gfpgan_model(name, configs[name])
@@ -698,7 +736,7 @@ class _Bench:
 
         restorer, unet, scheduler, labels = self.quality_models()
         size = unet.config.sample_size
-        batch = 2 if self.quick else 4
+        batch = 2 if self.quick else (GPU_FACE_BATCH * 4 if self.device.type == "cuda" else 4)  # a GPU needs a full batch
         table = Table(
             "IDM sampling: per step and per face",
             ["UNet", "Params (M)", "GFLOP per step per face", "Batch", "ms per step per face",
@@ -990,7 +1028,8 @@ class _Bench:
         if (self.detector_dir / "detection_mobilenet0.25_Final.pth").is_file():
             command += ["--detector", "retinaface", "--detector-weights", str(self.detector_dir)]
         self.log(f"memory: restoring {total} photos with the CLI")
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONPATH": str(REPO_ROOT)}
+        python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONPATH": python_path}
         samples = []  # (seconds, photos written, rss MiB)
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -1216,7 +1255,9 @@ def _train_worker_body(rank: int, world: int, spec: dict) -> dict:
             return module
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(module, find_unused_parameters=find_unused_parameters)
+        # the buffers (blur kernels, fixed noise) are constants: re-broadcasting them in place at every forward
+        # breaks the discriminator's second forward before its backward on some torch versions (2.11)
+        return DistributedDataParallel(module, find_unused_parameters=find_unused_parameters, broadcast_buffers=False)
 
     def barrier():
         if distributed:

@@ -165,7 +165,9 @@ def main(args: argparse.Namespace) -> None:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         # Official GFP-GAN trains with find_unused_parameters: the decoder's mapping MLP is unused with
         # input_is_latent, and the pyramid outputs are unused once that loss is off.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # broadcast_buffers=False: the buffers (blur kernels, fixed noise) are constants, and re-broadcasting them in
+        # place at each forward breaks a second discriminator forward before its backward on some torch versions
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)],
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
