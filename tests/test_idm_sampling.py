@@ -118,7 +118,7 @@ class ExactDenoiser(torch.nn.Module):
         if self.scheduler.config.prediction_type == "residual":
             return SimpleNamespace(sample=self.clean - condition)
         if self.scheduler.config.prediction_type == "residual_v":
-            return SimpleNamespace(sample=gamma.sqrt() * noise - (1 - gamma).sqrt() * (self.clean - condition))
+            return SimpleNamespace(sample=self.scheduler.training_target(self.clean, noise, condition, noise_level=gamma))
         return SimpleNamespace(sample=noise)
 
 
@@ -126,7 +126,7 @@ class ExactDenoiser(torch.nn.Module):
 @pytest.mark.parametrize("eta", [None, 0.0, 1.0])
 @pytest.mark.parametrize("num_inference_steps, strength", [(1, 1.0), (10, 1.0), (25, 0.3)])
 def test_exact_denoiser_restores_the_clean_faces(prediction_type, eta, num_inference_steps, strength):
-    scheduler = IDMScheduler(prediction_type=prediction_type)
+    scheduler = IDMScheduler(prediction_type=prediction_type, sigma_data=0.2)  # sigma_data: residual_v only
     clean = random_faces(2, 3).double() * 0.9
     restored = idm_sample(
         ExactDenoiser(clean, scheduler),

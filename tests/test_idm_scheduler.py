@@ -197,16 +197,26 @@ def test_training_target_follows_the_prediction_type():
         residual.step(x0, t, x_t)
 
 
-def test_residual_v_target_is_the_velocity_and_the_step_inverts_it():
+@pytest.mark.parametrize("sigma_data", [1.0, 0.2])
+def test_residual_v_target_is_edm_preconditioned_and_the_step_inverts_it(sigma_data):
     x0, noise = map(to_torch, random_tensors(6))
     condition = to_torch(CONDITION)
-    scheduler = IDMScheduler(prediction_type="residual_v", clip_sample=False)
+    scheduler = IDMScheduler(prediction_type="residual_v", sigma_data=sigma_data, clip_sample=False)
     gamma = torch.tensor([0.3, 0.9], dtype=torch.float64)  # continuous levels, one per sample, as in training
     g = gamma.numpy().reshape(-1, 1, 1, 1)
-    expected = np.sqrt(g) * noise.numpy() - np.sqrt(1 - g) * (x0.numpy() - CONDITION)
+    # EDM (Karras et al. 2022, Table 1) on r = x_0 - x_d in the variance-exploding form r~ = r + sigma eps:
+    # sigma^2 = (1 - g) / g, estimate r = c_skip r~ + c_out F, so the target is F = (r - c_skip r~) / c_out = -v
+    r = x0.numpy() - CONDITION
+    sigma = np.sqrt((1 - g) / g)
+    r_noisy = r + sigma * noise.numpy()
+    c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+    c_out = sigma * sigma_data / np.sqrt(sigma**2 + sigma_data**2)
+    expected = -(r - c_skip * r_noisy) / c_out
+    if sigma_data == 1.0:  # Salimans & Ho's v = sqrt(g) eps - sqrt(1 - g) r
+        np.testing.assert_allclose(expected, np.sqrt(g) * noise.numpy() - np.sqrt(1 - g) * r, rtol=0, atol=1e-12)
     target = scheduler.training_target(x0, noise, condition, noise_level=gamma)
     np.testing.assert_allclose(target.numpy(), expected, rtol=0, atol=1e-12)
-    # on the grid, the target as model output gives back x_0 and eps exactly
+    # on the grid, the target as model output gives back x_0 exactly
     scheduler.set_timesteps(10)
     t = int(scheduler.timesteps[4])
     x_t = scheduler.add_noise(x0, noise, torch.tensor([t]))
@@ -307,13 +317,14 @@ def test_model_timestep_is_identity_on_the_grid_and_continuous_between(beta_sche
 
 def test_config_round_trip(tmp_path):
     scheduler = IDMScheduler(
-        num_train_timesteps=500, beta_schedule="cosine", prediction_type="sample", clip_sample=False, clip_sample_range=2.0
+        num_train_timesteps=500, beta_schedule="cosine", prediction_type="residual_v", sigma_data=0.25, clip_sample=False,
+        clip_sample_range=2.0,
     )
     scheduler.save_pretrained(tmp_path)
     loaded = IDMScheduler.from_pretrained(tmp_path)
     public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
     assert public(loaded.config) == public(scheduler.config)
-    assert loaded.config.prediction_type == "sample" and len(loaded) == 500
+    assert loaded.config.prediction_type == "residual_v" and loaded.config.sigma_data == 0.25 and len(loaded) == 500
     assert torch.equal(loaded.alphas_cumprod, scheduler.alphas_cumprod)
 
 
@@ -322,6 +333,7 @@ def test_config_round_trip(tmp_path):
     [
         ({"beta_schedule": "quadratic"}, "beta_schedule"),
         ({"prediction_type": "v_prediction"}, "prediction_type"),
+        ({"sigma_data": 0.0}, "sigma_data"),
         ({"beta_start": 0.1, "beta_end": 0.01}, "beta_start"),
         ({"num_train_timesteps": 0}, "num_train_timesteps"),
     ],

@@ -88,7 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=list(PREDICTION_TYPES),
         default="epsilon",
         help="what the UNet predicts: the noise, the clean face, the clean face minus the degraded one (residual), "
-        "or that residual's velocity sqrt(gamma) eps - sqrt(1 - gamma) residual (residual_v)",
+        "or a velocity of that residual with EDM's preconditioning (residual_v, see IDMScheduler)",
+    )
+    model.add_argument(
+        "--sigma_data",
+        type=float,
+        default=1.0,
+        help="residual_v only: the scale of the residual (about its RMS over the training pairs; 1: v-prediction)",
     )
     model.add_argument("--loss", choices=["l1", "l2"], default="l1", help="L1 or L2 distance to the prediction target")
 
@@ -152,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not isinstance(args.unet_overrides, dict):
         parser.error("--unet_overrides must be a JSON object")
     if args.pretrained_model_name_or_path:
-        shaping = ("unet_overrides", "num_train_timesteps", "beta_schedule", "prediction_type")
+        shaping = ("unet_overrides", "num_train_timesteps", "beta_schedule", "prediction_type", "sigma_data")
         changed = [f"--{name}" for name in shaping if getattr(args, name) != parser.get_default(name)]
         if changed:
             parser.error(f"{', '.join(changed)} cannot change a pretrained model (--pretrained_model_name_or_path)")
@@ -366,6 +372,7 @@ def main(args: argparse.Namespace) -> None:
             num_train_timesteps=args.num_train_timesteps,
             beta_schedule=args.beta_schedule,
             prediction_type=args.prediction_type,
+            sigma_data=args.sigma_data,
         )
     ema = EMAModel(
         unet.parameters(),

@@ -73,11 +73,18 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         prediction_type (`"epsilon"`, `"sample"`, `"residual"` or `"residual_v"`, defaults to `"epsilon"`):
             What the denoiser predicts: the noise `eps`, the clean image `x_0`, the correction `r = x_0 - x_d` to the
             degraded face it is conditioned on (`x_0` with a skip connection from `x_d`: a model that outputs zeros
-            starts at the degraded face, not at grey), or the velocity of that correction,
-            `v = sqrt(gamma) eps - sqrt(1 - gamma) r` (Salimans & Ho, 2022, section 4, applied to `r`, whose noisy
-            version is `y_t = x_t - sqrt(gamma) x_d = sqrt(gamma) r + sqrt(1 - gamma) eps`). With `"residual_v"` the
-            estimate `r = sqrt(gamma) y_t - sqrt(1 - gamma) v` leans on `x_t` at low noise and on `x_d` at high noise,
-            so the last, nearly clean steps need not reproduce `x_t` from scratch. The last two need `condition`.
+            starts at the degraded face, not at grey), or a velocity `v` of that correction. For `"residual_v"`
+            the noisy correction is `y_t = x_t - sqrt(gamma) x_d = sqrt(gamma) r + sqrt(1 - gamma) eps` and the
+            estimate is `r = a y_t - b v`, with EDM's preconditioning (Karras et al., 2022, Table 1, c_skip and
+            c_out, applied to `r` with `s = sigma_data`): `a = s^2 sqrt(gamma) / (1 - gamma + s^2 gamma)`,
+            `b = s sqrt(1 - gamma) / sqrt(1 - gamma + s^2 gamma)`. The estimate leans on `x_t` where the noise is
+            below `s` (the last, nearly clean steps, which then need not reproduce `x_t` from scratch) and on
+            `x_d` above it, and the target `v = (a y_t - r) / b` has about unit variance. With `s = 1` it is the
+            v-prediction of Salimans & Ho (2022), `v = sqrt(gamma) eps - sqrt(1 - gamma) r`. The last two types
+            need `condition`.
+        sigma_data (`float`, defaults to 1.0):
+            The scale `s` of the correction `r` for `"residual_v"` (about its root-mean-square over the training
+            pairs); unused by the other types.
         clip_sample (`bool`, defaults to `True`):
             Clip the estimate of `x_0` to `[-clip_sample_range, clip_sample_range]` at every step. The noise used by
             the update is then re-derived from the clipped estimate, so both stay consistent.
@@ -99,6 +106,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         beta_end: float = 2e-2,
         beta_schedule: Literal["linear", "cosine"] = "linear",
         prediction_type: Literal["epsilon", "sample", "residual", "residual_v"] = "epsilon",
+        sigma_data: float = 1.0,
         clip_sample: bool = True,
         clip_sample_range: float = 1.0,
     ):
@@ -106,6 +114,8 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"num_train_timesteps must be at least 1, got {num_train_timesteps}")
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {', '.join(map(repr, PREDICTION_TYPES))}, got {prediction_type!r}")
+        if not sigma_data > 0.0:
+            raise ValueError(f"sigma_data must be positive, got {sigma_data}")
         if beta_schedule == "linear":
             if not 0.0 < beta_start <= beta_end < 1.0:
                 raise ValueError(f"linear betas need 0 < beta_start <= beta_end < 1, got {beta_start} .. {beta_end}")
@@ -257,7 +267,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
     ) -> torch.Tensor:
         """What the denoiser is trained to output for `x_t = add_noise(original_samples, noise, noise_level)`: the
         noise `eps`, the clean image `x_0`, `r = x_0 - x_d` (`condition`, the degraded face), or
-        `v = sqrt(gamma) eps - sqrt(1 - gamma) r` (`noise_level` as in `add_noise`), after `prediction_type`."""
+        `v = (a y_t - r) / b` (`noise_level` as in `add_noise`), after `prediction_type`."""
         prediction_type = self.config.prediction_type
         if prediction_type == "epsilon":
             return noise
@@ -270,9 +280,17 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError("prediction_type 'residual_v' needs the noise_level of the noisy samples")
         gamma = self._noise_level(noise_level)
         gamma = gamma.reshape(-1, *([1] * (original_samples.ndim - 1))) if gamma.ndim else gamma
+        a, b = (c.to(device=original_samples.device, dtype=original_samples.dtype) for c in self._residual_v_coefficients(gamma))
         sqrt_gamma = gamma.sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
         sqrt_one_minus_gamma = (1.0 - gamma).sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
-        return sqrt_gamma * noise - sqrt_one_minus_gamma * residual
+        noisy_residual = sqrt_gamma * residual + sqrt_one_minus_gamma * noise  # y_t
+        return (a * noisy_residual - residual) / b
+
+    def _residual_v_coefficients(self, gamma):
+        """`(a, b)` of the `"residual_v"` estimate `r = a y_t - b v` at noise level gamma (a float or a tensor)."""
+        s2 = self.config.sigma_data**2
+        denominator = 1.0 - gamma + s2 * gamma
+        return s2 * gamma**0.5 / denominator, (s2 * (1.0 - gamma) / denominator) ** 0.5
 
     def _condition(self, condition: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         if condition is None or condition.shape != like.shape:
@@ -326,10 +344,11 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
                 pred_original_sample = model_output
             elif prediction_type == "residual":  # x_0 = x_d + r
                 pred_original_sample = self._condition(condition, model_output) + model_output
-            else:  # residual_v: r = sqrt(gamma) y_t - sqrt(1 - gamma) v, with y_t = x_t - sqrt(gamma) x_d
+            else:  # residual_v: r = a y_t - b v, with y_t = x_t - sqrt(gamma) x_d
                 condition = self._condition(condition, model_output)
+                a, b = self._residual_v_coefficients(gamma_t)
                 noisy_residual = sample - math.sqrt(gamma_t) * condition
-                pred_original_sample = condition + math.sqrt(gamma_t) * noisy_residual - math.sqrt(1.0 - gamma_t) * model_output
+                pred_original_sample = condition + a * noisy_residual - b * model_output
             pred_epsilon = (sample - math.sqrt(gamma_t) * pred_original_sample) / math.sqrt(1.0 - gamma_t)
 
         # 3. clip x_0, and take eps from the clipped x_0 so that the update uses one consistent estimate
