@@ -112,6 +112,9 @@ class ExactDenoiser(torch.nn.Module):
     def forward(self, model_input, timestep):
         gamma = self.scheduler.alphas_cumprod[timestep.round().long()]  # the sampler only visits grid timesteps
         x_t, condition = model_input[:, :3], model_input[:, 3:]
+        if self.scheduler.config.prediction_type == "residual_v":  # undo scale_model_input: c_in (x_t - sqrt(gamma) x_d)
+            s2 = self.scheduler.config.sigma_data**2
+            x_t = x_t * (1 - gamma + s2 * gamma).sqrt() + gamma.sqrt() * condition
         if self.scheduler.config.prediction_type == "sample":
             return SimpleNamespace(sample=self.clean)
         noise = (x_t - gamma.sqrt() * self.clean) / (1 - gamma).sqrt()

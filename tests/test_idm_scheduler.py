@@ -223,10 +223,26 @@ def test_residual_v_target_is_edm_preconditioned_and_the_step_inverts_it(sigma_d
     target = scheduler.training_target(x0, noise, condition, noise_level=torch.tensor([t]))
     out = scheduler.step(target, t, x_t, eta=0.0, condition=condition)
     torch.testing.assert_close(out.pred_original_sample, x0, rtol=0, atol=1e-12)
+    # at gamma = 1 (no noise; training draws it now and then) the target is finite: the noise itself
+    at_one = scheduler.training_target(x0, noise, condition, noise_level=torch.tensor([1.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(at_one, noise, rtol=0, atol=1e-12)
+    # the UNet sees EDM's c_in r~ = (r + sigma eps) / sqrt(sigma^2 + s^2), r~ = x_t / sqrt(g) - x_d
+    x_t = scheduler.add_noise(x0, noise, gamma)
+    expected_input = r_noisy / np.sqrt(sigma**2 + sigma_data**2)
+    model_input = scheduler.scale_model_input(x_t, gamma, condition)
+    np.testing.assert_allclose(model_input.numpy(), expected_input, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="noise_level"):
         scheduler.training_target(x0, noise, condition)
     with pytest.raises(ValueError, match="residual_v.*condition"):
         scheduler.step(target, t, x_t)
+    with pytest.raises(ValueError, match="residual_v.*condition"):
+        scheduler.scale_model_input(x_t, t)
+
+
+def test_other_prediction_types_see_x_t_itself():
+    x_t = to_torch(random_tensors(8)[0])
+    for prediction_type in ("epsilon", "sample", "residual"):
+        assert IDMScheduler(prediction_type=prediction_type).scale_model_input(x_t, 10) is x_t
 
 
 def test_ddim_eta_zero_is_deterministic_and_ancestral_is_not():

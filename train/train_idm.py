@@ -487,9 +487,8 @@ def main(args: argparse.Namespace) -> None:
 
                 with accelerator.accumulate(unet):
                     # f_theta(x_d, x_t, gamma): the noisy target concatenated with the degraded face
-                    model_output = unet(
-                        torch.cat([noisy_target, lq], dim=1), noise_scheduler.model_timestep(noise_level)
-                    ).sample
+                    model_input = noise_scheduler.scale_model_input(noisy_target, noise_level, condition=lq)
+                    model_output = unet(torch.cat([model_input, lq], dim=1), noise_scheduler.model_timestep(noise_level)).sample
                     # E || f_theta(x_d, x_t, gamma) - target ||_p^p
                     distance = F.l1_loss if args.loss == "l1" else F.mse_loss
                     loss = distance(model_output.float(), target.float())

@@ -68,7 +68,7 @@ def idm_sample(
     unet.eval()
     try:
         for t in tqdm(timesteps, desc="IDM sampling", disable=not progress):
-            model_input = torch.cat([scheduler.scale_model_input(sample, t), condition], dim=1)
+            model_input = torch.cat([scheduler.scale_model_input(sample, t, condition), condition], dim=1)
             model_timestep = scheduler.model_timestep(scheduler.alphas_cumprod[t]).to(device)
             model_output = unet(model_input, model_timestep).sample
             sample = scheduler.step(model_output, t, sample, generator=generator, eta=eta, condition=condition).prev_sample

@@ -143,9 +143,32 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
     def __len__(self) -> int:
         return self.config.num_train_timesteps
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
-        """The identity: this scheduler needs no input scaling (kept for the diffusers scheduler API)."""
-        return sample
+    def scale_model_input(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int | None = None,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        The sample as the denoiser sees it: `x_t` itself, except for `prediction_type="residual_v"`, whose UNet sees
+        the noisy correction scaled to about unit variance, EDM's `c_in * (x_t / sqrt(gamma) - x_d)`, which is
+        `y_t / sqrt(1 - gamma + s^2 gamma)` (at low noise the UNet then sees the correction and its small noise at
+        unit scale, not hidden under the face).
+
+        Args:
+            sample (`torch.Tensor`): `x_t`, `(batch_size, C, H, W)`.
+            timestep: its noise level, as in `add_noise` (an integer timestep, or gamma itself as a float).
+            condition (`torch.Tensor`, *optional*): the degraded faces `x_d`; needed by `"residual_v"`.
+        """
+        if self.config.prediction_type != "residual_v":
+            return sample
+        condition = self._condition(condition, sample)
+        gamma = self._noise_level(timestep)
+        gamma = gamma.reshape(-1, *([1] * (sample.ndim - 1))) if gamma.ndim else gamma
+        s2 = self.config.sigma_data**2
+        sqrt_gamma = gamma.sqrt().to(device=sample.device, dtype=sample.dtype)
+        c_in = (1.0 - gamma + s2 * gamma).rsqrt().to(device=sample.device, dtype=sample.dtype)
+        return c_in * (sample - sqrt_gamma * condition)
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """
@@ -280,11 +303,13 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError("prediction_type 'residual_v' needs the noise_level of the noisy samples")
         gamma = self._noise_level(noise_level)
         gamma = gamma.reshape(-1, *([1] * (original_samples.ndim - 1))) if gamma.ndim else gamma
-        a, b = (c.to(device=original_samples.device, dtype=original_samples.dtype) for c in self._residual_v_coefficients(gamma))
-        sqrt_gamma = gamma.sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
-        sqrt_one_minus_gamma = (1.0 - gamma).sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
-        noisy_residual = sqrt_gamma * residual + sqrt_one_minus_gamma * noise  # y_t
-        return (a * noisy_residual - residual) / b
+        # (a y_t - r) / b with y_t = sqrt(gamma) r + sqrt(1 - gamma) eps, simplified so that it stays finite at
+        # gamma = 1 (where it is eps): v = (s sqrt(gamma) eps - sqrt(1 - gamma) r / s) / sqrt(1 - gamma + s^2 gamma)
+        sigma_data = self.config.sigma_data
+        scale = (1.0 - gamma + sigma_data**2 * gamma).rsqrt()
+        noise_weight = (sigma_data * gamma.sqrt() * scale).to(device=original_samples.device, dtype=original_samples.dtype)
+        residual_weight = ((1.0 - gamma).sqrt() / sigma_data * scale).to(device=original_samples.device, dtype=original_samples.dtype)
+        return noise_weight * noise - residual_weight * residual
 
     def _residual_v_coefficients(self, gamma):
         """`(a, b)` of the `"residual_v"` estimate `r = a y_t - b v` at noise level gamma (a float or a tensor)."""
