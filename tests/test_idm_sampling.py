@@ -119,7 +119,7 @@ class ExactDenoiser(torch.nn.Module):
             return SimpleNamespace(sample=self.clean)
         noise = (x_t - gamma.sqrt() * self.clean) / (1 - gamma).sqrt()
         if self.scheduler.config.prediction_type == "residual":
-            return SimpleNamespace(sample=self.clean - condition)
+            return SimpleNamespace(sample=(self.clean - condition) / self.scheduler.config.sigma_data)
         if self.scheduler.config.prediction_type == "residual_v":
             return SimpleNamespace(sample=self.scheduler.training_target(self.clean, noise, condition, noise_level=gamma))
         return SimpleNamespace(sample=noise)
@@ -129,7 +129,7 @@ class ExactDenoiser(torch.nn.Module):
 @pytest.mark.parametrize("eta", [None, 0.0, 1.0])
 @pytest.mark.parametrize("num_inference_steps, strength", [(1, 1.0), (10, 1.0), (25, 0.3)])
 def test_exact_denoiser_restores_the_clean_faces(prediction_type, eta, num_inference_steps, strength):
-    scheduler = IDMScheduler(prediction_type=prediction_type, sigma_data=0.2)  # sigma_data: residual_v only
+    scheduler = IDMScheduler(prediction_type=prediction_type, sigma_data=0.2)  # sigma_data: the residual types only
     clean = random_faces(2, 3).double() * 0.9
     restored = idm_sample(
         ExactDenoiser(clean, scheduler),

@@ -185,6 +185,12 @@ def test_training_target_follows_the_prediction_type():
     assert torch.equal(IDMScheduler(prediction_type="sample").training_target(x0, noise, condition), x0)
     residual = IDMScheduler(prediction_type="residual")
     assert torch.equal(residual.training_target(x0, noise, condition), x0 - condition)
+    scaled = IDMScheduler(prediction_type="residual", sigma_data=0.25)  # predicts (x_0 - x_d) / s
+    torch.testing.assert_close(scaled.training_target(x0, noise, condition), (x0 - condition) / 0.25, rtol=0, atol=1e-12)
+    scaled.set_timesteps(10)
+    t = int(scaled.timesteps[4])
+    estimate = scaled.step((x0 - condition) / 0.25, t, scaled.add_noise(x0, noise, torch.tensor([t])), eta=0.0, condition=condition)
+    torch.testing.assert_close(estimate.pred_original_sample, x0.clamp(-1, 1), rtol=0, atol=1e-12)
     # the step inverts it: the target as model output gives back x_0 exactly
     residual.set_timesteps(10)
     t = int(residual.timesteps[4])

@@ -94,7 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sigma_data",
         type=float,
         default=1.0,
-        help="residual_v only: the scale of the residual (about its RMS over the training pairs; 1: v-prediction)",
+        help="residual types: the scale of the residual (about its RMS over the training pairs); the UNet predicts "
+        "residual / sigma_data (residual) or EDM's preconditioned velocity (residual_v; 1: v-prediction)",
     )
     model.add_argument("--loss", choices=["l1", "l2"], default="l1", help="L1 or L2 distance to the prediction target")
 

@@ -83,8 +83,9 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             v-prediction of Salimans & Ho (2022), `v = sqrt(gamma) eps - sqrt(1 - gamma) r`. The last two types
             need `condition`.
         sigma_data (`float`, defaults to 1.0):
-            The scale `s` of the correction `r` for `"residual_v"` (about its root-mean-square over the training
-            pairs); unused by the other types.
+            The scale `s` of the correction `r` (about its root-mean-square over the training pairs), used by the
+            residual types: `"residual"` predicts `r / s` (an output of about unit variance, `x_0 = x_d + s * output`)
+            and `"residual_v"` uses it as above; unused by the other types.
         clip_sample (`bool`, defaults to `True`):
             Clip the estimate of `x_0` to `[-clip_sample_range, clip_sample_range]` at every step. The noise used by
             the update is then re-derived from the clipped estimate, so both stay consistent.
@@ -289,7 +290,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         noise_level: torch.Tensor | float | int | None = None,
     ) -> torch.Tensor:
         """What the denoiser is trained to output for `x_t = add_noise(original_samples, noise, noise_level)`: the
-        noise `eps`, the clean image `x_0`, `r = x_0 - x_d` (`condition`, the degraded face), or
+        noise `eps`, the clean image `x_0`, `r / s` for `r = x_0 - x_d` (`condition`, the degraded face), or
         `v = (a y_t - r) / b` (`noise_level` as in `add_noise`), after `prediction_type`."""
         prediction_type = self.config.prediction_type
         if prediction_type == "epsilon":
@@ -298,7 +299,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             return original_samples
         residual = original_samples - self._condition(condition, original_samples)
         if prediction_type == "residual":
-            return residual
+            return residual / self.config.sigma_data
         if noise_level is None:
             raise ValueError("prediction_type 'residual_v' needs the noise_level of the noisy samples")
         gamma = self._noise_level(noise_level)
@@ -367,8 +368,8 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         else:
             if prediction_type == "sample":
                 pred_original_sample = model_output
-            elif prediction_type == "residual":  # x_0 = x_d + r
-                pred_original_sample = self._condition(condition, model_output) + model_output
+            elif prediction_type == "residual":  # x_0 = x_d + r, r = s * output
+                pred_original_sample = self._condition(condition, model_output) + self.config.sigma_data * model_output
             else:  # residual_v: r = a y_t - b v, with y_t = x_t - sqrt(gamma) x_d
                 condition = self._condition(condition, model_output)
                 a, b = self._residual_v_coefficients(gamma_t)
