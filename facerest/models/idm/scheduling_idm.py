@@ -80,8 +80,10 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             `b = s sqrt(1 - gamma) / sqrt(1 - gamma + s^2 gamma)`. The estimate leans on `x_t` where the noise is
             below `s` (the last, nearly clean steps, which then need not reproduce `x_t` from scratch) and on
             `x_d` above it, and the target `v = (a y_t - r) / b` has about unit variance. With `s = 1` it is the
-            v-prediction of Salimans & Ho (2022), `v = sqrt(gamma) eps - sqrt(1 - gamma) r`. The last two types
-            need `condition`.
+            v-prediction of Salimans & Ho (2022), `v = sqrt(gamma) eps - sqrt(1 - gamma) r`; its UNet sees
+            `scale_model_input`'s scaled correction instead of `x_t`. The last two types need `condition`. Measured
+            at 64 px (README, "Results"): `"residual"` with `sigma_data` about the correction's RMS gives the best
+            samples; `"residual_v"` the best one-step estimate, but grainy multi-step samples at that budget.
         sigma_data (`float`, defaults to 1.0):
             The scale `s` of the correction `r` (about its root-mean-square over the training pairs), used by the
             residual types: `"residual"` predicts `r / s` (an output of about unit variance, `x_0 = x_d + s * output`)
