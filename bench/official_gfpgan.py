@@ -109,8 +109,6 @@ def time_forward(network, out_size: int, repeats: int, device) -> list[float]:
 
 def make_restorer(GFPGANer, FaceRestoreHelper, network, detector_weights_dir: str, device):
     """A ``GFPGANer`` holding ``network`` and a FaceRestoreHelper with the mobilenet0.25 detector, no parsing net."""
-    import torch
-
     import facexlib.utils.face_restoration_helper as helper_module
 
     restorer = GFPGANer.__new__(GFPGANer)

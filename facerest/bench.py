@@ -419,8 +419,8 @@ class _Bench:
             config_only = {key: value for key, value in config.items() if key not in ("time_forward", "repeats")}
             flops = count_flops(lambda: GFPGANModel(GFPGANConfig(**config_only)), lambda: (torch.empty(1, 3, 512, 512),))
             face = torch.rand(1, 3, 512, 512, device=self.device) * 2 - 1
-            heavy = name == "v1.4" and self.device.type == "cpu"  # ~40 s a pass on one CPU core
-            repeats = 1 if heavy else self.repeats
+            heavy = name == "v1.4" and self.device.type == "cpu"  # one repeat, fp32 batch 1 only (see gfpgan_configs)
+            repeats = config.get("repeats", self.repeats)
             faces = face.repeat(4, 1, 1, 1)
             bf16_model, bf16_face = (None, None) if heavy else (copy.deepcopy(model).to(torch.bfloat16), face.bfloat16())
             variants = [("fp32", 1, lambda: model(face))]  # (variant, faces per call, the call)

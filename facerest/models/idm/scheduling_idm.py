@@ -166,8 +166,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         if self.config.prediction_type != "residual_v":
             return sample
         condition = self._condition(condition, sample)
-        gamma = self._noise_level(timestep)
-        gamma = gamma.reshape(-1, *([1] * (sample.ndim - 1))) if gamma.ndim else gamma
+        gamma = self._noise_level(timestep, like=sample)
         s2 = self.config.sigma_data**2
         sqrt_gamma = gamma.sqrt().to(device=sample.device, dtype=sample.dtype)
         c_in = (1.0 - gamma + s2 * gamma).rsqrt().to(device=sample.device, dtype=sample.dtype)
@@ -251,16 +250,20 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         timestep = (lower - 1) + fraction
         return timestep.to(device=noise_level.device, dtype=torch.float32)
 
-    def _noise_level(self, noise_level: torch.Tensor | float | int) -> torch.Tensor:
-        """gamma as a float64 CPU tensor, from gammas (floats) or from integer timesteps."""
+    def _noise_level(self, noise_level: torch.Tensor | float | int, like: torch.Tensor | None = None) -> torch.Tensor:
+        """gamma as a float64 CPU tensor, from gammas (floats) or from integer timesteps; with `like`, shaped to
+        broadcast over that batch (one level per sample, or one for all)."""
         noise_level = torch.as_tensor(noise_level).cpu()
         if noise_level.is_floating_point():
             gamma = noise_level.to(torch.float64)
             if gamma.numel() and (gamma.min() <= 0 or gamma.max() > 1):
                 raise ValueError(f"noise levels gamma must lie in (0, 1], got {gamma.min().item()} .. {gamma.max().item()}")
-            return gamma
-        self._check_timesteps(noise_level)
-        return self.alphas_cumprod[noise_level.long()]
+        else:
+            self._check_timesteps(noise_level)
+            gamma = self.alphas_cumprod[noise_level.long()]
+        if like is not None and gamma.ndim:
+            gamma = gamma.reshape(-1, *([1] * (like.ndim - 1)))
+        return gamma
 
     def add_noise(
         self,
@@ -278,8 +281,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
                 one for all. A floating-point value is gamma itself (the continuous level used in training); an
                 integer value is a timestep `t`, meaning `gamma_t` (the diffusers convention).
         """
-        gamma = self._noise_level(noise_level)
-        gamma = gamma.reshape(-1, *([1] * (original_samples.ndim - 1))) if gamma.ndim else gamma
+        gamma = self._noise_level(noise_level, like=original_samples)
         sqrt_gamma = gamma.sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
         sqrt_one_minus_gamma = (1.0 - gamma).sqrt().to(device=original_samples.device, dtype=original_samples.dtype)
         return sqrt_gamma * original_samples + sqrt_one_minus_gamma * noise
@@ -304,8 +306,7 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             return residual / self.config.sigma_data
         if noise_level is None:
             raise ValueError("prediction_type 'residual_v' needs the noise_level of the noisy samples")
-        gamma = self._noise_level(noise_level)
-        gamma = gamma.reshape(-1, *([1] * (original_samples.ndim - 1))) if gamma.ndim else gamma
+        gamma = self._noise_level(noise_level, like=original_samples)
         # (a y_t - r) / b with y_t = sqrt(gamma) r + sqrt(1 - gamma) eps, simplified so that it stays finite at
         # gamma = 1 (where it is eps): v = (s sqrt(gamma) eps - sqrt(1 - gamma) r / s) / sqrt(1 - gamma + s^2 gamma)
         sigma_data = self.config.sigma_data
