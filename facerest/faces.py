@@ -222,7 +222,16 @@ def _facexlib_weights_dirs() -> tuple[Path, ...]:
 
 
 class _RetinaFace:
-    """facexlib's RetinaFace network with its weights loaded safely; returns boxes, landmarks and scores."""
+    """facexlib's RetinaFace network with its weights loaded safely; returns boxes, landmarks and scores.
+
+    The network is facexlib's; what runs around it is ours, for speed, computing what facexlib's
+    ``RetinaFace.detect_faces(..., use_origin_size=True)`` computes: the prior boxes are built with array operations
+    and kept per input size (facexlib rebuilds them in a Python loop on every call, as long as the network itself
+    on a 1024-px photo), each BatchNorm is folded into the convolution before it, and the network runs
+    channels-last (faster convolutions on a CPU).
+    """
+
+    NMS_THRESHOLD = 0.4  # facexlib's default
 
     def __init__(self, model: str, weights_path: Path, device: torch.device):
         from facexlib.detection.retinaface import RetinaFace
@@ -238,19 +247,73 @@ class _RetinaFace:
         except Exception as error:  # unpickling and state-dict errors come in many types
             raise FacerestError(f"cannot load RetinaFace {model} weights from {weights_path}: {error}") from None
         self.network.eval()
+        self.anchor_sizes = self.network.cfg["min_sizes"]
         variant = RETINAFACE_VARIANTS_BY_SHA256.get(_sha256(weights_path))
         if variant is not None:
-            self.network.cfg = {**self.network.cfg, "min_sizes": variant["anchor_sizes"]}
+            self.anchor_sizes = variant["anchor_sizes"]
             for module in self.network.modules():
                 if isinstance(module, torch.nn.LeakyReLU):
                     module.negative_slope = variant["leaky_relu_slope"]
+        _fold_batch_norms(self.network)
+        self.network.to(memory_format=torch.channels_last)
+        self.device = device
+        self.strides = self.network.cfg["steps"]
+        self.variances = self.network.cfg["variance"]
+        self.bgr_mean = torch.tensor([104.0, 117.0, 123.0], device=device).view(1, 3, 1, 1)  # facexlib's mean_tensor
+        self._priors: dict[tuple[int, int], torch.Tensor] = {}
 
     def __call__(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        bgr = np.ascontiguousarray(image[:, :, ::-1])  # facexlib subtracts BGR channel means
+        from facexlib.detection.retinaface_utils import decode, decode_landm
+        from torchvision.ops import nms
+
+        height, width = image.shape[:2]
+        bgr = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1]))  # facexlib subtracts BGR channel means
         with torch.inference_mode():
-            # rows: x1, y1, x2, y2, score, then the 5 landmarks as x, y pairs
-            rows = self.network.detect_faces(bgr, conf_threshold=score_threshold, use_origin_size=True)
-        return rows[:, :4], rows[:, 5:15].reshape(-1, 5, 2), rows[:, 4]
+            pixels = bgr.to(self.device).permute(2, 0, 1).unsqueeze(0).float() - self.bgr_mean
+            box_offsets, class_probs, landmark_offsets = self.network(pixels.contiguous(memory_format=torch.channels_last))
+            priors = self.prior_boxes(height, width)
+            scores = class_probs[0, :, 1]
+            keep = scores > score_threshold
+            priors, scores = priors[keep], scores[keep]
+            boxes = decode(box_offsets[0, keep], priors, self.variances) * pixels.new_tensor([width, height] * 2)
+            landmarks = decode_landm(landmark_offsets[0, keep], priors, self.variances)
+            landmarks = landmarks * pixels.new_tensor([width, height] * 5)
+            keep = nms(boxes, scores, self.NMS_THRESHOLD)  # sorted by decreasing score
+        boxes, landmarks, scores = (tensor[keep].cpu().numpy() for tensor in (boxes, landmarks, scores))
+        return boxes, landmarks.reshape(-1, 5, 2), scores
+
+    def prior_boxes(self, height: int, width: int) -> torch.Tensor:
+        """The anchors of an input of this size, (N, 4) as (centre x, centre y, width, height) over the image's size,
+        in facexlib's ``PriorBox`` order: feature level, row, column, anchor size."""
+        if (height, width) not in self._priors:
+            levels = []
+            for stride, sizes in zip(self.strides, self.anchor_sizes):
+                rows, cols = -(-height // stride), -(-width // stride)  # ceil
+                centre_y = (torch.arange(rows, dtype=torch.float64) + 0.5) * stride / height
+                centre_x = (torch.arange(cols, dtype=torch.float64) + 0.5) * stride / width
+                grid_y, grid_x = torch.meshgrid(centre_y, centre_x, indexing="ij")
+                for_sizes = [
+                    torch.stack([grid_x, grid_y, torch.full_like(grid_x, size / width), torch.full_like(grid_y, size / height)], -1)
+                    for size in sizes
+                ]
+                levels.append(torch.stack(for_sizes, dim=2).reshape(-1, 4))
+            self._priors[(height, width)] = torch.cat(levels).float().to(self.device)
+        return self._priors[(height, width)]
+
+
+def _fold_batch_norms(network: torch.nn.Module) -> None:
+    """Fold every BatchNorm that directly follows a convolution in an ``nn.Sequential`` into that convolution
+    (inference only: the running statistics become the convolution's weight and bias)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in network.modules():
+        if not isinstance(module, torch.nn.Sequential):
+            continue
+        for index in range(1, len(module)):
+            conv, norm = module[index - 1], module[index]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d):
+                module[index - 1] = fuse_conv_bn_eval(conv, norm)
+                module[index] = torch.nn.Identity()
 
 
 def _sha256(path: Path) -> str:

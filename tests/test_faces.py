@@ -242,9 +242,53 @@ def test_loads_weights_saved_with_a_module_prefix(tmp_path):
     torch.save({f"module.{key}": value for key, value in network.state_dict().items()}, path)  # as DataParallel saves
     detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=tmp_path)
     assert detector.name == "retinaface-mobilenet0.25"
-    loaded = detector._detect_faces.network.state_dict()
-    assert all(torch.equal(loaded[key], value) for key, value in network.state_dict().items())
+    # The loaded network (BatchNorms folded, channels-last) computes what the saved one computes.
+    pixels = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        expected, loaded = network(pixels), detector._detect_faces.network(pixels)
+    for want, got in zip(expected, loaded):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     assert isinstance(detector.detect(np.full((64, 64, 3), 128, np.uint8)), list)
+
+
+def _facexlib_retinaface(weights_path):
+    """facexlib's own RetinaFace with the ../shared weights, set up as FaceDetector sets up its network."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    network = RetinaFace(network_name="mobile0.25", half=False, device="cpu")
+    network.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    network.eval()
+    variant = faces_module.RETINAFACE_VARIANTS_BY_SHA256.get(faces_module._sha256(weights_path))
+    if variant is not None:
+        network.cfg = {**network.cfg, "min_sizes": variant["anchor_sizes"]}
+        for module in network.modules():
+            if isinstance(module, torch.nn.LeakyReLU):
+                module.negative_slope = variant["leaky_relu_slope"]
+    return network
+
+
+@pytest.mark.parametrize("size", [(64, 96), (189, 248), (1000, 677)])
+def test_prior_boxes_are_facexlibs(retinaface_detector, size):
+    from facexlib.detection.retinaface_utils import PriorBox
+
+    ours = retinaface_detector._detect_faces
+    cfg = {"min_sizes": ours.anchor_sizes, "steps": ours.strides, "clip": False}
+    torch.testing.assert_close(ours.prior_boxes(*size), PriorBox(cfg, image_size=size).forward(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["codeformer_00.jpg", "codeformer_06.png"])
+def test_retinaface_matches_facexlibs_detect_faces(retinaface_detector, name):
+    """Our decoding around facexlib's network (cached priors, folded BatchNorms, channels-last) finds what
+    facexlib's RetinaFace.detect_faces finds, to a hundredth of a pixel."""
+    image = load_image(shared_path("data", "whole_imgs", name))
+    boxes, landmarks, scores = retinaface_detector._detect_faces(image, 0.97)
+    weights = shared_path("weights", "facexlib", "detection_mobilenet0.25_Final.pth")
+    with torch.inference_mode():
+        rows = _facexlib_retinaface(weights).detect_faces(image[:, :, ::-1].copy(), conf_threshold=0.97)
+    assert len(boxes) == len(rows) == EXPECTED_FACES[name]
+    np.testing.assert_allclose(boxes, rows[:, :4], atol=0.01)
+    np.testing.assert_allclose(landmarks, rows[:, 5:15].reshape(-1, 5, 2), atol=0.01)
+    np.testing.assert_allclose(scores, rows[:, 4], atol=1e-4)
 
 
 def test_corrupt_weights_file_is_named(tmp_path):
