@@ -55,12 +55,14 @@ class MappingLinear(nn.Linear):
 
 
 class ModulatedConv2d(nn.Module):
-    """StyleGAN2's modulated convolution, without bias, one set of weights per sample:
+    """StyleGAN2's modulated convolution, one set of weights per sample:
 
     modulation:    s = A(w)                                           (affine map of the latent code, one per input channel)
     modulate:      w'[o, i, k] = s[i] * weight[o, i, k]
     demodulate:    w''[o, i, k] = w'[o, i, k] / sqrt(sum_{i, k} w'[o, i, k]^2 + eps)
-    With `upsample`, the input is first enlarged 2x bilinearly.
+    With `upsample`, the input is first enlarged 2x bilinearly. `forward` can also scale the result by a constant
+    `gain` and add a per-channel `bias`; both are applied to the weights and by the convolution, which is
+    cheaper than separate passes over the output.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, num_style_feat, demodulate=True, upsample=False, eps=1e-8):
@@ -73,14 +75,18 @@ class ModulatedConv2d(nn.Module):
         self.modulation = nn.Linear(num_style_feat, in_channels)
         self.weight = nn.Parameter(torch.empty(1, out_channels, in_channels, kernel_size, kernel_size))
 
-    def forward(self, hidden_states, style):
+    def forward(self, hidden_states, style, gain=1.0, bias=None):
         batch, in_channels = hidden_states.shape[:2]
         style = self.modulation(style).view(batch, 1, in_channels, 1, 1)
         weight = self.weight * style  # (batch, out, in, k, k)
         if self.demodulate:
-            demodulation = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps)
+            demodulation = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps) * gain
             weight = weight * demodulation.view(batch, self.out_channels, 1, 1, 1)
+        elif gain != 1.0:
+            weight = weight * gain
         weight = weight.view(batch * self.out_channels, in_channels, self.kernel_size, self.kernel_size)
+        if bias is not None:
+            bias = bias.reshape(1, self.out_channels).expand(batch, -1).reshape(-1)
 
         if self.upsample:
             hidden_states = F.interpolate(hidden_states, scale_factor=2, mode="bilinear", align_corners=False)
@@ -90,7 +96,11 @@ class ModulatedConv2d(nn.Module):
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         hidden_states = hidden_states.reshape(1, batch * in_channels, height, width).contiguous(memory_format=memory_format)
         weight = weight.contiguous(memory_format=memory_format)
-        out = F.conv2d(hidden_states, weight, padding=self.kernel_size // 2, groups=batch)
+        out = F.conv2d(hidden_states, weight, bias, padding=self.kernel_size // 2, groups=batch)
+        if batch == 1:
+            # Already (1, out, H, W): a view would give the batch dimension another stride, after which
+            # F.interpolate no longer sees a channels-last tensor and takes its much slower contiguous path.
+            return out
         return out.view(batch, self.out_channels, height, width)
 
 
@@ -108,13 +118,13 @@ class StyleConv(nn.Module):
         self.bias = nn.Parameter(torch.empty(1, out_channels, 1, 1))
 
     def forward(self, hidden_states, style, noise=None):
-        out = self.modulated_conv(hidden_states, style) * 2**0.5
+        out = self.modulated_conv(hidden_states, style, gain=2**0.5, bias=self.bias)
         if noise is None:
             batch, _, height, width = out.shape
             noise = out.new_empty(batch, 1, height, width).normal_()
-        out = out + self.weight * noise
-        out = out + self.bias
-        return F.leaky_relu(out, negative_slope=0.2)
+        # In place: the convolution's output is not needed for its backward pass.
+        out = out.add_(self.weight * noise)
+        return F.leaky_relu_(out, negative_slope=0.2)
 
 
 class ToRGB(nn.Module):
@@ -126,9 +136,9 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.empty(1, 3, 1, 1))
 
     def forward(self, hidden_states, style, skip=None):
-        out = self.modulated_conv(hidden_states, style) + self.bias
+        out = self.modulated_conv(hidden_states, style, bias=self.bias)
         if skip is not None:
-            out = out + F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
+            out = out.add_(F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False))
         return out
 
 
@@ -192,10 +202,11 @@ class StyleGAN2GeneratorCSFT(nn.Module):
         self.num_layers = 2 * len(config.decoder_scales) + 1  # style convs
         self.noises = NoiseMaps(self.num_layers)
 
-    def forward(self, style_code, conditions, input_is_latent=True, randomize_noise=False):
+    def forward(self, style_code, conditions, input_is_latent=True, randomize_noise=False, memory_format=torch.contiguous_format):
         """
         style_code: (N, num_style_feat), one code for all layers, or (N, num_latents, num_style_feat), W+ codes.
         conditions: one (scale, shift) pair per scale 8..out_size.
+        memory_format: of the features, from the constant input on (the convolutions keep their input's).
         """
         if not input_is_latent:
             # As in the official code, W+ codes (N, L, F) are pixel-normed over dim 1, the layer index.
@@ -206,7 +217,7 @@ class StyleGAN2GeneratorCSFT(nn.Module):
         else:
             noises = [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)]
 
-        out = self.constant_input(latents.shape[0])
+        out = self.constant_input(latents.shape[0]).contiguous(memory_format=memory_format)
         out = self.style_conv1(out, latents[:, 0], noise=noises[0])
         skip = self.to_rgb1(out, latents[:, 1])
 
@@ -217,7 +228,7 @@ class StyleGAN2GeneratorCSFT(nn.Module):
             # SFT: features * scale + shift; Channel-Split SFT keeps the first half of the channels as they are.
             if self.sft_half:
                 out_same, out_sft = torch.split(out, out.size(1) // 2, dim=1)
-                out = torch.cat([out_same, out_sft * scale + shift], dim=1)
+                out = torch.cat([out_same, torch.addcmul(shift, out_sft, scale)], dim=1)
             else:
                 out = out * scale + shift
             out = self.style_convs[i](out, latents[:, i + 1], noise=noises[i + 1])
@@ -242,9 +253,9 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, hidden_states):
-        out = F.leaky_relu(self.conv1(hidden_states), negative_slope=0.2)
+        out = F.leaky_relu_(self.conv1(hidden_states), negative_slope=0.2)
         out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        out = F.leaky_relu(self.conv2(out), negative_slope=0.2)
+        out = F.leaky_relu_(self.conv2(out), negative_slope=0.2)
         skip = F.interpolate(hidden_states, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
         return out + self.skip(skip)
 
@@ -253,7 +264,7 @@ def sft_condition_branch(channels, out_channels):
     """Two 3x3 convolutions predicting one SFT parameter (scale or shift) from the U-Net's features."""
     return nn.Sequential(
         nn.Conv2d(channels, channels, 3, 1, 1),
-        nn.LeakyReLU(negative_slope=0.2),
+        nn.LeakyReLU(negative_slope=0.2, inplace=True),
         nn.Conv2d(channels, out_channels, 3, 1, 1),
     )
 
@@ -333,17 +344,17 @@ class GFPGANModel(PreTrainedModel):
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
             raise ValueError(f"GFPGANModel expects images of shape (N, 3, {size}, {size}), got {tuple(pixel_values.shape)}")
 
-        if pixel_values.device.type == "cpu":
-            # CPU convolutions run faster on channels-last tensors (BENCHMARKS.md); the result is the same.
-            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+        # CPU convolutions and resizing run faster on channels-last tensors (BENCHMARKS.md); the result is the same.
+        memory_format = torch.channels_last if pixel_values.device.type == "cpu" else torch.contiguous_format
+        pixel_values = pixel_values.contiguous(memory_format=memory_format)
 
         # Encoder, keeping each scale's features for the U-Net skips (4 px first).
-        feat = F.leaky_relu(self.conv_body_first(pixel_values), negative_slope=0.2)
+        feat = F.leaky_relu_(self.conv_body_first(pixel_values), negative_slope=0.2)
         unet_skips = []
         for block in self.conv_body_down:
             feat = block(feat)
             unet_skips.insert(0, feat)
-        feat = F.leaky_relu(self.final_conv(feat), negative_slope=0.2)
+        feat = F.leaky_relu_(self.final_conv(feat), negative_slope=0.2)
 
         style_code = self.final_linear(feat.flatten(1))
         if self.config.different_w:
@@ -360,7 +371,11 @@ class GFPGANModel(PreTrainedModel):
                 rgbs.append(to_rgb(feat))
 
         image = self.stylegan_decoder(
-            style_code, conditions, input_is_latent=self.config.input_is_latent, randomize_noise=randomize_noise
+            style_code,
+            conditions,
+            input_is_latent=self.config.input_is_latent,
+            randomize_noise=randomize_noise,
+            memory_format=memory_format,
         )
         rgbs = [rgb.contiguous() for rgb in rgbs]
         return GFPGANOutput(image=image.contiguous(), intermediate_rgbs=rgbs if return_rgbs else None)
