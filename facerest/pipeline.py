@@ -438,15 +438,17 @@ class _RestoredPhoto:
 
 
 def _map_side_by_side(function: Callable, items: Sequence) -> list:
-    """`[function(item) for item in items]`, the calls side by side on the CPU threads, one intra-op thread each.
+    """`[function(item) for item in items]`, the calls side by side on the CPU threads, one intra-op thread each;
+    what is left over after the full rounds (3 faces on 2 threads: the third) runs on all the threads.
 
     On 2 cores, 512-px GFP-GAN faces side by side beat them one after the other on both cores (BENCHMARKS.md,
-    "Restoring 4 faces of one photo").
+    "Restoring 4 faces of one photo"), but a face alone on one thread would leave the other cores idle.
     """
     threads = torch.get_num_threads()
     workers = min(threads, len(items))
     if workers < 2:
         return [function(item) for item in items]
+    full_rounds = len(items) - len(items) % workers
 
     def call(item):
         torch.set_num_threads(threads // workers)  # this worker thread's intra-op threads
@@ -456,7 +458,8 @@ def _map_side_by_side(function: Callable, items: Sequence) -> list:
             torch.set_num_threads(threads)  # so that threads started later begin with the caller's count
 
     with ThreadPoolExecutor(workers, thread_name_prefix="facerest-face") as pool:
-        return list(pool.map(call, items))
+        results = list(pool.map(call, items[:full_rounds]))
+    return results + [function(item) for item in items[full_rounds:]]
 
 
 def _check_components(restorer, unet, scheduler) -> None:

@@ -130,8 +130,12 @@ def test_gfpgan_faces_run_side_by_side_on_the_cpu_threads(gfpgan, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert gfpgan.default_face_batch_size == 1
-    assert len(calls) == 5 and all(name.startswith("facerest-face") and count == 1 and size == 1 for name, count, size in calls)
-    assert len({name for name, _, _ in calls}) == 2
+    # Two full rounds side by side, one thread each; the fifth face alone on both threads, in the caller's thread.
+    side_by_side_calls, last_call = calls[:4], calls[4]
+    assert len(calls) == 5 and all(size == 1 for _, _, size in calls)
+    assert all(name.startswith("facerest-face") and count == 1 for name, count, _ in side_by_side_calls)
+    assert len({name for name, _, _ in side_by_side_calls}) == 2
+    assert last_call[:2] == (threading.current_thread().name, 2)
     torch.testing.assert_close(side_by_side, one_pass, rtol=0, atol=1e-5)
 
 
