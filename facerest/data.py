@@ -35,8 +35,9 @@ class DegradedFaceDataset(Dataset):
     with probability 1/2 (when ``flip``) and degraded with ``config`` (default: GFP-GAN's model).
     All randomness of item ``i`` comes from ``numpy.random.default_rng([seed, epoch, i])``: an epoch is the
     same whatever the number of DataLoader workers, and a resumed run sees the same pairs. Call
-    ``set_epoch`` before each epoch (and create the DataLoader iterator after it: persistent workers keep
-    the epoch they started with). With ``with_info=True`` items are ``(lq, gt, {"index", "flipped"})``.
+    ``set_epoch`` before each epoch, before the DataLoader iterator is created; the epoch lives in shared memory,
+    so it reaches DataLoader workers that persist across epochs (``persistent_workers=True``).
+    With ``with_info=True`` items are ``(lq, gt, {"index", "flipped"})``.
     """
 
     def __init__(
@@ -64,11 +65,15 @@ class DegradedFaceDataset(Dataset):
         self.flip = flip
         self.seed = seed
         self.with_info = with_info
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # workers map the same memory
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
         _check_non_negative_int("epoch", epoch)
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -80,6 +80,22 @@ def test_flip_and_epoch_determinism(faces):
     assert not torch.equal(other_seed[1][0], again[1][0])
 
 
+def test_persistent_workers_follow_set_epoch(faces):
+    """Workers that live across epochs (persistent_workers=True) degrade each epoch as set_epoch says."""
+    dataset = DegradedFaceDataset(faces, resolution=32, seed=5)
+    loader = DataLoader(dataset, batch_size=5, num_workers=2, persistent_workers=True)
+    reference = DegradedFaceDataset(faces, resolution=32, seed=5)
+    epochs = []
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        reference.set_epoch(epoch)
+        (lq, _), = list(loader)
+        torch.testing.assert_close(lq, torch.stack([reference[i][0] for i in range(len(reference))]), rtol=0, atol=0)
+        epochs.append(lq)
+    assert dataset.epoch == 2
+    assert not torch.equal(epochs[0], epochs[1]) and not torch.equal(epochs[1], epochs[2])
+
+
 def test_degraded_dataset_takes_a_list_of_paths(faces, tmp_path):
     cleaned = tmp_path / "cleaned"
     save_image(np.full((32, 32, 3), 200, np.uint8), cleaned / "00000.png")

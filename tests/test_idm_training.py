@@ -208,6 +208,21 @@ def load_training_script():
     return module
 
 
+def test_data_loader_workers_train_the_same_weights(ffhq_train_dir, tmp_path):
+    """Persistent DataLoader workers see every epoch's degradations (set_epoch reaches them): 10 steps over three
+    epochs of 4 batches give the same weights with 2 workers as with none."""
+    def train(workers, output_dir):
+        run_training([
+            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "8", "--resolution", "32",
+            "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(output_dir), "--train_batch_size", "2",
+            "--max_train_steps", "10", "--learning_rate", "1e-3", "--lr_warmup_steps", "0", "--validation_steps", "100",
+            "--dataloader_num_workers", str(workers),
+        ])  # fmt: skip
+        return output_dir / "unet"
+
+    assert_same_weights(train(0, tmp_path / "no_workers"), train(2, tmp_path / "workers"))
+
+
 def test_missing_niqe_parameters_stop_the_run_before_training(ffhq_train_dir, testset, tmp_path):
     empty = tmp_path / "no-weights"
     empty.mkdir()

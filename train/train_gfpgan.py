@@ -185,6 +185,7 @@ def main(args: argparse.Namespace) -> None:
         shuffle=True,
         drop_last=True,  # the discriminator's stddev groups need full batches
         num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0,  # set_epoch reaches them (shared memory)
         generator=torch.Generator().manual_seed(args.seed),  # keeps the global RNG out of the data order
     )
     if len(train_dataloader) == 0:

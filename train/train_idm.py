@@ -450,7 +450,11 @@ def main(args: argparse.Namespace) -> None:
         dataset = DegradedFaceDataset(round_pool(args, round_index), args.resolution, flip=not args.no_flip, seed=args.seed)
         train_dataloader = accelerator.prepare(
             torch.utils.data.DataLoader(
-                dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers
+                dataset,
+                batch_size=args.train_batch_size,
+                shuffle=True,
+                num_workers=args.dataloader_num_workers,
+                persistent_workers=args.dataloader_num_workers > 0,  # set_epoch reaches them (shared memory)
             )
         )
         updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
