@@ -232,6 +232,7 @@ class _RetinaFace:
     """
 
     NMS_THRESHOLD = 0.4  # facexlib's default
+    PRIOR_CACHE_SIZES = 8  # input sizes whose prior boxes are kept (~0.5 MB each for a 1024-px photo), oldest out first
 
     def __init__(self, model: str, weights_path: Path, device: torch.device):
         from facexlib.detection.retinaface import RetinaFace
@@ -297,6 +298,8 @@ class _RetinaFace:
                     for size in sizes
                 ]
                 levels.append(torch.stack(for_sizes, dim=2).reshape(-1, 4))
+            if len(self._priors) == self.PRIOR_CACHE_SIZES:
+                del self._priors[next(iter(self._priors))]
             self._priors[(height, width)] = torch.cat(levels).float().to(self.device)
         return self._priors[(height, width)]
 

@@ -276,6 +276,15 @@ def test_prior_boxes_are_facexlibs(retinaface_detector, size):
     torch.testing.assert_close(ours.prior_boxes(*size), PriorBox(cfg, image_size=size).forward(), atol=0, rtol=0)
 
 
+def test_prior_boxes_are_kept_for_a_few_sizes_only(retinaface_detector):
+    ours = retinaface_detector._detect_faces
+    sizes = [(64 + i, 96) for i in range(ours.PRIOR_CACHE_SIZES + 3)]
+    for size in sizes:
+        ours.prior_boxes(*size)
+    assert list(ours._priors) == sizes[-ours.PRIOR_CACHE_SIZES :]  # a folder of many photo sizes stays bounded
+    assert ours.prior_boxes(*sizes[-1]) is ours._priors[sizes[-1]]
+
+
 @pytest.mark.parametrize("name", ["codeformer_00.jpg", "codeformer_06.png"])
 def test_retinaface_matches_facexlibs_detect_faces(retinaface_detector, name):
     """Our decoding around facexlib's network (cached priors, folded BatchNorms, channels-last) finds what
