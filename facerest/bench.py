@@ -687,7 +687,8 @@ class _Bench:
             f"with its default {pipeline.default_face_batch_size} face(s) per forward pass"
             + (" (on the CPU, the passes side by side on the CPU threads)" if self.device.type == "cpu" else "")
             + ", and with 8 faces per pass. The official stages are GFPGANer.enhance's own steps timed the "
-            "same way; its column is the whole enhance() call after cv2.imread. Milliseconds per photo; the "
+            "same way (its face-to-tensor conversion falls in restore, ours in align); its column is the whole "
+            "enhance() call after cv2.imread. Milliseconds per photo; the "
             f"official side ran {self.photo_passes} pass(es) over the photos before ours and as many after, ours "
             f"{our_passes} in between (stage by stage and pipeline()), so a busy spell of the shared machine does not "
             "fall on one side only; each side's fastest is shown, per stage too (the 8-faces and full-size columns: "
