@@ -616,7 +616,7 @@ class _Bench:
                 self.log(f"photo {path.name}")
                 passes = [time_stages(path) for _ in range(our_passes)]
                 image, faces, _ = passes[0]
-                stages = {stage: min(stages[stage] for _, _, stages in passes) for stage in stage_names}
+                stages = {stage: min(timed[stage] for _, _, timed in passes) for stage in stage_names}
                 end_to_end = {}
                 for key, batch, face_detector, repeats in (("default", None, detector, our_passes),
                                                            (8, 8, detector, self.photo_passes),
