@@ -37,7 +37,11 @@ class DegradedFaceDataset(Dataset):
     same whatever the number of DataLoader workers, and a resumed run sees the same pairs. Call
     ``set_epoch`` before each epoch, before the DataLoader iterator is created; the epoch lives in shared memory,
     so it reaches DataLoader workers that persist across epochs (``persistent_workers=True``).
-    With ``with_info=True`` items are ``(lq, gt, {"index", "flipped"})``.
+    With ``crop_size``, each pair is cut down to the same random ``crop_size`` window of the degraded and the
+    ground-truth face, after the degradation (which therefore still sees the whole face): a fully convolutional
+    model trains on windows and restores whole faces.
+    With ``with_info=True`` items are ``(lq, gt, {"index", "flipped", "crop"})``, ``crop`` the window's
+    ``(top, left)`` or ``None``.
     """
 
     def __init__(
@@ -48,8 +52,13 @@ class DegradedFaceDataset(Dataset):
         flip: bool = True,
         seed: int = 0,
         with_info: bool = False,
+        crop_size: int | None = None,
     ):
         _check_positive_int("resolution", resolution)
+        if crop_size is not None:
+            _check_positive_int("crop_size", crop_size)
+            if crop_size > resolution:
+                raise FacerestError(f"crop_size {crop_size} is larger than the faces ({resolution} px)")
         _check_non_negative_int("seed", seed)
         if isinstance(hq, (str, os.PathLike)):
             candidates, source = list_images(hq), str(hq)
@@ -65,6 +74,7 @@ class DegradedFaceDataset(Dataset):
         self.flip = flip
         self.seed = seed
         self.with_info = with_info
+        self.crop_size = crop_size
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # workers map the same memory
 
     @property
@@ -86,8 +96,13 @@ class DegradedFaceDataset(Dataset):
         if flipped:
             gt = np.ascontiguousarray(gt[:, ::-1])
         lq = degrade(gt, self.config, rng=rng)
+        crop = None
+        if self.crop_size is not None:  # drawn after the degradation, so cropping does not change it
+            top, left = (int(value) for value in rng.integers(0, self.resolution - self.crop_size + 1, size=2))
+            window = np.s_[top : top + self.crop_size, left : left + self.crop_size]
+            lq, gt, crop = lq[window], gt[window], (top, left)
         pair = (image_to_tensor(lq), image_to_tensor(gt))
-        return (*pair, {"index": index, "flipped": flipped}) if self.with_info else pair
+        return (*pair, {"index": index, "flipped": flipped, "crop": crop}) if self.with_info else pair
 
 
 class PairedFolderDataset(Dataset):

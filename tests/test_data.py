@@ -216,3 +216,25 @@ def test_make_testset_cli(tmp_path, faces):
     assert "wrote 5 LQ/HQ pairs" in made.stdout
     assert f"skipped {len(bad)} files" in made.stderr and all(name in made.stderr for name in bad)
     assert Image.open(tmp_path / "out" / "lq" / "01000.png").size == (32, 32)
+
+
+def test_crops_are_windows_of_the_whole_degraded_pair(faces):
+    """With crop_size, each pair is one window of the pair the dataset gives without it: same degradation, same
+    window in the input and the ground truth, windows spread over the face."""
+    whole = DegradedFaceDataset(faces, resolution=64, seed=1)
+    cropped = DegradedFaceDataset(faces, resolution=64, seed=1, crop_size=24, with_info=True)
+    corners = set()
+    for epoch in range(4):
+        whole.set_epoch(epoch)
+        cropped.set_epoch(epoch)
+        for index in range(len(whole)):
+            lq, gt = whole[index]
+            lq_crop, gt_crop, info = cropped[index]
+            top, left = info["crop"]
+            corners.add((top, left))
+            assert lq_crop.shape == gt_crop.shape == (3, 24, 24)
+            torch.testing.assert_close(lq_crop, lq[:, top : top + 24, left : left + 24], rtol=0, atol=0)
+            torch.testing.assert_close(gt_crop, gt[:, top : top + 24, left : left + 24], rtol=0, atol=0)
+    assert len(corners) > 10
+    with pytest.raises(FacerestError, match="crop_size 65 is larger than the faces"):
+        DegradedFaceDataset(faces, resolution=64, crop_size=65)

@@ -309,3 +309,23 @@ def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_tra
 
     assert "restores 32-px faces, but --resolution is 64" in refused("--resolution", "64")
     assert "--prediction_type cannot change a pretrained model" in refused("--resolution", "32", "--prediction_type", "sample")
+
+
+def test_training_on_crops_restores_whole_faces(ffhq_train_dir, tmp_path):
+    """--crop_size trains the fully convolutional UNet on windows; the saved pipeline restores whole faces."""
+    base = [
+        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
+        "--unet_overrides", json.dumps(TINY_UNET), "--train_batch_size", "2", "--max_train_steps", "2",
+        "--learning_rate", "1e-3", "--lr_warmup_steps", "0", "--validation_steps", "2", "--num_validation_images", "2",
+    ]  # fmt: skip
+    run_training([*base, "--crop_size", "16", "--output_dir", str(tmp_path / "crops")])
+    pipeline = FaceRestorePipeline.from_pretrained(tmp_path / "crops")
+    assert pipeline.face_size == 32
+    face = load_image(list_images(ffhq_train_dir)[0])
+    assert pipeline(face, aligned=True, num_inference_steps=2, output_type="np").restored_faces[0][0].shape == (32, 32, 3)
+
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), *base, "--crop_size", "15", "--output_dir", str(tmp_path / "odd")],
+        cwd=REPO_ROOT, env=environment(), capture_output=True, text=True,
+    )
+    assert refused.returncode != 0 and "--crop_size 15 cannot be halved 1 times" in refused.stderr

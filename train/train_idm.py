@@ -62,7 +62,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data = parser.add_argument_group("data")
     data.add_argument("--train_data_dir", required=True, help="folder of aligned high-quality training faces")
     data.add_argument("--max_train_samples", type=int, default=None, help="use only the first N faces (by name)")
-    data.add_argument("--resolution", type=int, default=64, help="side of the training faces in pixels")
+    data.add_argument("--resolution", type=int, default=64, help="side of the faces the model restores, in pixels")
+    data.add_argument(
+        "--crop_size",
+        type=int,
+        default=None,
+        help="train on random windows of this side cut from the degraded --resolution faces (the UNet is fully "
+        "convolutional: it then restores whole faces); default: whole faces",
+    )
     data.add_argument("--no_flip", action="store_true", help="do not flip the training faces horizontally")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
     data.add_argument("--testset", default=None, help="paired test set (lq/, hq/) scored at the end of every round")
@@ -152,6 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "sampling_steps", "eval_batch_size", "validation_steps", "num_validation_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.crop_size is not None and not 1 <= args.crop_size <= args.resolution:
+        parser.error(f"--crop_size must be from 1 to --resolution ({args.resolution})")
     if args.extrinsic_rounds < 0:
         parser.error("--extrinsic_rounds must be 0 or more")
     if not 0.0 <= args.replace_fraction <= 1.0:
@@ -375,6 +384,9 @@ def main(args: argparse.Namespace) -> None:
             prediction_type=args.prediction_type,
             sigma_data=args.sigma_data,
         )
+    halvings = len(unet.config.block_out_channels) - 1
+    if args.crop_size is not None and args.crop_size % 2**halvings:
+        raise FacerestError(f"--crop_size {args.crop_size} cannot be halved {halvings} times, once per UNet level")
     ema = EMAModel(
         unet.parameters(),
         decay=args.ema_max_decay,
@@ -447,7 +459,9 @@ def main(args: argparse.Namespace) -> None:
         if round_index > 0:
             run_cleaning_pass(args, accelerator, ema, unet_config, noise_scheduler, round_index, model_step=round_start)
 
-        dataset = DegradedFaceDataset(round_pool(args, round_index), args.resolution, flip=not args.no_flip, seed=args.seed)
+        dataset = DegradedFaceDataset(
+            round_pool(args, round_index), args.resolution, flip=not args.no_flip, seed=args.seed, crop_size=args.crop_size
+        )
         train_dataloader = accelerator.prepare(
             torch.utils.data.DataLoader(
                 dataset,
