@@ -9,7 +9,8 @@ network that is not needed here):
    translation) fitted to the 5 landmarks;
 3. a model restores the crops;
 4. ``paste_faces`` warps the restored crops back with the inverse transforms and blends them in with a feathered
-   square mask, over the photo enlarged by ``upscale``.
+   square mask, over the photo enlarged by ``upscale``; ``add_face_corrections`` instead adds what the model changed
+   (restored minus degraded crop) to the photo, so the photo's own detail is never resampled.
 
 Images are RGB ``uint8`` arrays (H, W, 3); landmarks and boxes are in the input photo's pixel coordinates.
 """
@@ -377,19 +378,52 @@ def paste_faces(
     transform and blended with its feathered mask (``face_paste_mask``), later faces over earlier ones. Pixels
     outside every mask are exactly the background's.
     """
+    for crop in restored_crops:
+        _check_image(crop, "restored face")
+    output = _enlarged_background(image, upscale)
+    for slices, warped, mask in _warped_into_output(restored_crops, affines, output.shape, upscale):
+        output[slices] = mask * warped + (1.0 - mask) * output[slices]
+    return np.clip(np.rint(output), 0, 255).astype(np.uint8)
+
+
+def add_face_corrections(
+    image: np.ndarray, corrections: list[np.ndarray], affines: list[np.ndarray], upscale: int = 1
+) -> np.ndarray:
+    """Add each face's correction (restored minus degraded crop, float32 (S, S, 3) in 0-255 units) to ``image``
+    enlarged ``upscale`` times, warped back with the inverse transform and weighted by the face's feathered mask.
+
+    Unlike ``paste_faces`` the photo's own pixels are never resampled: whatever detail the photo has above the
+    model's resolution stays as it was, and only the model's change is warped back. Pixels outside every mask are
+    exactly the background's.
+    """
+    for correction in corrections:
+        if not (isinstance(correction, np.ndarray) and correction.ndim == 3 and correction.shape[2] == 3):
+            raise ValueError(f"a face correction must be an (S, S, 3) array, got shape {getattr(correction, 'shape', None)}")
+    output = _enlarged_background(image, upscale)
+    for slices, warped, mask in _warped_into_output(
+        [correction.astype(np.float32) for correction in corrections], affines, output.shape, upscale
+    ):
+        output[slices] += mask * warped
+    return np.clip(np.rint(output), 0, 255).astype(np.uint8)
+
+
+def _enlarged_background(image: np.ndarray, upscale: int) -> np.ndarray:
+    """``image`` as float32, enlarged ``upscale`` times with Lanczos interpolation."""
     _check_image(image, "image")
     _check_upscale(upscale)
-    if len(restored_crops) != len(affines):
-        raise ValueError(f"got {len(restored_crops)} restored faces but {len(affines)} affine transforms")
-    height, width = image.shape[:2]
-    out_size = (width * upscale, height * upscale)
     if upscale == 1:
-        output = image.astype(np.float32)
-    else:
-        output = cv2.resize(image, out_size, interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
+        return image.astype(np.float32)
+    height, width = image.shape[:2]
+    return cv2.resize(image, (width * upscale, height * upscale), interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
 
-    for crop, affine in zip(restored_crops, affines):
-        _check_image(crop, "restored face")
+
+def _warped_into_output(crops: list[np.ndarray], affines: list[np.ndarray], output_shape: tuple, upscale: int):
+    """For each square crop: the output window it reaches, the crop warped into that window, and its feathered mask
+    ((h, w, 1)); faces entirely outside the output are left out."""
+    if len(crops) != len(affines):
+        raise ValueError(f"got {len(crops)} restored faces but {len(affines)} affine transforms")
+    out_size = (output_shape[1], output_shape[0])
+    for crop, affine in zip(crops, affines):
         if crop.shape[0] != crop.shape[1]:
             raise ValueError(f"restored faces must be square, got {crop.shape[1]}x{crop.shape[0]}")
         region = _PasteRegion(affine, crop.shape[0], out_size, upscale)
@@ -398,10 +432,7 @@ def paste_faces(
         warped = cv2.warpAffine(
             crop, region.crop_to_region, region.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-        mask = region.soft_mask()[:, :, None]
-        background = output[region.slices]
-        output[region.slices] = mask * warped + (1.0 - mask) * background
-    return np.clip(np.rint(output), 0, 255).astype(np.uint8)
+        yield region.slices, warped, region.soft_mask()[:, :, None]
 
 
 def face_paste_mask(affine: np.ndarray, crop_size: int, image_shape: tuple[int, ...], upscale: int = 1) -> np.ndarray:

@@ -1,8 +1,12 @@
 """`FaceRestorePipeline`: faces in, restored photo out, with GFP-GAN, the IDM diffusion model, or both.
 
 The flow of one photo (see DESIGN.md, "How an image flows"): decode -> detect faces -> align each face to the FFHQ
-template at 512 px and resize it to the model's resolution -> restore all faces of the photo as one batch -> resize
-the restored faces back to 512 px and paste them into the photo (optionally enlarged).
+template at 512 px and resize it to the model's resolution -> restore all faces of the photo as one batch -> add
+what the model changed (restored minus degraded face, times `fidelity`) back into the photo (optionally enlarged).
+
+Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
+model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
+model restores is replaced by its restoration.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from diffusers.utils import BaseOutput
 from safetensors import SafetensorError, safe_open
 
 from .errors import FacerestError, ImageReadError
-from .faces import FFHQ_TEMPLATE_512, FaceDetector, align_face, paste_faces
+from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, image_to_tensor, load_image, resize_square, tensor_to_image
 from .models.gfpgan import GFPGANModel
 from .models.idm import IDMScheduler, idm_sample
@@ -33,6 +37,8 @@ ALIGN_SIZE = 512
 # detail and texture while keeping the GAN's structure, and only 30% of the steps are run.
 DEFAULT_HYBRID_STRENGTH = 0.3
 MAX_UPSCALE = 4
+# How much of the model's change to a face is kept: 0 returns the input face, 1 the full restoration.
+DEFAULT_FIDELITY = 1.0
 # Faces restored in one forward pass unless told otherwise (GFP-GAN on the CPU: one, see `default_face_batch_size`).
 DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
@@ -209,10 +215,13 @@ class FaceRestorePipeline(DiffusionPipeline):
         strength: float | None = None,
         output_type: str = "pil",
         face_batch_size: int | None = None,
+        fidelity: float = DEFAULT_FIDELITY,
     ) -> None:
         """Raise a `FacerestError` saying which argument of [`~FaceRestorePipeline.__call__`] is out of range."""
         if isinstance(upscale, bool) or not isinstance(upscale, (int, np.integer)) or not 1 <= upscale <= MAX_UPSCALE:
             raise FacerestError(f"upscale must be a whole number from 1 to {MAX_UPSCALE}, got {upscale!r}")
+        if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float, np.floating)) or not 0.0 <= fidelity <= 1.0:
+            raise FacerestError(f"fidelity must be a number from 0 (the input face) to 1 (the full restoration), got {fidelity!r}")
         if output_type not in OUTPUT_TYPES:
             raise FacerestError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
         if face_batch_size is not None and face_batch_size < 1:
@@ -315,6 +324,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         image: ImageSource | Sequence[ImageSource],
         aligned: bool = False,
         upscale: int = 1,
+        fidelity: float = DEFAULT_FIDELITY,
         num_inference_steps: int = 25,
         strength: float | None = None,
         eta: float | None = 0.0,
@@ -340,6 +350,9 @@ class FaceRestorePipeline(DiffusionPipeline):
                 resized to `face_size`, restored, and returned at the input's size times `upscale`.
             upscale (`int`, defaults to 1):
                 Enlarge the output 1 to 4 times; the background is resized with Lanczos interpolation.
+            fidelity (`float`, defaults to `DEFAULT_FIDELITY`):
+                From 0 to 1, how much of the model's change to each face is kept: 0 returns the input face, 1 the
+                full restoration (in the band the model resolves; the photo's detail above it is always kept).
             num_inference_steps (`int`, defaults to 25):
                 IDM steps of the full schedule, see [`~FaceRestorePipeline.restore_faces`].
             strength (`float`, *optional*):
@@ -375,13 +388,15 @@ class FaceRestorePipeline(DiffusionPipeline):
             `ImageReadError` (a `FacerestError`) naming the image when it cannot be decoded, is too large, is an
             aligned face that is not square, or (with `strict`) shows no face.
         """
-        self.check_inputs(upscale, num_inference_steps, strength, output_type, face_batch_size)
+        self.check_inputs(upscale, num_inference_steps, strength, output_type, face_batch_size, fidelity)
         sources = list(image) if isinstance(image, (list, tuple)) else [image]
         face_detector = None if aligned else self.face_detector(detector)
 
-        def restore(lq: torch.Tensor) -> list[np.ndarray]:
+        def restore(lq_faces: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            """The restored faces (uint8, face_size) and the corrections (float32, restored minus degraded)."""
+            lq = torch.stack([image_to_tensor(face) for face in lq_faces])
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
-            return [tensor_to_image(face) for face in restored]
+            return _kept_changes(lq_faces, [tensor_to_image(face) for face in restored], fidelity)
 
         photos = []
         for index, source in enumerate(sources):
@@ -406,26 +421,35 @@ class FaceRestorePipeline(DiffusionPipeline):
         )
 
     def _restore_photo(self, photo: np.ndarray, faces: list, upscale: int, restore) -> "_RestoredPhoto":
-        """Align each face at 512 px, restore them at the model's size, and paste them back at 512 px."""
+        """Align each face at 512 px, restore it at the model's size, and add the model's change back into the photo."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
-            return _RestoredPhoto(paste_faces(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
+            return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
         crops, affines = zip(*(align_face(photo, face.landmarks, ALIGN_SIZE) for face in faces))
-        lq = torch.stack([image_to_tensor(resize_square(crop, self.face_size)) for crop in crops])
-        restored = restore(lq)
-        pasted = paste_faces(photo, [resize_square(face, ALIGN_SIZE) for face in restored], list(affines), upscale)
+        restored, corrections = restore([resize_square(crop, self.face_size) for crop in crops])
+        corrections = [resize_square(correction, ALIGN_SIZE) for correction in corrections]
+        pasted = add_face_corrections(photo, corrections, list(affines), upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, [])
 
     def _restore_aligned(self, photo: np.ndarray, name: str, upscale: int, restore) -> "_RestoredPhoto":
         height, width = photo.shape[:2]
         if height != width:
             raise ImageReadError(name, f"an aligned face must be square, got {width}x{height}")
-        restored = restore(image_to_tensor(resize_square(photo, self.face_size))[None])[0]
+        restored, (correction,) = restore([resize_square(photo, self.face_size)])
+        size = width * upscale
+        image = resize_square(photo, size).astype(np.float32) + resize_square(correction, size)
         boxes = np.array([[0, 0, width, height]], np.float32)
         landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
-        return _RestoredPhoto(resize_square(restored, width * upscale), [restored], boxes, landmarks, [])
+        return _RestoredPhoto(np.clip(np.rint(image), 0, 255).astype(np.uint8), restored, boxes, landmarks, [])
+
+
+def _kept_changes(lq_faces: list[np.ndarray], restored: list[np.ndarray], fidelity: float):
+    """The faces with `fidelity` of the model's change kept (uint8) and that change (float32, 0-255 units)."""
+    corrections = [fidelity * (face.astype(np.float32) - lq.astype(np.float32)) for lq, face in zip(lq_faces, restored)]
+    kept = [np.clip(np.rint(lq + correction), 0, 255).astype(np.uint8) for lq, correction in zip(lq_faces, corrections)]
+    return kept, corrections
 
 
 @dataclass

@@ -405,3 +405,49 @@ def test_detector_is_created_once(tmp_path, monkeypatch):
     assert detector.name == "mtcnn" and "RetinaFace weights unavailable" in detector.fallback_reason
     assert pipeline.face_detector() is detector and pipeline.face_detector("auto") is detector
     assert pipeline.face_detector("mtcnn") is not detector
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fidelity, and the photo's detail above the model's resolution
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _returns_its_input(pipeline, monkeypatch):
+    """Make the pipeline's model return the degraded faces unchanged (a model that changes nothing)."""
+    monkeypatch.setattr(pipeline, "restore_faces", lambda lq, *args, **kwargs: lq.clone())
+
+
+def test_a_model_that_changes_nothing_leaves_the_photo_as_it_was(gfpgan, retinaface, monkeypatch):
+    """Faces larger than the model's 64 px are not shrunk and enlarged: with a model that changes nothing, every
+    pixel of the photo and of a 512-px aligned face comes back exactly (pasting enlarged restorations blurred them)."""
+    _returns_its_input(gfpgan, monkeypatch)
+    path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
+    photo = load_image(path)
+    output = gfpgan(path, detector=retinaface, output_type="np")
+    assert len(output.restored_faces[0]) == EXPECTED_FACES[path.name]
+    np.testing.assert_array_equal(output.images[0], photo)
+    face = cv2.resize(photo[:512, :512], (512, 512))
+    np.testing.assert_array_equal(gfpgan(face, aligned=True, output_type="np").images[0], face)
+
+
+def test_fidelity_scales_the_change_to_each_face(gfpgan, retinaface):
+    path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
+    photo = load_image(path).astype(np.float64)
+    outputs = {fidelity: gfpgan(path, detector=retinaface, fidelity=fidelity, output_type="np") for fidelity in (0, 0.5, 1)}
+    np.testing.assert_array_equal(outputs[0].images[0], photo)  # 0: the input face
+    full, half = outputs[1].images[0] - photo, outputs[0.5].images[0] - photo
+    assert np.abs(full).mean() > 1.0  # the random restorer changes the faces
+    unclipped = (outputs[1].images[0] > 0) & (outputs[1].images[0] < 255)
+    assert np.abs(half - full / 2)[unclipped].max() <= 1.0  # half the change, up to rounding
+    face = np.asarray(Image.open(path).convert("RGB").resize((64, 64)))
+    aligned = {fidelity: gfpgan(face, aligned=True, fidelity=fidelity, output_type="np") for fidelity in (0, 1)}
+    np.testing.assert_array_equal(aligned[0].images[0], face)
+    np.testing.assert_array_equal(aligned[0].restored_faces[0][0], face)
+    np.testing.assert_array_equal(aligned[1].images[0], aligned[1].restored_faces[0][0])  # at the model's size: its output
+
+
+def test_fidelity_is_checked(gfpgan):
+    face = np.zeros((64, 64, 3), np.uint8)
+    for fidelity in (-0.1, 1.5, "high", True):
+        with pytest.raises(FacerestError, match="fidelity must be a number from 0"):
+            gfpgan(face, aligned=True, fidelity=fidelity)
