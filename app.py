@@ -22,8 +22,8 @@ The restore function is the API endpoint `/restore`:
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
     before_after, faces, png, info, details = client.predict(
-        handle_file("photo.jpg"), "default", False, 2, 25, 0.3, 0, api_name="/restore"
-    )  # image, model, aligned, upscale, steps, strength, seed
+        handle_file("photo.jpg"), "default", False, 2, 25, 0.3, 0, 1.0, api_name="/restore"
+    )  # image, model, aligned, upscale, steps, strength, seed, fidelity
 
 The model loading and restoring below are plain functions (`model_specs`, `load_models`, `make_detector`,
 `restore`) that the tests call without a browser; `build_demo` wires them to the Gradio interface.
@@ -53,7 +53,7 @@ import torch
 from facerest import FaceRestorePipeline, FacerestError, ImageReadError
 from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector
 from facerest.images import load_image
-from facerest.pipeline import DEFAULT_HYBRID_STRENGTH, MAX_UPSCALE
+from facerest.pipeline import DEFAULT_FIDELITY, DEFAULT_HYBRID_STRENGTH, MAX_UPSCALE
 from facerest.weights import cache_dir, is_offline
 
 try:  # ZeroGPU Spaces: the restore function runs under @spaces.GPU
@@ -273,12 +273,14 @@ def restore(
     steps: int = 25,
     strength: float | None = None,
     seed: int = 0,
+    fidelity: float = DEFAULT_FIDELITY,
     output_dir: str | os.PathLike | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
 ) -> RestoreResult:
     """Restore one photo (or aligned face) with the named model; `FacerestError` says what is wrong with the
-    request. `strength` applies to IDM and hybrid models (None: the model kind's default)."""
+    request. `strength` applies to IDM and hybrid models (None: the model kind's default); `fidelity` (0: the input
+    face, 1: the full restoration) to all."""
     if image is None:
         raise FacerestError("no image: upload a photo or an aligned face first")
     upscale = _whole(upscale, "upscale", 1, MAX_UPSCALE)
@@ -302,7 +304,7 @@ def restore(
 
     entry = registry.entry(model)
     pipeline = registry.pipeline(model)
-    arguments = dict(aligned=bool(aligned), upscale=upscale, detector=detector, max_pixels=None)
+    arguments = dict(aligned=bool(aligned), upscale=upscale, fidelity=fidelity, detector=detector, max_pixels=None)
     if pipeline.kind != "gfpgan":
         generator = torch.Generator(device=pipeline.unet.device).manual_seed(seed)
         default_strength = 1.0 if pipeline.kind == "idm" else DEFAULT_HYBRID_STRENGTH
@@ -357,6 +359,7 @@ def restore(
         "input_size": [width, height],
         "output_size": list(restored.size),
         "upscale": upscale,
+        "fidelity": fidelity,
         "steps": arguments.get("num_inference_steps"),
         "strength": arguments.get("strength"),
         "seed": seed if pipeline.kind != "gfpgan" else None,
@@ -370,6 +373,7 @@ def restore(
         f"**Detector:** {html.escape(detector_text)}",
         f"**Faces restored:** {len(output.restored_faces[0])}",
         f"**Size:** {width}x{height} -> {restored.width}x{restored.height} (upscale {upscale}x)",
+        f"**Fidelity:** {fidelity:g} (0: the input face, 1: the full restoration)",
         f"**Time:** {seconds:.2f} s",
     ]
     if pipeline.kind != "gfpgan":
@@ -487,7 +491,9 @@ def build_demo(
     def kind_of(name: str) -> str:
         return registry.entries[name].kind if name in registry.entries else "gfpgan"
 
-    def restore_endpoint(image, model, aligned, upscale, steps, strength, seed, progress=gr.Progress(track_tqdm=True)):
+    def restore_endpoint(
+        image, model, aligned, upscale, steps, strength, seed, fidelity, progress=gr.Progress(track_tqdm=True)
+    ):
         progress(0, desc="starting")
         prune_outputs(output_dir)
         entry = registry.entries.get(model)
@@ -504,6 +510,7 @@ def build_demo(
                 steps=steps,
                 strength=None if kind_of(model) == "gfpgan" else strength,
                 seed=seed,
+                fidelity=fidelity,
                 output_dir=output_dir,
                 max_pixels=max_pixels,
                 max_output_pixels=max_output_pixels,
@@ -555,6 +562,10 @@ def build_demo(
                     info="the image is a square face crop aligned like FFHQ: skip face detection",
                 )
                 upscale = gr.Slider(1, MAX_UPSCALE, value=2, step=1, label="Upscale", elem_id="upscale")
+                fidelity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_FIDELITY, step=0.05, label="Fidelity", elem_id="fidelity",
+                    info="how much of the model's change to each face is kept: 0 the input face, 1 the full restoration",
+                )
                 diffusion = first_kind != "gfpgan"  # the diffusion controls are live for IDM and hybrid models
                 with gr.Accordion("Diffusion (IDM and hybrid models)", open=diffusion):
                     steps = gr.Slider(
@@ -587,7 +598,7 @@ def build_demo(
         model.change(on_model_change, model, [steps, strength, seed], api_visibility="private", queue=False)
         button.click(
             restore_endpoint,
-            inputs=[image, model, aligned, upscale, steps, strength, seed],
+            inputs=[image, model, aligned, upscale, steps, strength, seed, fidelity],
             outputs=[slider, faces, download, info, details],
             api_name="restore",
             concurrency_limit=concurrency,

@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--model", required=True, help="saved FaceRestorePipeline: a folder or a Hub repository id")
     restore.add_argument("--aligned", action="store_true", help="the inputs are aligned faces: skip detection")
     restore.add_argument("--upscale", type=int, default=1, help="enlarge the output 1 to 4 times (default 1)")
+    restore.add_argument(
+        "--fidelity",
+        type=float,
+        default=None,
+        help="how much of the model's change to each face is kept, from 0 (the input face) to 1 (the full "
+        "restoration); default: the pipeline's (DEFAULT_FIDELITY)",
+    )
     restore.add_argument("--steps", type=int, default=25, help="IDM sampling steps (default 25)")
     restore.add_argument(
         "--strength",
@@ -162,13 +169,14 @@ def _restore(args) -> int:
     from .errors import ImageReadError
     from .images import save_image
     from .metrics import resolve_device
-    from .pipeline import FaceRestorePipeline
+    from .pipeline import DEFAULT_FIDELITY, FaceRestorePipeline
 
     inputs = _restore_inputs(Path(args.input))
     output = Path(args.output)
     pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]))
     pipeline.to(resolve_device(args.device))
-    pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength)
+    fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
+    pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
     print(f"model: {args.model} ({pipeline.kind}, {pipeline.face_size} px faces) on {pipeline.device}, {args.dtype}")
     detector = None
     if not args.aligned:
@@ -186,6 +194,7 @@ def _restore(args) -> int:
                 path,
                 aligned=args.aligned,
                 upscale=args.upscale,
+                fidelity=fidelity,
                 num_inference_steps=args.steps,
                 strength=args.strength,
                 generator=generator,

@@ -172,6 +172,13 @@ def test_restore_function_messages(tiny_models, detector, tmp_path):
     assert aligned.image.size == (128, 128) and len(aligned.faces) == 1
     assert aligned.details["detector"] is None and "aligned input" in aligned.info
 
+    face = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    unchanged = run(face, aligned=True, upscale=1, fidelity=0.0)
+    np.testing.assert_array_equal(np.asarray(unchanged.image), face)
+    assert unchanged.details["fidelity"] == 0.0 and "**Fidelity:** 0" in unchanged.info
+    with pytest.raises(app.FacerestError, match="fidelity must be a number from 0"):
+        run(face, aligned=True, fidelity=1.5)
+
 
 # ------------------------------------------------------------------------------------- the served app
 
@@ -363,7 +370,7 @@ def test_client_restore_endpoint(server, tmp_path):
 
     photo_path = shared_path("data", "whole_imgs", "codeformer_00.jpg")
     before_after, faces, png, info, details = client.predict(
-        handle_file(str(photo_path)), "gfpgan", False, 2, 25, 0.3, 0, api_name="/restore"
+        handle_file(str(photo_path)), "gfpgan", False, 2, 25, 0.3, 0, 1.0, api_name="/restore"
     )
     with PIL.Image.open(photo_path) as photo:
         expected_size = (photo.width * 2, photo.height * 2)
@@ -377,7 +384,7 @@ def test_client_restore_endpoint(server, tmp_path):
     face_path = shared_path("data", "cropped_lq")
     face_path = sorted(face_path.glob("*.png"))[0]
     _, faces, png, _, details = client.predict(
-        handle_file(str(face_path)), "idm", True, 1, 4, 1.0, 7, api_name="/restore"
+        handle_file(str(face_path)), "idm", True, 1, 4, 1.0, 7, 1.0, api_name="/restore"
     )
     with PIL.Image.open(png) as result, PIL.Image.open(face_path) as face:
         assert result.size == face.size
@@ -393,14 +400,14 @@ def test_client_errors_are_clear(server, tmp_path):
     garbage = tmp_path / "holiday.jpg"
     garbage.write_bytes(b"these bytes are not a JPEG")
     with pytest.raises(AppError, match=r"holiday\.jpg cannot be read as an image"):
-        client.predict(handle_file(str(garbage)), "gfpgan", False, 1, 25, 0.3, 0, api_name="/restore")
+        client.predict(handle_file(str(garbage)), "gfpgan", False, 1, 25, 0.3, 0, 1.0, api_name="/restore")
     large = shared_path("data", "whole_imgs", "gfpgan_00.jpg")  # 2.49 MP, above the server's --max-pixels
     with pytest.raises(AppError, match="image too large"):
-        client.predict(handle_file(str(large)), "gfpgan", False, 1, 25, 0.3, 0, api_name="/restore")
+        client.predict(handle_file(str(large)), "gfpgan", False, 1, 25, 0.3, 0, 1.0, api_name="/restore")
     blank = tmp_path / "wall.png"
     PIL.Image.new("RGB", (200, 150), (200, 190, 180)).save(blank)
     _, faces, png, info, details = client.predict(
-        handle_file(str(blank)), "gfpgan", False, 1, 25, 0.3, 0, api_name="/restore"
+        handle_file(str(blank)), "gfpgan", False, 1, 25, 0.3, 0, 1.0, api_name="/restore"
     )
     assert faces == [] and details["messages"] == ["no face found: returned unchanged"]
     assert "no face found" in info
@@ -422,7 +429,7 @@ def test_twenty_concurrent_requests_queue_and_bounded_memory(server, tmp_path):
 
     def request(index: int):
         client = Client(server.url, verbose=False, download_files=tmp_path)  # one per thread: 20 users at once
-        return client.predict(handle_file(str(photo_path)), "gfpgan", False, 1, 25, 0.3, index, api_name="/restore")
+        return client.predict(handle_file(str(photo_path)), "gfpgan", False, 1, 25, 0.3, index, 1.0, api_name="/restore")
 
     for index in range(2):  # warm-up: first-request allocations are not growth
         request(index)

@@ -96,7 +96,19 @@ def test_options_are_checked_before_restoring(models, tmp_path, capsys):
     assert status == 2 and "error: strength applies to pipelines with an IDM unet" in err
     status, _, err = _restore(capsys, *arguments, models["idm"], "--upscale", "8")
     assert status == 2 and "error: upscale must be a whole number from 1 to 4, got 8" in err
+    status, _, err = _restore(capsys, *arguments, models["gfpgan"], "--fidelity", "1.5")
+    assert status == 2 and "error: fidelity must be a number from 0 (the input face) to 1" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_fidelity_zero_returns_the_input_faces(models, tmp_path, capsys):
+    faces = list_images(shared_path("data", "cropped_lq"))[:2]
+    for path in faces:
+        shutil.copy(path, tmp_path / path.name)
+    status, out, err = _restore(capsys, tmp_path, "-o", tmp_path / "out", "--aligned", "--model", models["gfpgan"], "--fidelity", "0")
+    assert status == 0, err
+    for path in faces:
+        np.testing.assert_array_equal(load_image(tmp_path / "out" / f"{path.stem}.png"), load_image(path))
 
 
 def test_missing_model_or_input(models, tmp_path, capsys):
