@@ -110,6 +110,7 @@ def test_official_gfpgan_is_converted_on_first_use_and_cached(monkeypatch, tmp_p
     `params_ema` dict in a .pth file) under the official file name in facerest's cache."""
     import torch
 
+    import tiny_pipelines
     from tiny_pipelines import tiny_restorer
 
     restorer = tiny_restorer(seed=3)
@@ -122,6 +123,8 @@ def test_official_gfpgan_is_converted_on_first_use_and_cached(monkeypatch, tmp_p
 
     registry = app.load_models([], offer_official=True)  # cached checkpoint: offered although offline
     assert registry.names == [app.OFFICIAL_NAME] and registry.unavailable == {}
+    ours = app.load_models([str(tiny_pipelines.save_tiny_pipelines(tmp_path / "ours")["gfpgan"])], offer_official=True)
+    assert ours.names == [app.OFFICIAL_NAME, "gfpgan"] and ours.default == app.OFFICIAL_NAME  # the best model first
     assert registry.entry(app.OFFICIAL_NAME).pipeline is None  # nothing converted before it is chosen
     pipeline = registry.pipeline(app.OFFICIAL_NAME)
     assert (app.official_gfpgan_dir() / "model_index.json").is_file()
