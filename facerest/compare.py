@@ -1,7 +1,8 @@
 """Compare restoration models on a paired test set: the table behind ``python -m facerest compare``.
 
 Each model restores the aligned degraded faces of ``TESTSET/lq`` (GFP-GAN once; IDM and hybrids once per step
-count), the restored faces are written to a folder per row, and each folder is scored against ``TESTSET/hq`` by
+count) as ``python -m facerest restore --aligned`` does (the pipeline's aligned path, default fidelity), the
+restored faces are written to a folder per row, and each folder is scored against ``TESTSET/hq`` by
 ``facerest.metrics.evaluate_folders``, with the same metrics and the same handling of missing weights as
 ``python -m facerest evaluate``. A last column gives the restoration time per face.
 """
@@ -18,7 +19,7 @@ from typing import Mapping, Sequence
 import torch
 
 from .errors import FacerestError
-from .images import image_to_tensor, load_image, pair_by_stem, resize_square, save_image, tensor_to_image
+from .images import load_image, pair_by_stem, save_image
 from .metrics import METRIC_COLUMNS, Row, evaluate_folders
 from .metrics import resolve_device
 from .pipeline import FaceRestorePipeline
@@ -64,9 +65,9 @@ def compare_models(
         batch_size: faces restored and scored at once.
         progress: show a progress bar over the IDM steps.
 
-    Rows: the degraded input, the ground truth (NIQE only), then each model in the given order. The faces are
-    resized to each model's resolution and the restored faces back to the test set's, so every row is scored
-    against the same ground truth.
+    Rows: the degraded input, the ground truth (NIQE only), then each model in the given order. Each face is
+    restored by the pipeline as an aligned face and comes back at the test set's size (a model of another
+    resolution restores the band it resolves), so every row is scored against the same ground truth.
     """
     testset_dir, output_dir = Path(testset_dir), Path(output_dir)
     lq_dir, hq_dir = testset_dir / "lq", testset_dir / "hq"
@@ -99,10 +100,13 @@ def compare_models(
             folders[images_dir] = method
             generator = torch.Generator("cpu").manual_seed(seed)
 
-            def restore(lq: torch.Tensor) -> torch.Tensor:
-                return pipeline.restore_faces(lq, step_count, run_strength, generator=generator, progress=progress)
+            def restore(faces: list) -> list:
+                return pipeline(
+                    faces, aligned=True, num_inference_steps=step_count, strength=run_strength, generator=generator,
+                    output_type="np", progress=progress,
+                ).images  # fmt: skip
 
-            seconds = _restore_testset(restore, pipeline.face_size, pairs, images_dir, batch_size, device)
+            seconds = _restore_testset(restore, pairs, images_dir, batch_size, device)
             method_rows, row_notes = score(method, images_dir)
             rows.append({**method_rows[0], SECONDS_COLUMN: seconds / len(pairs)})
             notes += row_notes
@@ -133,19 +137,19 @@ def _runs(name: str, kind: str, steps: Sequence[int], strength: float | None):
     return [(f"{name} ({count} steps{label})", count, strength) for count in steps]
 
 
-def _restore_testset(restore, face_size: int, pairs, images_dir: Path, batch_size: int, device: torch.device) -> float:
-    """Restore the LQ faces in batches, write them as ``<name>.png`` at their input size; the restoration seconds."""
+def _restore_testset(restore, pairs, images_dir: Path, batch_size: int, device: torch.device) -> float:
+    """Restore the LQ faces in batches, write them as ``<name>.png`` (at their input size); the restoration
+    seconds."""
     seconds = 0.0
     for start in range(0, len(pairs), batch_size):
         batch = [(lq_path.stem, load_image(lq_path)) for lq_path, _ in pairs[start : start + batch_size]]
-        lq = torch.stack([image_to_tensor(resize_square(image, face_size)) for _, image in batch])
         _synchronize(device)
         started = time.perf_counter()
-        restored = restore(lq)
+        restored = restore([image for _, image in batch])
         _synchronize(device)
         seconds += time.perf_counter() - started
-        for (stem, image), face in zip(batch, restored):
-            save_image(resize_square(tensor_to_image(face), image.shape[0]), images_dir / f"{stem}.png")
+        for (stem, _), face in zip(batch, restored):
+            save_image(face, images_dir / f"{stem}.png")
     return seconds
 
 

@@ -398,13 +398,13 @@ class FaceRestorePipeline(DiffusionPipeline):
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
             return _kept_changes(lq_faces, [tensor_to_image(face) for face in restored], fidelity)
 
-        photos = []
-        for index, source in enumerate(sources):
-            name = str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}"
-            photo = load_image(source, max_pixels=max_pixels)
-            if aligned:
-                photos.append(self._restore_aligned(photo, name, upscale, restore))
-            else:
+        names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
+        if aligned:  # the faces of all inputs restored together, in batches of face_batch_size
+            photos = self._restore_aligned([load_image(source, max_pixels=max_pixels) for source in sources], names, upscale, restore)
+        else:
+            photos = []
+            for name, source in zip(names, sources):
+                photo = load_image(source, max_pixels=max_pixels)
                 faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")
@@ -433,16 +433,20 @@ class FaceRestorePipeline(DiffusionPipeline):
         pasted = add_face_corrections(photo, corrections, list(affines), upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, [])
 
-    def _restore_aligned(self, photo: np.ndarray, name: str, upscale: int, restore) -> "_RestoredPhoto":
-        height, width = photo.shape[:2]
-        if height != width:
-            raise ImageReadError(name, f"an aligned face must be square, got {width}x{height}")
-        restored, (correction,) = restore([resize_square(photo, self.face_size)])
-        size = width * upscale
-        image = resize_square(photo, size).astype(np.float32) + resize_square(correction, size)
-        boxes = np.array([[0, 0, width, height]], np.float32)
-        landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
-        return _RestoredPhoto(np.clip(np.rint(image), 0, 255).astype(np.uint8), restored, boxes, landmarks, [])
+    def _restore_aligned(self, faces: list[np.ndarray], names: list[str], upscale: int, restore) -> list["_RestoredPhoto"]:
+        """Restore aligned faces at the model's size and add the model's change to each face at its own size."""
+        for face, name in zip(faces, names):
+            if face.shape[0] != face.shape[1]:
+                raise ImageReadError(name, f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]}")
+        restored, corrections = restore([resize_square(face, self.face_size) for face in faces])
+        photos = []
+        for face, restored_face, correction in zip(faces, restored, corrections):
+            width, size = face.shape[1], face.shape[1] * upscale
+            image = resize_square(face, size).astype(np.float32) + resize_square(correction, size)
+            boxes = np.array([[0, 0, width, width]], np.float32)
+            landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
+            photos.append(_RestoredPhoto(np.clip(np.rint(image), 0, 255).astype(np.uint8), [restored_face], boxes, landmarks, []))
+        return photos
 
 
 def _kept_changes(lq_faces: list[np.ndarray], restored: list[np.ndarray], fidelity: float):
