@@ -53,7 +53,7 @@ import torch
 from facerest import FaceRestorePipeline, FacerestError, ImageReadError
 from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector
 from facerest.images import load_image
-from facerest.pipeline import DEFAULT_FIDELITY, DEFAULT_HYBRID_STRENGTH, MAX_UPSCALE
+from facerest.pipeline import DEFAULT_FIDELITY, DEFAULT_HYBRID_STRENGTH, DEFAULT_INFERENCE_STEPS, MAX_UPSCALE
 from facerest.weights import cache_dir, is_offline
 
 try:  # ZeroGPU Spaces: the restore function runs under @spaces.GPU
@@ -272,7 +272,7 @@ def restore(
     model: str,
     aligned: bool = False,
     upscale: int = 2,
-    steps: int = 25,
+    steps: int | None = None,
     strength: float | None = None,
     seed: int = 0,
     fidelity: float = DEFAULT_FIDELITY,
@@ -286,7 +286,7 @@ def restore(
     if image is None:
         raise FacerestError("no image: upload a photo or an aligned face first")
     upscale = _whole(upscale, "upscale", 1, MAX_UPSCALE)
-    steps = _whole(steps, "diffusion steps", 1, MAX_STEPS)
+    steps = None if steps is None else _whole(steps, "diffusion steps", 1, MAX_STEPS)
     seed = _whole(seed, "seed", 0, 2**63 - 1)
     if strength is not None and not 0.0 < float(strength) <= 1.0:
         raise FacerestError(f"strength must be in (0, 1], got {strength}")
@@ -311,7 +311,7 @@ def restore(
         generator = torch.Generator(device=pipeline.unet.device).manual_seed(seed)
         default_strength = 1.0 if pipeline.kind == "idm" else DEFAULT_HYBRID_STRENGTH
         arguments.update(
-            num_inference_steps=steps,
+            num_inference_steps=steps or pipeline.default_inference_steps,
             strength=default_strength if strength is None else float(strength),
             generator=generator,
         )
@@ -493,6 +493,11 @@ def build_demo(
     def kind_of(name: str) -> str:
         return registry.entries[name].kind if name in registry.entries else "gfpgan"
 
+    def default_steps_of(name: str) -> int:
+        """The steps the model was saved to run (its pipeline is loaded already: only GAN models load lazily)."""
+        entry = registry.entries.get(name)
+        return entry.pipeline.default_inference_steps if entry is not None and entry.pipeline is not None else DEFAULT_INFERENCE_STEPS
+
     def restore_endpoint(
         image, model, aligned, upscale, steps, strength, seed, fidelity, progress=gr.Progress(track_tqdm=True)
     ):
@@ -535,7 +540,7 @@ def build_demo(
         kind = kind_of(name)
         diffusion = kind != "gfpgan"
         return (
-            gr.Slider(interactive=diffusion),
+            gr.Slider(interactive=diffusion, value=default_steps_of(name)),
             gr.Slider(interactive=diffusion, value=1.0 if kind == "idm" else DEFAULT_HYBRID_STRENGTH),
             gr.Number(interactive=diffusion),
         )
@@ -571,7 +576,8 @@ def build_demo(
                 diffusion = first_kind != "gfpgan"  # the diffusion controls are live for IDM and hybrid models
                 with gr.Accordion("Diffusion (IDM and hybrid models)", open=diffusion):
                     steps = gr.Slider(
-                        1, MAX_STEPS, value=25, step=1, label="Diffusion steps", interactive=diffusion, elem_id="steps",
+                        1, MAX_STEPS, value=default_steps_of(registry.default), step=1, label="Diffusion steps",
+                        interactive=diffusion, elem_id="steps",
                         info="steps of the full schedule; a hybrid runs only the last strength x steps",
                     )
                     strength = gr.Slider(

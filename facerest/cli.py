@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much of the model's change to each face is kept, from 0 (the input face) to 1 (the full "
         "restoration); default: the pipeline's (DEFAULT_FIDELITY)",
     )
-    restore.add_argument("--steps", type=int, default=25, help="IDM sampling steps (default 25)")
+    restore.add_argument(
+        "--steps", type=int, default=None, help="IDM sampling steps (default: the model's, saved with it; else 25)"
+    )
     restore.add_argument(
         "--strength",
         type=float,
@@ -177,7 +179,8 @@ def _restore(args) -> int:
     pipeline.to(resolve_device(args.device))
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
     pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
-    print(f"model: {args.model} ({pipeline.kind}, {pipeline.face_size} px faces) on {pipeline.device}, {args.dtype}")
+    sampling = "" if pipeline.kind == "gfpgan" else f", {args.steps or pipeline.default_inference_steps} IDM steps"
+    print(f"model: {args.model} ({pipeline.kind}, {pipeline.face_size} px faces{sampling}) on {pipeline.device}, {args.dtype}")
     detector = None
     if not args.aligned:
         detector = pipeline.face_detector(

@@ -37,6 +37,8 @@ ALIGN_SIZE = 512
 # detail and texture while keeping the GAN's structure, and only 30% of the steps are run.
 DEFAULT_HYBRID_STRENGTH = 0.3
 MAX_UPSCALE = 4
+# IDM steps of the full schedule when neither the call nor the saved pipeline (`default_inference_steps`) says.
+DEFAULT_INFERENCE_STEPS = 25
 # How much of the model's change to a face is kept: 0 returns the input face, 1 the full restoration.
 DEFAULT_FIDELITY = 1.0
 # Faces restored in one forward pass unless told otherwise (GFP-GAN on the CPU: one, see `default_face_batch_size`).
@@ -108,6 +110,9 @@ class FaceRestorePipeline(DiffusionPipeline):
             The IDM denoiser: `in_channels=6` (noisy sample and degraded face), `out_channels=3`.
         scheduler ([`IDMScheduler`], *optional*):
             The scheduler the `unet` was trained with; required with `unet`.
+        default_inference_steps (`int`, *optional*):
+            The IDM steps a call runs when it names none, saved with the pipeline (the count its model card
+            recommends); `None` means `DEFAULT_INFERENCE_STEPS` (25).
 
     Example:
 
@@ -128,10 +133,16 @@ class FaceRestorePipeline(DiffusionPipeline):
         restorer: GFPGANModel | None = None,
         unet: UNet2DModel | None = None,
         scheduler: IDMScheduler | None = None,
+        default_inference_steps: int | None = None,
     ):
         super().__init__()
         _check_components(restorer, unet, scheduler)
+        if default_inference_steps is not None and (
+            isinstance(default_inference_steps, bool) or not isinstance(default_inference_steps, int) or default_inference_steps < 1
+        ):
+            raise FacerestError(f"default_inference_steps must be a positive whole number, got {default_inference_steps!r}")
         self.register_modules(restorer=restorer, unet=unet, scheduler=scheduler)
+        self.register_to_config(default_inference_steps=default_inference_steps)
         self._face_detector: FaceDetector | None = None
         self._face_detector_key: tuple | None = None
 
@@ -141,6 +152,11 @@ class FaceRestorePipeline(DiffusionPipeline):
         if self.unet is None:
             return "gfpgan"
         return "idm" if self.restorer is None else "hybrid"
+
+    @property
+    def default_inference_steps(self) -> int:
+        """The IDM steps a call runs when it names none: the saved pipeline's, else `DEFAULT_INFERENCE_STEPS`."""
+        return self.config.get("default_inference_steps") or DEFAULT_INFERENCE_STEPS
 
     @property
     def face_size(self) -> int:
@@ -184,7 +200,10 @@ class FaceRestorePipeline(DiffusionPipeline):
         """The hybrid of a GFP-GAN pipeline and an IDM pipeline for the same face size, sharing their modules."""
         if gan.restorer is None or idm.unet is None:
             raise FacerestError(f"a hybrid needs a GFP-GAN and an IDM pipeline, in that order; got {gan.kind!r} and {idm.kind!r}")
-        return cls(restorer=gan.restorer, unet=idm.unet, scheduler=idm.scheduler)
+        return cls(
+            restorer=gan.restorer, unet=idm.unet, scheduler=idm.scheduler,
+            default_inference_steps=idm.config.get("default_inference_steps"),
+        )  # fmt: skip
 
     def face_detector(self, detector: DetectorSettings = None) -> FaceDetector:
         """
@@ -211,7 +230,7 @@ class FaceRestorePipeline(DiffusionPipeline):
     def check_inputs(
         self,
         upscale: int = 1,
-        num_inference_steps: int = 25,
+        num_inference_steps: int | None = None,
         strength: float | None = None,
         output_type: str = "pil",
         face_batch_size: int | None = None,
@@ -233,14 +252,14 @@ class FaceRestorePipeline(DiffusionPipeline):
         if strength is not None and not 0.0 < strength <= 1.0:
             raise FacerestError(f"strength must lie in (0, 1], got {strength}")
         max_steps = self.scheduler.config.num_train_timesteps
-        if not 1 <= num_inference_steps <= max_steps:
+        if num_inference_steps is not None and not 1 <= num_inference_steps <= max_steps:
             raise FacerestError(f"num_inference_steps must be from 1 to {max_steps}, got {num_inference_steps}")
 
     @torch.no_grad()
     def restore_faces(
         self,
         lq: torch.Tensor,
-        num_inference_steps: int = 25,
+        num_inference_steps: int | None = None,
         strength: float | None = None,
         eta: float | None = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -254,9 +273,9 @@ class FaceRestorePipeline(DiffusionPipeline):
             lq (`torch.Tensor`):
                 Degraded aligned faces, `(N, 3, face_size, face_size)` in [-1, 1], on any device and in any float
                 dtype; they are computed in the models' device and dtype.
-            num_inference_steps (`int`, defaults to 25):
-                Steps of the full IDM schedule; with `strength < 1` only the last `round(strength * steps)` run.
-                Ignored by `"gfpgan"` pipelines.
+            num_inference_steps (`int`, *optional*):
+                Steps of the full IDM schedule (default: `default_inference_steps`); with `strength < 1` only the
+                last `round(strength * steps)` run. Ignored by `"gfpgan"` pipelines.
             strength (`float`, *optional*):
                 In (0, 1]: how far up the schedule the starting estimate is noised (the GAN estimate for
                 `"hybrid"`, the degraded face for `"idm"`). Defaults to 1.0 for `"idm"` (start from pure noise) and
@@ -296,6 +315,7 @@ class FaceRestorePipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def _restore_batch(self, lq, num_inference_steps, strength, eta, generator, progress) -> torch.Tensor:
+        num_inference_steps = num_inference_steps or self.default_inference_steps
         if strength is None:
             strength = 1.0 if self.restorer is None or self.unet is None else DEFAULT_HYBRID_STRENGTH
         gan_estimate = None
@@ -325,7 +345,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         aligned: bool = False,
         upscale: int = 1,
         fidelity: float = DEFAULT_FIDELITY,
-        num_inference_steps: int = 25,
+        num_inference_steps: int | None = None,
         strength: float | None = None,
         eta: float | None = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -353,8 +373,9 @@ class FaceRestorePipeline(DiffusionPipeline):
             fidelity (`float`, defaults to `DEFAULT_FIDELITY`):
                 From 0 to 1, how much of the model's change to each face is kept: 0 returns the input face, 1 the
                 full restoration (in the band the model resolves; the photo's detail above it is always kept).
-            num_inference_steps (`int`, defaults to 25):
-                IDM steps of the full schedule, see [`~FaceRestorePipeline.restore_faces`].
+            num_inference_steps (`int`, *optional*):
+                IDM steps of the full schedule (default: `default_inference_steps`), see
+                [`~FaceRestorePipeline.restore_faces`].
             strength (`float`, *optional*):
                 See [`~FaceRestorePipeline.restore_faces`]; defaults to 1.0 for `"idm"`, 0.3 for `"hybrid"`.
             eta (`float` or `None`, defaults to 0.0):

@@ -451,3 +451,19 @@ def test_fidelity_is_checked(gfpgan):
     for fidelity in (-0.1, 1.5, "high", True):
         with pytest.raises(FacerestError, match="fidelity must be a number from 0"):
             gfpgan(face, aligned=True, fidelity=fidelity)
+
+
+def test_a_saved_pipeline_keeps_its_default_step_count(pipelines, tmp_path):
+    idm = pipelines["idm"]
+    assert idm.default_inference_steps == 25  # DEFAULT_INFERENCE_STEPS when none was saved
+    four = FaceRestorePipeline(unet=idm.unet, scheduler=idm.scheduler, default_inference_steps=4)
+    four.save_pretrained(tmp_path / "four")
+    loaded = FaceRestorePipeline.from_pretrained(tmp_path / "four")
+    assert loaded.default_inference_steps == 4
+    assert FaceRestorePipeline.hybrid(pipelines["gfpgan"], loaded).default_inference_steps == 4
+    faces = _faces(1)
+    default = loaded.restore_faces(faces, generator=_seeded(), progress=False)
+    torch.testing.assert_close(default, loaded.restore_faces(faces, 4, generator=_seeded(), progress=False), rtol=0, atol=0)
+    assert not torch.equal(default, loaded.restore_faces(faces, 25, generator=_seeded(), progress=False))
+    with pytest.raises(FacerestError, match="default_inference_steps must be a positive whole number"):
+        FaceRestorePipeline(unet=idm.unet, scheduler=idm.scheduler, default_inference_steps=0)
