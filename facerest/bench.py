@@ -91,6 +91,7 @@ class BenchOptions:
     train_data: Path | None = None  # default: shared/data/ffhq256/train
     gfpgan: Path | None = None  # trained 64-px GFP-GAN for the quality part (else random, labelled)
     idm: Path | None = None  # trained 64-px IDM for the quality part (else random, labelled)
+    default_model: Path | None = None  # the shipped default, timed per face (default: models/default if present)
     official_python: str | None = DEFAULT_OFFICIAL_PYTHON
     sections: Sequence[str] = SECTIONS
     threads: int | None = None
@@ -456,6 +457,8 @@ class _Bench:
             if not heavy:
                 scheduling_tables.append(self.face_scheduling_table(label, model, faces))
             del model, bf16_model
+        if not self.quick:
+            table.rows.append(self.default_model_row())
         if not self.options.compile:
             table.notes.append(
                 "torch.compile: not run (pass --compile). Measured once while writing this bench on the bench network "
@@ -488,6 +491,26 @@ class _Bench:
                 "batching fills the device; channels-last converts the 4-d weights and the input."
             )
         self.tables += [table, *scheduling_tables]
+
+    def default_model_row(self) -> list:
+        """The shipped default restoring one aligned 512-px face as README's main job runs it (the pipeline's aligned
+        path with its default steps and fidelity), a row of the forward-pass table."""
+        from .pipeline import FaceRestorePipeline
+
+        folder = self.options.default_model or Path("models/default")
+        if not (folder / "model_index.json").is_file():
+            return [f"shipped default ({folder})", "facerest pipeline", "not found", 1, None, None, None, None]
+        pipeline = FaceRestorePipeline.from_pretrained(folder).to(self.device)
+        face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+        self.log(f"shipped default {folder}: one aligned face")
+        with PeakRSS(self.device) as memory:
+            seconds = statistics.median(
+                time_calls(lambda: pipeline(face, aligned=True, output_type="np", progress=False), self.repeats, self.device)
+            )
+        sampling = "" if pipeline.kind == "gfpgan" else f", {pipeline.default_inference_steps} steps"
+        network = f"shipped default ({folder}: {pipeline.kind}, {pipeline.face_size} px{sampling})"
+        return [network, "facerest pipeline, aligned 512-px face", "fp32", 1, seconds * 1e3, 1 / seconds, None,
+                memory.growth_mib]
 
     @staticmethod
     def _gpu_variants(model, bf16_model, face: torch.Tensor) -> list:

@@ -309,6 +309,8 @@ def _add_bench_parser(commands) -> None:
     bench.add_argument("--train-data", help="HQ faces for the training part (default SHARED/data/ffhq256/train)")
     bench.add_argument("--gfpgan", help="trained 64-px GFP-GAN (saved pipeline or train_gfpgan.py output) for the quality part")
     bench.add_argument("--idm", help="trained 64-px IDM (saved pipeline or train_idm.py output) for the quality part")
+    bench.add_argument("--default-model", help="the shipped default pipeline, timed per face beside the GFP-GAN "
+                       "forward pass (default models/default when that folder exists)")
     bench.add_argument("--official-python", default=official_python,
                        help="interpreter of the environment with the official gfpgan package ('none' to skip; "
                        "default %(default)s, or $FACEREST_OFFICIAL_PYTHON)")
@@ -325,7 +327,8 @@ def _add_bench_parser(commands) -> None:
 def _bench(args) -> int:
     from .bench import BenchOptions, run_benchmarks, write_report
 
-    paths = ("out", "plot", "shared", "photos", "detector_weights", "testset", "train_data", "gfpgan", "idm", "work_dir")
+    paths = ("out", "plot", "shared", "photos", "detector_weights", "testset", "train_data", "gfpgan", "idm",
+             "default_model", "work_dir")
     values = {name: (Path(getattr(args, name)) if getattr(args, name) else None) for name in paths}
     options = BenchOptions(
         quick=args.quick, sections=args.sections, official_python=args.official_python, threads=args.threads,
