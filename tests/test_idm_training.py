@@ -321,6 +321,7 @@ def test_training_on_crops_restores_whole_faces(ffhq_train_dir, tmp_path):
     run_training([*base, "--crop_size", "16", "--output_dir", str(tmp_path / "crops")])
     pipeline = FaceRestorePipeline.from_pretrained(tmp_path / "crops")
     assert pipeline.face_size == 32
+    assert pipeline.default_inference_steps == 25  # --sampling_steps, saved with the pipeline
     face = load_image(list_images(ffhq_train_dir)[0])
     assert pipeline(face, aligned=True, num_inference_steps=2, output_type="np").restored_faces[0][0].shape == (32, 32, 3)
 

@@ -136,7 +136,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     sampling = parser.add_argument_group("sampling (validation, cleaning, evaluation)")
     sampling.add_argument("--sampler", choices=["ddim", "ancestral"], default="ddim", help="ddim: deterministic (eta 0)")
-    sampling.add_argument("--sampling_steps", type=int, default=25, help="steps for validation grids and cleaning")
+    sampling.add_argument(
+        "--sampling_steps", type=int, default=25,
+        help="steps for validation grids and cleaning, and the saved pipeline's default (default_inference_steps)",
+    )  # fmt: skip
     sampling.add_argument("--eval_sampling_steps", type=int, nargs="+", default=[25], help="step counts for --testset")
     sampling.add_argument("--eval_batch_size", type=int, default=32)
     sampling.add_argument("--validation_steps", type=int, default=500, help="save a validation grid every N steps")
@@ -543,7 +546,9 @@ def main(args: argparse.Namespace) -> None:
     digests = gather_object([parameter_digest(accelerator.unwrap_model(unet))])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        FaceRestorePipeline(unet=ema_unet(ema, unet_config), scheduler=noise_scheduler).save_pretrained(output_dir)
+        FaceRestorePipeline(
+            unet=ema_unet(ema, unet_config), scheduler=noise_scheduler, default_inference_steps=args.sampling_steps
+        ).save_pretrained(output_dir)
         summary = {
             "global_step": global_step,
             "rounds": num_rounds,
