@@ -163,8 +163,7 @@ def model_name(spec: str) -> str:
 def load_models(
     specs: list[str], device: str | torch.device = "cpu", offer_official: bool = True
 ) -> ModelRegistry:
-    """Load each model (`FacerestError` names the one that fails), add the hybrids of GAN and IDM models of one
-    face size, and the official GFP-GAN v1.4 when it is cached or can be downloaded. The official model, when offered,
+    """Load each model (`FacerestError` names the one that fails), add the hybrids of its GAN and IDM models, and the official GFP-GAN v1.4 when it is cached or can be downloaded. The official model, when offered,
     leads the menu as the default choice: GFP-GAN's own 512-px model trained on all of FFHQ, where ours are small
     models trained on 1,000 faces (not measured side by side here: its weights cannot be had offline)."""
     device = torch.device(device)
@@ -176,7 +175,7 @@ def load_models(
 
     gans = [entry for entry in entries.values() if entry.kind == "gfpgan"]
     idms = [entry for entry in entries.values() if entry.kind == "idm"]
-    pairs = [(gan, idm) for gan in gans for idm in idms if gan.face_size == idm.face_size]
+    pairs = [(gan, idm) for gan in gans for idm in idms]  # across sizes too: at the IDM's size
     for gan, idm in pairs:
         name = _unique(HYBRID_NAME if len(pairs) == 1 else f"{HYBRID_NAME}: {gan.name} + {idm.name}", entries)
         hybrid = FaceRestorePipeline.hybrid(gan.pipeline, idm.pipeline)

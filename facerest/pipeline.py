@@ -21,6 +21,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.utils import BaseOutput
 from safetensors import SafetensorError, safe_open
@@ -160,8 +161,9 @@ class FaceRestorePipeline(DiffusionPipeline):
 
     @property
     def face_size(self) -> int:
-        """The side in pixels of the aligned faces the models restore."""
-        return _face_sizes(self.restorer, self.unet)[0]
+        """The side in pixels of the aligned faces the pipeline restores: the IDM unet's when there is one (a hybrid's
+        GAN may work at another size: its estimate is then resized to the unet's), else the restorer's."""
+        return _face_size(self.restorer, self.unet)
 
     @property
     def default_face_batch_size(self) -> int:
@@ -197,7 +199,8 @@ class FaceRestorePipeline(DiffusionPipeline):
 
     @classmethod
     def hybrid(cls, gan: "FaceRestorePipeline", idm: "FaceRestorePipeline") -> "FaceRestorePipeline":
-        """The hybrid of a GFP-GAN pipeline and an IDM pipeline for the same face size, sharing their modules."""
+        """The hybrid of a GFP-GAN pipeline and an IDM pipeline, sharing their modules. It restores at the IDM's face
+        size; a GAN of another size restores the faces resized to its own, and its estimate is resized back."""
         if gan.restorer is None or idm.unet is None:
             raise FacerestError(f"a hybrid needs a GFP-GAN and an IDM pipeline, in that order; got {gan.kind!r} and {idm.kind!r}")
         return cls(
@@ -320,8 +323,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             strength = 1.0 if self.restorer is None or self.unet is None else DEFAULT_HYBRID_STRENGTH
         gan_estimate = None
         if self.restorer is not None and (self.unet is None or strength < 1.0):
-            restorer_input = lq.to(device=self.restorer.device, dtype=self.restorer.dtype)
-            gan_estimate = self.restorer(restorer_input).image.clamp(-1.0, 1.0)
+            restorer_input = _resized(lq.to(device=self.restorer.device, dtype=self.restorer.dtype), self.restorer.config.out_size)
+            gan_estimate = _resized(self.restorer(restorer_input).image, lq.shape[-1]).clamp(-1.0, 1.0)
         if self.unet is None:
             restored = gan_estimate
         else:
@@ -521,26 +524,28 @@ def _check_components(restorer, unet, scheduler) -> None:
             "the IDM unet must take 6 channels (noisy sample and degraded face) and give 3, got "
             f"{unet.config.in_channels} -> {unet.config.out_channels}"
         )
-    _face_sizes(restorer, unet)
+    _face_size(restorer, unet)
 
 
-def _face_sizes(restorer, unet) -> list[int]:
-    """The resolutions of the models present (one value); raises when the restorer and the unet disagree."""
-    sizes = []
-    if restorer is not None:
-        sizes.append(restorer.config.out_size)
-    if unet is not None:
-        sample_size = unet.config.sample_size
-        if isinstance(sample_size, (list, tuple)):
-            if len(set(sample_size)) != 1:
-                raise FacerestError(f"the IDM unet must work on square faces, its sample_size is {sample_size}")
-            sample_size = sample_size[0]
-        sizes.append(sample_size)
-    if len(set(sizes)) > 1:
-        raise FacerestError(
-            f"the restorer works on {sizes[0]} px faces but the unet on {sizes[1]} px; a hybrid needs one resolution"
-        )
-    return sizes
+def _face_size(restorer, unet) -> int:
+    """The unet's square sample size when there is a unet, else the restorer's output size."""
+    if unet is None:
+        return restorer.config.out_size
+    sample_size = unet.config.sample_size
+    if isinstance(sample_size, (list, tuple)):
+        if len(set(sample_size)) != 1:
+            raise FacerestError(f"the IDM unet must work on square faces, its sample_size is {sample_size}")
+        sample_size = sample_size[0]
+    return sample_size
+
+
+def _resized(faces: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch of square faces at ``size`` px: area filter down, bicubic up (as ``images.resize_square``)."""
+    if faces.shape[-1] == size:
+        return faces
+    if faces.shape[-1] > size:
+        return F.interpolate(faces, size=(size, size), mode="area")
+    return F.interpolate(faces, size=(size, size), mode="bicubic", align_corners=False)
 
 
 def _local_folder(name_or_path: str | os.PathLike, download: dict) -> Path:

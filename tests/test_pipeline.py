@@ -77,8 +77,19 @@ def test_components_must_fit_together():
         FaceRestorePipeline()
     with pytest.raises(FacerestError, match="go together"):
         FaceRestorePipeline(unet=tiny_unet())
-    with pytest.raises(FacerestError, match="64 px faces but the unet on 128 px"):
-        FaceRestorePipeline(restorer=tiny_restorer(), unet=tiny_unet(size=128), scheduler=IDMScheduler())
+
+
+def test_a_hybrid_across_face_sizes_restores_at_the_unets_size(monkeypatch):
+    """A 64-px GAN with a 128-px IDM: the faces go to the GAN at 64 px, its estimate comes back at 128 px as the
+    starting point of the IDM steps."""
+    hybrid = FaceRestorePipeline(restorer=tiny_restorer(), unet=tiny_unet(size=128), scheduler=IDMScheduler())
+    assert hybrid.face_size == 128
+    seen = []
+    forward = hybrid.restorer.forward
+    monkeypatch.setattr(hybrid.restorer, "forward", lambda faces, *a, **k: seen.append(faces.shape) or forward(faces, *a, **k))
+    faces = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    restored = hybrid.restore_faces(faces, 10, strength=0.3, generator=_seeded(), progress=False)
+    assert seen == [(2, 3, 64, 64)] and restored.shape == (2, 3, 128, 128)
 
 
 def test_restore_faces_arguments_are_checked(gfpgan, pipelines):
