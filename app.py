@@ -164,8 +164,9 @@ def load_models(
     specs: list[str], device: str | torch.device = "cpu", offer_official: bool = True
 ) -> ModelRegistry:
     """Load each model (`FacerestError` names the one that fails), add the hybrids of its GAN and IDM models, and
-    the official GFP-GAN v1.4 when it is cached or can be downloaded. The official model, when offered, leads the menu as the default choice: GFP-GAN's own 512-px model trained on all of FFHQ, where ours are small
-    models trained on 1,000 faces (not measured side by side here: its weights cannot be had offline)."""
+    the official GFP-GAN v1.4 when it is cached or can be downloaded. The official model, when offered, leads the
+    menu as the default choice: GFP-GAN's own 512-px model trained on all of FFHQ, where ours are small models
+    trained on 1,000 faces (not measured side by side here: its weights cannot be had offline)."""
     device = torch.device(device)
     entries: dict[str, ModelEntry] = {}
     for spec in specs:
