@@ -6,12 +6,12 @@ aligned face in the browser.
     FACEREST_MODELS=USER/facerest-gfpgan64,USER/facerest-idm64 python app.py --host 0.0.0.0 --port 7860
 
 Models: each `--model` (repeatable), else each entry of `$FACEREST_MODELS` (comma-separated), is a saved
-`FaceRestorePipeline` folder or a Hub repository id; the first is the default choice. With neither, the shipped
-default pipeline in `models/default` is loaded. A GFP-GAN model and an IDM model of the same face size also make a
-"hybrid" choice sharing their weights (the GAN estimate refined by the last IDM steps). The official GFP-GAN v1.4
-is offered as well when it can be downloaded (it is converted to facerest's format on first use and cached in
-facerest's cache folder) or is cached already; offline (`HF_HUB_OFFLINE=1`) and uncached it is listed as
-unavailable, with the reason.
+`FaceRestorePipeline` folder or a Hub repository id. With neither, the shipped default pipeline in `models/default`
+is loaded. A GFP-GAN model and an IDM model also make a "hybrid" choice sharing their weights (the GAN estimate
+refined by the last IDM steps, at the IDM's face size). The official GFP-GAN v1.4 is offered as well, first in the
+menu and the default choice, when it can be downloaded (it is converted to facerest's format on first use and cached
+in facerest's cache folder) or is cached already; offline (`HF_HUB_OFFLINE=1`) and uncached it is listed as
+unavailable, with the reason, and the first model given is the default choice.
 
 Faces are found with RetinaFace when its weights are found (`--detector-weights` or `$FACEREST_DETECTOR_WEIGHTS`:
 a folder holding facexlib's `detection_Resnet50_Final.pth` or `detection_mobilenet0.25_Final.pth`, or the file),
@@ -452,7 +452,8 @@ DESCRIPTION = """\
 
 Upload a photo (faces are found, aligned, restored and pasted back) or a cropped face aligned like FFHQ (tick
 **Aligned face**). GFP-GAN restores in one pass; the IDM diffusion model samples over **Diffusion steps**; a
-hybrid noises the GAN's estimate to **Strength** and refines it with the last IDM steps.
+hybrid noises the GAN's estimate to **Strength** and refines it with the last IDM steps. **Fidelity** sets how much
+of the model's change is kept (0: the input face); detail of the photo finer than the model's resolution is kept.
 """
 
 
