@@ -18,7 +18,7 @@ from facerest.faces import FaceDetector
 from facerest.images import list_images, load_image, save_image
 from facerest.metrics import gradient_sharpness
 
-TILE = 192  # side of one face tile in the picture, px
+TILE = 128  # side of one face tile in the picture, px
 COLUMNS = 4  # before/after pairs per row
 
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The shipped default, models/default: an IDM that restores 256-px faces, trained on a 2-core CPU in two stages.
+# Run from the repository root after the README's set-up and
+#   .venv/bin/python -m facerest make-testset ../shared/data/ffhq256/test runs/testset256 --resolution 256 --seed 0
+# Each stage checkpoints every 250 steps: after a kill, run the same line with --resume_from_checkpoint latest.
+set -euo pipefail
+PYTHON=${PYTHON:-.venv/bin/python}
+# A fully convolutional UNet (no attention), so that it trains on 96-px windows and restores whole 256-px faces.
+UNET='{"block_out_channels":[32,64,128,128],"norm_num_groups":16,"layers_per_block":1,"down_block_types":["DownBlock2D","DownBlock2D","DownBlock2D","DownBlock2D"],"up_block_types":["UpBlock2D","UpBlock2D","UpBlock2D","UpBlock2D"]}'
+SAMPLING_STEPS=${SAMPLING_STEPS:-1}  # the default step count saved with the model (README, "Results at 256 px")
+
+# Stage 1: constant learning rate 1e-3 (about 80 min on 2 shared cores).
+OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
+  --unet_overrides "$UNET" --prediction_type residual --sigma_data 0.19 --loss l1 \
+  --learning_rate 1e-3 --lr_warmup_steps 100 --train_batch_size 8 --max_train_steps 2750 \
+  --dataloader_num_workers 1 --sampling_steps 10 --num_validation_images 4 \
+  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 --mixed_precision no --seed 0 \
+  --output_dir runs/idm256 "$@"
+
+# Stage 2: from stage 1's EMA weights, new degradation draws (seed 1), the learning rate decayed to 0.
+OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
+  --pretrained_model_name_or_path runs/idm256 --loss l1 \
+  --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 0 --train_batch_size 8 --max_train_steps 1000 \
+  --dataloader_num_workers 1 --sampling_steps "$SAMPLING_STEPS" --num_validation_images 4 \
+  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 --mixed_precision no --seed 1 \
+  --output_dir runs/idm256ft "$@"
