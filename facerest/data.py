@@ -40,8 +40,8 @@ class DegradedFaceDataset(Dataset):
     With ``crop_size``, each pair is cut down to the same random ``crop_size`` window of the degraded and the
     ground-truth face, after the degradation (which therefore still sees the whole face): a fully convolutional
     model trains on windows and restores whole faces.
-    With ``with_info=True`` items are ``(lq, gt, {"index", "flipped", "crop"})``, ``crop`` the window's
-    ``(top, left)`` or ``None``.
+    With ``with_info=True`` items are ``(lq, gt, {"index", "flipped"})``, and with ``crop_size`` the dict's ``crop``
+    is the window's ``(top, left)`` (no ``None`` entry without crops, which DataLoader's default collation refuses).
     """
 
     def __init__(
@@ -102,7 +102,9 @@ class DegradedFaceDataset(Dataset):
             window = np.s_[top : top + self.crop_size, left : left + self.crop_size]
             lq, gt, crop = lq[window], gt[window], (top, left)
         pair = (image_to_tensor(lq), image_to_tensor(gt))
-        return (*pair, {"index": index, "flipped": flipped, "crop": crop}) if self.with_info else pair
+        if not self.with_info:
+            return pair
+        return (*pair, {"index": index, "flipped": flipped, **({} if crop is None else {"crop": crop})})
 
 
 class PairedFolderDataset(Dataset):
