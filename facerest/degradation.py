@@ -61,6 +61,9 @@ class DegradationConfig:
     contrast_range: Range = (0.5, 1.5)
     saturation_range: Range = (0.0, 1.5)
     hue_range: Range = (-0.1, 0.1)  # fraction of a full turn of the hue circle
+    # a face left as it is (every stage off): clean pairs teach a model to keep a face that needs nothing;
+    # drawn after all the others, so 0 (GFP-GAN's model) draws exactly what it drew before this field existed
+    clean_prob: float = 0.0
 
     def __post_init__(self):
         for field in fields(self):  # ranges read back from JSON arrive as lists
@@ -73,7 +76,7 @@ class DegradationConfig:
             raise ValueError(f"reference_resolution must be a positive integer or None, got {self.reference_resolution!r}")
         if not (isinstance(self.kernel_size, int) and self.kernel_size > 0 and self.kernel_size % 2 == 1):
             raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size!r}")
-        for name in ("anisotropic_prob", "color_jitter_prob", "gray_prob", "photometric_jitter_prob"):
+        for name in ("anisotropic_prob", "color_jitter_prob", "gray_prob", "photometric_jitter_prob", "clean_prob"):
             _check_between(name, getattr(self, name), 0.0, 1.0)
         _check_between("color_jitter_shift", self.color_jitter_shift, 0.0, 255.0)
         _check_range("blur_sigma", self.blur_sigma, lowest=1e-3, optional=True)
@@ -183,6 +186,22 @@ def sample_degradation(config: DegradationConfig, rng: np.random.Generator) -> D
         }
         order = [list(ranges)[i] for i in rng.permutation(len(ranges))]
         photometric = tuple((name, float(rng.uniform(*ranges[name]))) for name in order)
+    if config.clean_prob > 0 and rng.random() < config.clean_prob:
+        return DegradationParams(
+            kernel_size=config.kernel_size,
+            kernel_type=None,
+            sigma_x=None,
+            sigma_y=None,
+            rotation=None,
+            scale=None,
+            noise_std=None,
+            noise_seed=None,
+            jpeg_quality=None,
+            color_shift=None,
+            gray=False,
+            photometric=(),
+            reference_resolution=config.reference_resolution,
+        )
     return DegradationParams(
         kernel_size=config.kernel_size,
         kernel_type=kernel_type,

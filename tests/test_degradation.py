@@ -137,6 +137,23 @@ def test_every_stage_can_be_switched_off(face):
     np.testing.assert_array_equal(degrade(face, DegradationConfig(**IDENTITY), seed=0), face)
 
 
+def test_clean_faces_are_left_as_they_are_and_the_other_draws_do_not_change(face):
+    config = DegradationConfig(clean_prob=0.4)
+    clean = 0
+    for seed in range(40):
+        degraded, params = degrade(face, config, seed=seed, return_params=True)
+        if params == sample_degradation(DegradationConfig(), np.random.default_rng(seed)):
+            assert not np.array_equal(degraded, face)
+        else:  # a clean pair: every stage off, the face as it was
+            clean += 1
+            assert params.kernel_type is None and params.scale is None and params.jpeg_quality is None
+            assert params.color_shift is None and not params.gray and params.photometric == ()
+            np.testing.assert_array_equal(degraded, face)
+    assert 8 <= clean <= 24  # 40 draws at 0.4
+    with pytest.raises(ValueError, match="clean_prob"):
+        DegradationConfig(clean_prob=1.5)
+
+
 def test_each_stage_does_what_it_says():
     gray_face = np.full((128, 128, 3), 128, dtype=np.uint8)
     noisy = degrade(gray_face, DegradationConfig(**{**IDENTITY, "noise_range": (10.0, 10.0)}), seed=0)

@@ -44,6 +44,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from facerest.data import DegradedFaceDataset, PairedFolderDataset
+from facerest.degradation import DegradationConfig
 from facerest.errors import FacerestError
 from facerest.images import list_images, load_image
 from facerest.metrics import load_niqe_params
@@ -109,6 +110,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train = parser.add_argument_group("training")
     train.add_argument("--output_dir", required=True)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--clean_prob",
+        type=float,
+        default=0.0,
+        help="fraction of training faces left undegraded (clean pairs teach the model to keep a face that needs nothing)",
+    )
     train.add_argument("--train_batch_size", type=int, default=16, help="batch size per process")
     train.add_argument("--max_train_steps", type=int, required=True, help="optimisation steps per (intrinsic) round")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -463,7 +470,12 @@ def main(args: argparse.Namespace) -> None:
             run_cleaning_pass(args, accelerator, ema, unet_config, noise_scheduler, round_index, model_step=round_start)
 
         dataset = DegradedFaceDataset(
-            round_pool(args, round_index), args.resolution, flip=not args.no_flip, seed=args.seed, crop_size=args.crop_size
+            round_pool(args, round_index),
+            args.resolution,
+            config=DegradationConfig(clean_prob=args.clean_prob),
+            flip=not args.no_flip,
+            seed=args.seed,
+            crop_size=args.crop_size,
         )
         train_dataloader = accelerator.prepare(
             torch.utils.data.DataLoader(
