@@ -24,12 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
         "make-testset",
         help="degrade a folder of HQ faces into a paired LQ/HQ test set (CelebA-Test style)",
         description="Writes OUT_DIR/lq, OUT_DIR/hq and OUT_DIR/manifest.json; the same seed gives the same bytes. "
-        "Faces of any --resolution are degraded as their 512-px photo would be (GFP-GAN's degradation is defined there).",
+        "Faces of any --resolution are degraded as their 512-px photo would be (GFP-GAN's degradation is defined there). "
+        "OUT_DIR is replaced only once the new test set is complete, and only when it is new, empty or an earlier "
+        "make-testset output (else --overwrite).",
     )
     testset.add_argument("hq_dir", help="folder of high-quality aligned faces")
     testset.add_argument("out_dir", help="output folder")
     testset.add_argument("--resolution", type=int, default=512, help="side of the square output images (default 512)")
     testset.add_argument("--seed", type=int, default=0, help="seed of the degradation draws (default 0)")
+    testset.add_argument(
+        "--overwrite", action="store_true", help="replace OUT_DIR even when make-testset did not write it (all it holds)"
+    )
     testset.set_defaults(handler=_make_testset)
 
     evaluate = commands.add_parser(
@@ -146,7 +151,9 @@ def _make_testset(args) -> int:
 
     from .data import make_testset
 
-    manifest_path = make_testset(args.hq_dir, args.out_dir, resolution=args.resolution, seed=args.seed)
+    manifest_path = make_testset(
+        args.hq_dir, args.out_dir, resolution=args.resolution, seed=args.seed, overwrite=args.overwrite
+    )
     manifest = json.loads(manifest_path.read_text())
     print(f"wrote {len(manifest['images'])} LQ/HQ pairs of {args.resolution} px: {manifest_path.parent}/lq, hq, manifest.json")
     if manifest["skipped"]:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -24,8 +25,12 @@ from torch.utils.data import Dataset
 from .degradation import DegradationConfig, degrade
 from .errors import FacerestError
 from .images import image_to_tensor, index_by_stem, iter_images, list_images, load_image, pair_by_stem, resize_square, save_image
+from .output_folders import MARKER_NAME, is_inside, mark_output_folder, output_folder_command
 
 PathLike = Union[str, os.PathLike]
+
+TESTSET_COMMAND = "make-testset"
+TESTSET_ENTRIES = {"lq", "hq", "manifest.json", MARKER_NAME}  # what make_testset writes into its folder
 
 
 class DegradedFaceDataset(Dataset):
@@ -140,7 +145,12 @@ class PairedFolderDataset(Dataset):
 
 
 def make_testset(
-    hq_dir: PathLike, out_dir: PathLike, resolution: int = 512, seed: int = 0, config: DegradationConfig | None = None
+    hq_dir: PathLike,
+    out_dir: PathLike,
+    resolution: int = 512,
+    seed: int = 0,
+    config: DegradationConfig | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a paired test set the way CelebA-Test was made: degrade held-out HQ faces with a fixed seed.
 
@@ -148,16 +158,51 @@ def make_testset(
     degraded copy, same size) and ``out_dir/manifest.json`` (seed, config, and per image its source file and
     degradation parameters; also the skipped files and why). Image ``<stem>`` is degraded with
     ``numpy.random.default_rng([seed, key(stem)])``, key = the first 8 bytes of SHA-256(stem), so its pair
-    does not depend on the other files. The same arguments give the same bytes. ``out_dir`` must be new,
-    empty, or an earlier test set (its ``lq/`` and ``hq/`` are then replaced). Returns the manifest's path.
+    does not depend on the other files. The same arguments give the same bytes. Returns the manifest's path.
+
+    Nothing in ``out_dir`` changes until the new test set is complete: it is written into a folder beside
+    ``out_dir`` and swapped in at the end, so a failed run leaves an earlier test set as it was. ``out_dir`` must
+    be new, empty, or a test set written by ``make_testset`` (its marker file, ``output_folders.MARKER_NAME``,
+    says so, not any ``manifest.json``); ``overwrite=True`` replaces any other folder, with all it holds.
+    ``hq_dir`` may not lie inside ``out_dir``.
     """
     _check_positive_int("resolution", resolution)
     _check_non_negative_int("seed", seed)
     config = config or DegradationConfig()
     hq_dir, out_dir = Path(hq_dir), Path(out_dir)
     sources = index_by_stem(list_images(hq_dir))
-    _prepare_testset_folder(out_dir, hq_dir)
+    _check_testset_folder(out_dir, hq_dir, overwrite)
 
+    target = out_dir.resolve()
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        staging.mkdir(parents=True)
+        records, skipped = _write_testset_pairs(sources, staging, resolution, seed, config)
+        if not records:
+            raise FacerestError(f"none of the {len(sources)} files of {hq_dir} is a usable image: {_first_skip(skipped)}")
+        manifest = {
+            "hq_dir": str(hq_dir.resolve()),
+            "resolution": resolution,
+            "seed": seed,
+            "rng": "numpy.random.default_rng([seed, int.from_bytes(sha256(name.encode()).digest()[:8], 'big')])",
+            "config": config.to_dict(),
+            "images": records,
+            "skipped": [{"source": path.name, "reason": reason} for path, reason in skipped],
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        mark_output_folder(staging, TESTSET_COMMAND)
+        _replace_folder(target, staging)
+    except OSError as error:
+        raise FacerestError(f"cannot write the test set {out_dir}: {error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / "manifest.json"
+
+
+def _write_testset_pairs(
+    sources: dict[str, Path], folder: Path, resolution: int, seed: int, config: DegradationConfig
+) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """Write the HQ/LQ pair of each usable source into ``folder``; return their manifest records and the skipped files."""
     records, skipped = [], []
     for path, image, reason in _iter_usable_images(list(sources.values()), require_square=True):
         if image is None:
@@ -166,24 +211,10 @@ def make_testset(
         hq = resize_square(image, resolution)
         rng = np.random.default_rng([seed, _name_key(path.stem)])
         lq, params = degrade(hq, config, rng=rng, return_params=True)
-        save_image(hq, out_dir / "hq" / f"{path.stem}.png")
-        save_image(lq, out_dir / "lq" / f"{path.stem}.png")
+        save_image(hq, folder / "hq" / f"{path.stem}.png")
+        save_image(lq, folder / "lq" / f"{path.stem}.png")
         records.append({"name": path.stem, "source": path.name, "source_size": [image.shape[1], image.shape[0]], "params": params.to_dict()})
-    if not records:
-        raise FacerestError(f"none of the {len(sources)} files of {hq_dir} is a usable image: {_first_skip(skipped)}")
-
-    manifest = {
-        "hq_dir": str(hq_dir.resolve()),
-        "resolution": resolution,
-        "seed": seed,
-        "rng": "numpy.random.default_rng([seed, int.from_bytes(sha256(name.encode()).digest()[:8], 'big')])",
-        "config": config.to_dict(),
-        "images": records,
-        "skipped": [{"source": path.name, "reason": reason} for path, reason in skipped],
-    }
-    manifest_path = out_dir / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest_path
+    return records, skipped
 
 
 def _iter_usable_images(paths: list[Path], require_square: bool):
@@ -205,18 +236,37 @@ def _usable_images(paths: list[Path], require_square: bool) -> tuple[list[Path],
     return usable, skipped
 
 
-def _prepare_testset_folder(out_dir: Path, hq_dir: Path) -> None:
+def _check_testset_folder(out_dir: Path, hq_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``out_dir`` whose replacement would lose the user's files (see ``make_testset``)."""
+    if is_inside(hq_dir, out_dir):
+        raise FacerestError(f"the HQ folder {hq_dir} is inside the output folder {out_dir}, which the test set replaces: choose another output folder")
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
         raise FacerestError(f"output path exists and is not a folder: {out_dir}")
-    if any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
-        raise FacerestError(f"output folder {out_dir} is not empty and holds no earlier test set (manifest.json): choose a new folder")
-    for part in ("lq", "hq"):
-        if (out_dir / part).resolve() == hq_dir.resolve():
-            raise FacerestError(f"the HQ folder {hq_dir} is inside the output test set {out_dir}, which would overwrite it")
-    for part in ("lq", "hq"):
-        shutil.rmtree(out_dir / part, ignore_errors=True)
+    if overwrite or not any(out_dir.iterdir()):
+        return
+    choose = "choose a new folder, or overwrite it with all it holds (--overwrite)"
+    if output_folder_command(out_dir) != TESTSET_COMMAND:
+        raise FacerestError(f"output folder {out_dir} is not empty and is not a test set written by make-testset: {choose}")
+    foreign = sorted(path.name for path in out_dir.iterdir() if path.name not in TESTSET_ENTRIES)
+    if foreign:
+        raise FacerestError(f"the test set {out_dir} also holds files make-testset did not write ({', '.join(foreign)}): {choose}")
+
+
+def _replace_folder(target: Path, new: Path) -> None:
+    """Put the folder ``new`` in the place of ``target`` (a folder beside it, replaced when it exists)."""
+    if not target.exists():
+        new.rename(target)
+        return
+    old = new.with_name(new.name + "-old")
+    target.rename(old)
+    try:
+        new.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _name_key(name: str) -> int:

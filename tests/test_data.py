@@ -168,7 +168,7 @@ def test_make_testset_is_byte_identical_and_replayable(faces, tmp_path):
     second = make_testset(faces, tmp_path / "second", resolution=64, seed=5)
     files = sorted(p.relative_to(first.parent) for p in first.parent.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second.parent) for p in second.parent.rglob("*") if p.is_file())
-    assert len(files) == 2 * 5 + 1
+    assert len(files) == 2 * 5 + 2  # and manifest.json and the marker file
     for relative in files:
         assert (first.parent / relative).read_bytes() == (second.parent / relative).read_bytes(), relative
 
@@ -186,12 +186,60 @@ def test_make_testset_is_byte_identical_and_replayable(faces, tmp_path):
     # another seed gives other pairs; writing over an earlier test set replaces it
     make_testset(faces, tmp_path / "first", resolution=64, seed=6)
     assert (first.parent / "lq" / "01000.png").read_bytes() != (second.parent / "lq" / "01000.png").read_bytes()
-    (tmp_path / "occupied").mkdir()
-    (tmp_path / "occupied" / "keep.txt").write_text("mine")
-    with pytest.raises(FacerestError, match="not empty"):
-        make_testset(faces, tmp_path / "occupied", resolution=64)
-    with pytest.raises(FacerestError, match="would overwrite"):
-        make_testset(first.parent / "hq", first.parent, resolution=64)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative path, with its bytes."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_make_testset_leaves_an_earlier_set_as_it_was_when_it_fails(faces, tmp_path):
+    testset = tmp_path / "set"
+    make_testset(faces, testset, resolution=32, seed=1)
+    earlier = _snapshot(testset)
+    (tmp_path / "wide").mkdir()
+    save_image(np.zeros((20, 30, 3), np.uint8), tmp_path / "wide" / "a.png")
+    with pytest.raises(FacerestError, match="none of the 1 files .* not square"):
+        make_testset(tmp_path / "wide", testset, resolution=32)
+    assert _snapshot(testset) == earlier
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["faces", "set", "wide"]  # no partial folder left
+
+
+def test_make_testset_refuses_a_source_inside_the_output(faces, tmp_path):
+    testset = tmp_path / "set"
+    make_testset(faces, testset, resolution=32, seed=1)
+    shutil.copytree(faces, testset / "hq" / "originals")
+    before = _snapshot(testset)
+    for overwrite in (False, True):
+        with pytest.raises(FacerestError, match="is inside the output folder"):
+            make_testset(testset / "hq" / "originals", testset, resolution=32, overwrite=overwrite)
+    assert _snapshot(testset) == before
+
+
+def test_make_testset_replaces_only_its_own_folders(faces, tmp_path):
+    mine = tmp_path / "mine"  # a user's folder that happens to look like a test set
+    (mine / "hq").mkdir(parents=True)
+    shutil.copy(next(faces.glob("*.jpg")), mine / "hq" / "mine.jpg")
+    (mine / "manifest.json").write_text('{"my": "notes"}')
+    before = _snapshot(mine)
+    with pytest.raises(FacerestError, match="not a test set written by make-testset: .*--overwrite"):
+        make_testset(faces, mine, resolution=32)
+    assert _snapshot(mine) == before
+
+    testset = tmp_path / "set"
+    make_testset(faces, testset, resolution=32)
+    (testset / "notes.txt").write_text("mine")
+    before = _snapshot(testset)
+    with pytest.raises(FacerestError, match=r"also holds files make-testset did not write \(notes.txt\)"):
+        make_testset(faces, testset, resolution=32, seed=3)
+    assert _snapshot(testset) == before
+
+    make_testset(faces, mine, resolution=32, overwrite=True)
+    assert sorted(path.name for path in mine.iterdir()) == [".facerest-output", "hq", "lq", "manifest.json"]
+    assert "hq/mine.jpg" not in _snapshot(mine)
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(FacerestError, match="exists and is not a folder"):
+        make_testset(faces, tmp_path / "a-file", resolution=32, overwrite=True)
 
 
 def _run_cli(*args):
@@ -216,6 +264,14 @@ def test_make_testset_cli(tmp_path, faces):
     assert "wrote 5 LQ/HQ pairs" in made.stdout
     assert f"skipped {len(bad)} files" in made.stderr and all(name in made.stderr for name in bad)
     assert Image.open(tmp_path / "out" / "lq" / "01000.png").size == (32, 32)
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "manifest.json").write_text("{}")
+    refused = _run_cli(faces, tmp_path / "mine", "--resolution", "32")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "is not a test set written by make-testset" in refused.stderr
+    overwritten = _run_cli(faces, tmp_path / "mine", "--resolution", "32", "--overwrite")
+    assert overwritten.returncode == 0 and (tmp_path / "mine" / "lq" / "01000.png").is_file()
 
 
 def test_crops_are_windows_of_the_whole_degraded_pair(faces):
