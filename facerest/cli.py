@@ -176,12 +176,14 @@ def _restore(args) -> int:
     from tqdm.auto import tqdm
 
     from .errors import ImageReadError
-    from .images import save_image
     from .metrics import resolve_device
+    from .output_folders import check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, FaceRestorePipeline
 
-    inputs = _restore_inputs(Path(args.input))
-    output = Path(args.output)
+    source, output = Path(args.input), Path(args.output)
+    _check_restore_output(source, output)
+    check_writable_folder(output, "output folder")
+    inputs, earlier_outputs = _restore_inputs(source)
     pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]))
     pipeline.to(resolve_device(args.device))
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
@@ -195,6 +197,9 @@ def _restore(args) -> int:
         )
         fallback = f" ({detector.fallback_reason})" if detector.fallback_reason else ""
         print(f"face detector: {detector.name}{fallback}")
+    for folder in earlier_outputs:
+        print(f"not restoring {folder}: it holds an earlier restore output")
+    mark_output_folder(output, RESTORE_COMMAND)
     generator = torch.Generator("cpu").manual_seed(args.seed)
 
     failed, faces_written, started = [], 0, time.perf_counter()
@@ -217,9 +222,11 @@ def _restore(args) -> int:
         except FacerestError as error:
             failed.append((path, error.reason if isinstance(error, ImageReadError) else str(error)))
             continue
-        save_image(result.images[0], output / f"{name}.png")
-        for index, face in enumerate(result.restored_faces[0]):
-            save_image(face, output / "faces" / f"{name}_{index:02d}.png")
+        try:
+            _save_restored(result, output, name)
+        except OSError as error:
+            failed.append((path, f"cannot save the result: {error.strerror or error}"))
+            continue
         faces_written += len(result.restored_faces[0])
         for message in result.messages[0]:
             tqdm.write(f"{path}: {message}")
@@ -235,16 +242,53 @@ def _restore(args) -> int:
     return 0
 
 
-def _restore_inputs(source: Path) -> list[tuple[Path, str]]:
+RESTORE_COMMAND = "restore"  # the name in the marker of restore's output folders (facerest.output_folders)
+
+
+def _check_restore_output(source: Path, output: Path) -> None:
+    """Refuse an output folder that holds the input, or files that restore did not write."""
+    from .output_folders import is_inside, output_folder_command
+
+    if is_inside(source, output):
+        raise FacerestError(f"the output folder {output} holds the input {source}: choose another output folder")
+    if output.exists() and not output.is_dir():
+        raise FacerestError(f"output path exists and is not a folder: {output}")
+    if output.is_dir() and any(output.iterdir()) and output_folder_command(output) != RESTORE_COMMAND:
+        raise FacerestError(
+            f"output folder {output} is not empty and holds no earlier restore output: choose a new or empty folder"
+        )
+
+
+def _save_restored(result, output: Path, name: str) -> None:
+    """Write the restored photo as OUTPUT/<name>.png and its faces as OUTPUT/faces/<name>_<index>.png."""
+    from .images import save_image
+
+    save_image(result.images[0], output / f"{name}.png")
+    for index, face in enumerate(result.restored_faces[0]):
+        save_image(face, output / "faces" / f"{name}_{index:02d}.png")
+
+
+def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
     """The images to restore and their output names: the file itself, or a folder's images and those of its
-    sub-folders (by extension), each named by its path in the folder without extension."""
+    sub-folders (by extension; broken links too, to be listed as failed), each named by its path in the folder
+    without extension; and the sub-folders left out because they hold restore's output (known by its marker)."""
     from .images import IMAGE_EXTENSIONS
+    from .output_folders import MARKER_NAME, output_folder_command
 
     if not source.exists():
         raise FacerestError(f"input not found: {source}")
     if not source.is_dir():
-        return [(source, source.stem)]
-    paths = sorted(path for path in source.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
+        return [(source, source.stem)], []
+    earlier_outputs = sorted(
+        marker.parent for marker in source.rglob(MARKER_NAME) if output_folder_command(marker.parent) == RESTORE_COMMAND
+    )
+    paths = sorted(
+        path
+        for path in source.rglob("*")
+        if (path.is_file() or (path.is_symlink() and not path.exists()))
+        and path.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(path.is_relative_to(folder) for folder in earlier_outputs)
+    )
     if not paths:
         raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {source} or its sub-folders")
     inputs = {}
@@ -253,7 +297,21 @@ def _restore_inputs(source: Path) -> list[tuple[Path, str]]:
         if name in inputs:
             raise FacerestError(f"{inputs[name]} and {path.name} would both be written as {name}.png")
         inputs[name] = path
-    return [(path, name) for name, path in inputs.items()]
+    _check_face_names(inputs, source)
+    return [(path, name) for name, path in inputs.items()], earlier_outputs
+
+
+def _check_face_names(inputs: dict[str, Path], source: Path) -> None:
+    """Refuse an image whose output name is that of another image's restored face (faces/<name>_<index>)."""
+    import re
+
+    for name, path in inputs.items():
+        face_of = re.fullmatch(r"faces/(.+)_\d{2,}", name)
+        if face_of and face_of.group(1) in inputs:
+            raise FacerestError(
+                f"{path} would be written as {name}.png, where the restored faces of {inputs[face_of.group(1)]} go: "
+                f"restore the sub-folder {source / 'faces'} on its own, or rename it"
+            )
 
 
 def _compare(args) -> int:

@@ -8,6 +8,7 @@ each such folder holds a marker file (``MARKER_NAME``) naming the command. A fol
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import FacerestError
@@ -16,8 +17,13 @@ MARKER_NAME = ".facerest-output"
 
 
 def mark_output_folder(folder: str | os.PathLike, command: str) -> None:
-    """Mark ``folder`` as written by ``command`` (e.g. ``"make-testset"``)."""
-    (Path(folder) / MARKER_NAME).write_text(f"{command}\n", encoding="utf-8")
+    """Mark ``folder`` (created when missing) as written by ``command`` (e.g. ``"make-testset"``)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MARKER_NAME).write_text(f"{command}\n", encoding="utf-8")
+    except OSError as error:
+        raise FacerestError(f"cannot write into {folder}: {error.strerror or error}") from None
 
 
 def output_folder_command(folder: str | os.PathLike) -> str | None:
@@ -27,6 +33,21 @@ def output_folder_command(folder: str | os.PathLike) -> str | None:
         return marker.read_text(encoding="utf-8").strip() or None
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str) -> None:
+    """``FacerestError`` naming ``what`` (e.g. ``"output folder"``) unless files can be written in ``folder``, or in
+    its nearest existing parent when it is still to be made. Checked before any work is done; nothing is left behind.
+    """
+    folder = Path(folder)
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise FacerestError(f"cannot write into the {what} {folder}: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise FacerestError(f"cannot write into the {what} {folder}: {error.strerror or error}") from None
 
 
 def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:

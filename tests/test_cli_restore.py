@@ -117,3 +117,80 @@ def test_missing_model_or_input(models, tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "face.png")
     status, _, err = _restore(capsys, tmp_path, "-o", tmp_path / "out", "--model", tmp_path / "no-model", "--aligned")
     assert status == 2 and err.strip() == f"error: model folder not found: {tmp_path / 'no-model'}"
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` by its relative path, with its bytes."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def face_folder(tmp_path):
+    """A folder with two aligned faces, a.png and b.png."""
+    folder = tmp_path / "faces_in"
+    folder.mkdir()
+    for name, path in zip("ab", list_images(shared_path("data", "cropped_lq"))):
+        shutil.copy(path, folder / f"{name}.png")
+    return folder
+
+
+def test_an_output_folder_holding_the_input_is_refused(models, face_folder, capsys):
+    before = _snapshot(face_folder)
+    for source in (face_folder, face_folder / "a.png"):
+        status, _, err = _restore(capsys, source, "-o", face_folder, "--model", models["gfpgan"], "--aligned")
+        assert status == 2 and err.strip() == f"error: the output folder {face_folder} holds the input {source}: choose another output folder"
+    assert _snapshot(face_folder) == before
+
+
+def test_an_output_folder_with_files_of_the_users_is_refused(models, face_folder, tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.png").write_bytes(b"my own a.png")
+    status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "mine", "--model", models["gfpgan"], "--aligned")
+    assert status == 2 and "is not empty and holds no earlier restore output" in err
+    assert _snapshot(tmp_path / "mine") == {"a.png": b"my own a.png"}
+    (tmp_path / "a-file").write_text("mine")
+    status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "a-file", "--model", models["gfpgan"], "--aligned")
+    assert status == 2 and "exists and is not a folder" in err and (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_earlier_outputs_inside_the_input_are_not_restored_again(models, face_folder, capsys):
+    before = _snapshot(face_folder)
+    arguments = ["--model", models["gfpgan"], "--aligned"]
+    status, out, _ = _restore(capsys, face_folder, "-o", face_folder / "restored", *arguments)
+    assert status == 0 and "restored 2 of 2 images" in out
+    first_run = _snapshot(face_folder / "restored")
+    status, out, _ = _restore(capsys, face_folder, "-o", face_folder / "restored2", *arguments)
+    assert status == 0 and "restored 2 of 2 images" in out
+    assert f"not restoring {face_folder / 'restored'}: it holds an earlier restore output" in out
+    status, out, _ = _restore(capsys, face_folder, "-o", face_folder / "restored", *arguments)  # the same -o again
+    assert status == 0 and "restored 2 of 2 images" in out
+    assert _snapshot(face_folder / "restored") == first_run and _snapshot(face_folder / "restored2") == first_run
+    snapshot = _snapshot(face_folder)
+    assert {name: data for name, data in snapshot.items() if not name.startswith("restored")} == before
+
+
+def test_a_photo_named_like_another_photos_face_is_refused(models, face_folder, tmp_path, capsys):
+    (face_folder / "faces").mkdir()
+    shutil.copy(face_folder / "b.png", face_folder / "faces" / "a_00.png")
+    status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 2 and not (tmp_path / "out").exists()
+    assert f"{face_folder / 'faces' / 'a_00.png'} would be written as faces/a_00.png, where the restored faces of " \
+           f"{face_folder / 'a.png'} go" in err
+
+
+def test_an_unwritable_output_stops_before_the_first_image_and_a_failed_save_does_not_stop_the_run(
+    models, face_folder, tmp_path, capsys
+):
+    (tmp_path / "a-file").write_text("mine")
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "a-file" / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 2 and err.startswith(f"error: cannot write into the output folder {tmp_path / 'a-file' / 'out'}: ")
+    assert len(err.strip().splitlines()) == 1 and "restoring" not in out
+
+    from facerest.output_folders import mark_output_folder
+
+    (tmp_path / "out" / "a.png").mkdir(parents=True)  # the place of a.png's result is taken by a folder
+    mark_output_folder(tmp_path / "out", "restore")
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 1 and "restored 1 of 2 images" in out and (tmp_path / "out" / "b.png").is_file()
+    assert f"{face_folder / 'a.png'}: cannot save the result: Is a directory" in err
+
