@@ -175,26 +175,49 @@ class FaceDetector:
         Faces smaller than ``min_face_size`` (default: the detector's) are dropped; then, with
         ``only_center_face``, only the face whose box centre is nearest the photo's centre is kept.
         An image without faces gives an empty list.
+
+        RetinaFace finds faces up to about its largest anchor (``largest_face`` pixels at the size it detects at);
+        on a larger face, a portrait filling the frame, it finds parts of it instead, eye regions scored as faces.
+        So it also runs on a copy whose longer side is ``largest_face``: each face found there that is larger than
+        that at the detection size replaces the detections lying mostly inside it.
         """
         _check_image(image, "image")
         height, width = image.shape[:2]
-        scale = 1.0
-        if self.max_detection_side is not None and max(height, width) > self.max_detection_side:
-            scale = self.max_detection_side / max(height, width)
-            small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-
-        boxes, landmarks, scores = self._detect_faces(image, self.score_threshold)
-        faces = [
-            DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
-            for box, points, score in zip(boxes, landmarks, scores)
-        ]
+        faces = self._detect_on_copy(image, self.max_detection_side)
+        detection_scale = min(1.0, (self.max_detection_side or max(height, width)) / max(height, width))
+        largest = self._detect_faces.largest_face
+        if largest is not None and max(height, width) * detection_scale > largest:
+            large = [face for face in self._detect_on_copy(image, largest) if face.size * detection_scale > largest]
+            faces = [face for face in faces if not any(_lies_inside(face, large_face) for large_face in large)] + large
         minimum = self.min_face_size if min_face_size is None else min_face_size
         faces = [face for face in faces if face.size >= minimum]
         if only_center_face and faces:
             photo_center = np.array([width / 2, height / 2])
             faces = [min(faces, key=lambda face: np.linalg.norm(face.center - photo_center))]
         return sorted(faces, key=lambda face: face.box[0])
+
+    def _detect_on_copy(self, image: np.ndarray, max_side: int | None) -> list[DetectedFace]:
+        """The faces found on a copy of ``image`` shrunk so its longer side is at most ``max_side`` (``None``: the
+        image itself), with boxes and landmarks in ``image``'s pixels."""
+        height, width = image.shape[:2]
+        scale = 1.0
+        if max_side is not None and max(height, width) > max_side:
+            scale = max_side / max(height, width)
+            small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+        boxes, landmarks, scores = self._detect_faces(image, self.score_threshold)
+        return [
+            DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
+            for box, points, score in zip(boxes, landmarks, scores)
+        ]
+
+
+def _lies_inside(face: DetectedFace, other: DetectedFace) -> bool:
+    """Whether at least half of ``face``'s box lies inside ``other``'s."""
+    x1, y1 = np.maximum(face.box[:2], other.box[:2])
+    x2, y2 = np.minimum(face.box[2:], other.box[2:])
+    overlap = max(x2 - x1, 0) * max(y2 - y1, 0)
+    return overlap >= 0.5 * (face.box[2] - face.box[0]) * (face.box[3] - face.box[1])
 
 
 def _retinaface_model_of(weights_dir: str | os.PathLike | None) -> str:
@@ -263,6 +286,9 @@ class _RetinaFace:
         self.variances = self.network.cfg["variance"]
         self.bgr_mean = torch.tensor([104.0, 117.0, 123.0], device=device).view(1, 3, 1, 1)  # facexlib's mean_tensor
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
+        # The largest face found whole, in input pixels: the largest anchor, and a quarter more that the box
+        # regression reaches. Larger faces come out as parts (an eye region scored as a face; see FaceDetector.detect).
+        self.largest_face = round(1.25 * max(max(sizes) for sizes in self.anchor_sizes))
 
     def __call__(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from facexlib.detection.retinaface_utils import decode, decode_landm
@@ -330,6 +356,8 @@ def _sha256(path: Path) -> str:
 
 class _MTCNN:
     """facenet-pytorch's MTCNN (weights inside its wheel); returns boxes, landmarks and scores."""
+
+    largest_face = None  # its image pyramid already shrinks the photo until the largest faces fit
 
     def __init__(self, device: torch.device):
         from facenet_pytorch import MTCNN

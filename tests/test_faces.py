@@ -189,6 +189,42 @@ def test_max_detection_side_returns_photo_coordinates(retinaface_results):
     assert np.abs(small_face.landmarks - face.landmarks).max() < 0.15 * eye_distance
 
 
+def _assert_one_face_at(found, landmarks, what):
+    """One face was found, its 5 landmarks within a third of the eye distance of ``landmarks``."""
+    assert len(found) == 1, f"{what}: {len(found)} faces, boxes {[face.box.round().tolist() for face in found]}"
+    eye_distance = np.linalg.norm(landmarks[1] - landmarks[0])
+    gap = np.linalg.norm(found[0].landmarks - landmarks, axis=1)
+    assert gap.max() < eye_distance / 3, f"{what}: landmarks {gap.round()} px off, eyes {eye_distance:.0f} px apart"
+
+
+# ffhq256/test faces with no other face in the picture (01000 and 01005 show people behind them)
+PORTRAIT_FACES = ("01002.jpg", "01004.jpg", "01017.jpg")
+
+
+@pytest.mark.parametrize("name", PORTRAIT_FACES)
+def test_a_face_filling_a_large_portrait_is_one_face(retinaface_detector, ffhq_test_dir, name):
+    """An FFHQ face enlarged to 768 or 1024 px, as is and padded: one face, with its landmarks at the FFHQ
+    template's eyes, nose and mouth. (RetinaFace alone found 0 to 4 faces in these, eye regions and parts.)"""
+    face = load_image(ffhq_test_dir / name)
+    for side, pad in ((1024, 0), (1024, 128), (768, 64)):
+        portrait = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+        portrait = cv2.copyMakeBorder(portrait, pad, pad, 2 * pad, 0, cv2.BORDER_REPLICATE)
+        expected = FFHQ_TEMPLATE_512 * (side / 512) + np.array([2 * pad, pad], np.float32)
+        _assert_one_face_at(retinaface_detector.detect(portrait), expected, f"{name} at {side} px padded by {pad}")
+
+
+@pytest.mark.parametrize("name, index", [("gfpgan_Blake_Lively.jpg", 1), ("codeformer_03.jpg", 0)])
+def test_a_face_of_a_photo_enlarged_to_fill_the_frame_is_one_face(retinaface_results, retinaface_detector, name, index):
+    image, found, _ = retinaface_results[name]
+    face = found[index]
+    side = int(1.3 * max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+    x0, y0 = (face.center - side / 2).astype(int)
+    assert x0 >= 0 and y0 >= 0 and x0 + side <= image.shape[1] and y0 + side <= image.shape[0]
+    portrait = cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    expected = (face.landmarks - np.array([x0, y0], np.float32)) * (1024 / side)
+    _assert_one_face_at(retinaface_detector.detect(portrait), expected, f"{name}'s face {index} at 1024 px")
+
+
 @pytest.mark.parametrize("backend", ["retinaface", "mtcnn"])
 def test_no_face_gives_an_empty_list(backend, retinaface_results):
     photo = retinaface_results["gfpgan_00.jpg"][0]
