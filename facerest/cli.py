@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import FacerestError
+from .errors import FacerestError, shown_value
 
 # --dtype choices -> torch dtype names
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -166,6 +166,9 @@ def _make_testset(args) -> int:
 def _evaluate(args) -> int:
     from .metrics import evaluate_cli
 
+    _check_whole("--batch-size", args.batch_size, 1)
+    if args.metrics:  # "psnr ssim" and "psnr,ssim" alike
+        args.metrics = [name for entry in args.metrics for name in entry.split(",") if name]
     return evaluate_cli(args)
 
 
@@ -184,6 +187,7 @@ def _restore(args) -> int:
     _check_restore_output(source, output)
     check_writable_folder(output, "output folder")
     inputs, earlier_outputs = _restore_inputs(source)
+    _check_whole("--seed", args.seed, 0, MAX_SEED)
     pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]))
     pipeline.to(resolve_device(args.device))
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
@@ -319,6 +323,7 @@ def _compare(args) -> int:
 
     from .compare import compare_models
     from .metrics import format_markdown_table, write_table
+    from .output_folders import check_writable_folder
 
     models = {}
     for entry in args.model:
@@ -332,8 +337,11 @@ def _compare(args) -> int:
         steps = [int(count) for count in args.steps.split(",")]
     except ValueError:
         raise FacerestError(f"--steps takes comma-separated whole numbers, got {args.steps!r}") from None
+    _check_whole("--batch-size", args.batch_size, 1)
+    _check_whole("--seed", args.seed, 0, MAX_SEED)
     testset = Path(args.testset).resolve()
     out = Path(args.out) if args.out else testset.parent / f"{testset.name}_compare"
+    check_writable_folder(out.parent, "folder of --out")
     comparison = compare_models(
         testset, models, out, steps=steps, strength=args.strength, seed=args.seed, device=args.device,
         dtype=getattr(torch, DTYPES[args.dtype]), weights_dirs=args.weights_dir, batch_size=args.batch_size,
@@ -344,6 +352,17 @@ def _compare(args) -> int:
         print(f"- {note}")
     print(f"wrote {markdown_path}, {csv_path} and the restored faces under {out}/")
     return 0
+
+
+MAX_SEED = 2**63 - 1  # the largest seed torch.Generator.manual_seed takes
+
+
+def _check_whole(option: str, value: int, low: int, high: int | None = None) -> None:
+    """``FacerestError`` when a whole-number option is out of range."""
+    if value >= low and (high is None or value <= high):
+        return
+    limits = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    raise FacerestError(f"{option} must be a whole number {limits}, got {shown_value(value)}")
 
 
 # The bench's parts, in run order (facerest.bench.SECTIONS; not imported here, to keep the CLI's start light).

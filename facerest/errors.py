@@ -16,3 +16,14 @@ class ImageReadError(FacerestError):
         self.source = str(source)
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
+
+
+def shown_value(value, limit: int = 24) -> str:
+    """``repr(value)`` for a message, or when longer than ``limit`` its size, so that a 300-digit number in an
+    option does not make a 300-character error line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, int):
+        return f"a number of {len(str(abs(value)))} digits"
+    return f"{text[:limit]}... ({len(text)} characters)"

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FacerestError, ImageReadError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 # 64 megapixels: a 8000 x 8000 photo. Larger inputs are refused before their pixels are decoded.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -58,13 +58,29 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         return _open_and_convert(io.BytesIO(source), name, max_pixels)
     path = Path(source)
     if not path.exists():
-        raise ImageReadError(path, "file not found")
+        raise ImageReadError(path, f"broken link to {os.readlink(path)}" if path.is_symlink() else "file not found")
     if not path.is_file():
         raise ImageReadError(path, "not a file")
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     with open(path, "rb") as handle:
         return _open_and_convert(handle, path, max_pixels)
+
+
+def animation_note(source: ImageSource) -> str | None:
+    """A note for an image of several frames (an animated GIF, WebP or PNG, a multi-page TIFF), of which
+    ``load_image`` uses only the first; None for a still image, an array, or a file that cannot be read."""
+    if isinstance(source, np.ndarray):
+        return None
+    try:
+        if isinstance(source, Image.Image):
+            frames = getattr(source, "n_frames", 1)
+        else:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as pil:
+                frames = getattr(pil, "n_frames", 1)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return f"an image of {frames} frames (animated): only the first was used" if frames > 1 else None
 
 
 def iter_images(paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:

@@ -28,6 +28,7 @@ import csv
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -564,11 +565,14 @@ def write_table(
     markdown = format_markdown_table(columns, rows) + "\n"
     if notes:
         markdown += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
-    markdown_path.write_text(markdown, encoding="utf-8")
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows([["" if row.get(column) is None else row.get(column) for column in columns] for row in rows])
+    try:
+        markdown_path.write_text(markdown, encoding="utf-8")
+        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows([["" if row.get(column) is None else row.get(column) for column in columns] for row in rows])
+    except OSError as error:
+        raise FacerestError(f"cannot write the table to {markdown_path} and {csv_path.name}: {error.strerror or error}") from None
     return markdown_path, csv_path
 
 
@@ -592,12 +596,14 @@ UNAVAILABLE = "unavailable"
 
 @dataclass
 class Evaluation:
-    """A metrics table: columns, rows (restored folder, then ground truth), notes for under it, seconds per metric."""
+    """A metrics table: columns, rows (restored folder, then ground truth), notes for under it, seconds per metric,
+    and the files skipped."""
 
     columns: list[str]
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # unusable files and why (also in the notes)
 
 
 class _MeanScorer:
@@ -708,11 +714,19 @@ def evaluate_folders(
             rows[key[1]][METRIC_COLUMNS[key[0]]] = value
     notes += [f"skipped {path}: {reason}" for path, reason in skipped]
     columns = ["Images", "Count", *(METRIC_COLUMNS[name] for name in names)]
-    return Evaluation(columns=columns, rows=list(rows.values()), notes=notes, seconds=seconds)
+    return Evaluation(columns=columns, rows=list(rows.values()), notes=notes, seconds=seconds, skipped=skipped)
 
 
 def evaluate_cli(args) -> int:
-    """``python -m facerest evaluate``: print the table and notes, write ``<out>.md`` and ``<out>.csv``."""
+    """``python -m facerest evaluate``: print the table and notes, write ``<out>.md`` and ``<out>.csv``.
+
+    The exit status is 1 when images were skipped or no metric could be computed, else 0.
+    """
+    from .output_folders import check_writable_folder
+
+    restored = Path(args.restored).resolve()
+    out = Path(args.out) if args.out else restored.parent / f"{restored.name}_metrics"
+    check_writable_folder(out.parent, "folder of --out")  # before the metrics run, not after
     evaluation = evaluate_folders(
         args.restored,
         args.gt,
@@ -722,8 +736,6 @@ def evaluate_cli(args) -> int:
         weights_dirs=args.weights_dir,
         batch_size=args.batch_size,
     )
-    restored = Path(args.restored).resolve()
-    out = Path(args.out) if args.out else restored.parent / f"{restored.name}_metrics"
     markdown_path, csv_path = write_table(evaluation.columns, evaluation.rows, out, evaluation.notes)
     print(format_markdown_table(evaluation.columns, evaluation.rows))
     for note in evaluation.notes:
@@ -731,6 +743,13 @@ def evaluate_cli(args) -> int:
     timings = ", ".join(f"{name} {seconds:.2f}" for name, seconds in evaluation.seconds.items())
     print(f"seconds per metric (loading and scoring): {timings}")
     print(f"wrote {markdown_path} and {csv_path}")
+    scored = [value for column, value in evaluation.rows[0].items() if column in METRIC_COLUMNS.values()]
+    problems = [f"{len(evaluation.skipped)} images skipped"] if evaluation.skipped else []
+    if all(value == UNAVAILABLE for value in scored):
+        problems.append("no metric could be computed")
+    if problems:
+        print(f"incomplete evaluation: {'; '.join(problems)} (see the notes above)", file=sys.stderr)
+        return 1
     return 0
 
 

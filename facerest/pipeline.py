@@ -24,11 +24,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.utils import BaseOutput
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
 from .errors import FacerestError, ImageReadError
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face
-from .images import DEFAULT_MAX_PIXELS, ImageSource, image_to_tensor, load_image, resize_square, tensor_to_image
+from .images import (
+    DEFAULT_MAX_PIXELS, ImageSource, animation_note, image_to_tensor, load_image, resize_square, tensor_to_image
+)
 from .models.gfpgan import GFPGANModel
 from .models.idm import IDMScheduler, idm_sample
 
@@ -194,8 +197,10 @@ class FaceRestorePipeline(DiffusionPipeline):
         check_saved_pipeline(folder, kwargs.get("variant"))
         try:
             return super().from_pretrained(folder, **kwargs)
-        except (OSError, ValueError, RuntimeError, SafetensorError) as error:
-            raise FacerestError(f"cannot load a FaceRestorePipeline from {folder}: {error}") from None
+        except (OSError, ValueError, TypeError, RuntimeError, SafetensorError, StrictDataclassError) as error:
+            # TypeError and StrictDataclassError: a config.json value of the wrong type (multi-line messages)
+            reason = " ".join(str(error).split())
+            raise FacerestError(f"cannot load a FaceRestorePipeline from {folder}: {reason}") from None
 
     @classmethod
     def hybrid(cls, gan: "FaceRestorePipeline", idm: "FaceRestorePipeline") -> "FaceRestorePipeline":
@@ -433,6 +438,9 @@ class FaceRestorePipeline(DiffusionPipeline):
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")
                 photos.append(self._restore_photo(photo, faces, upscale, restore))
+            note = animation_note(source)
+            if note is not None:
+                photos[-1].messages.insert(0, note)
 
         convert = PIL.Image.fromarray if output_type == "pil" else (lambda array: array)
         return FaceRestorePipelineOutput(

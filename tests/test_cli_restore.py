@@ -194,3 +194,34 @@ def test_an_unwritable_output_stops_before_the_first_image_and_a_failed_save_doe
     assert status == 1 and "restored 1 of 2 images" in out and (tmp_path / "out" / "b.png").is_file()
     assert f"{face_folder / 'a.png'}: cannot save the result: Is a directory" in err
 
+
+def test_broken_links_are_listed_and_long_seeds_are_refused_in_one_line(models, face_folder, tmp_path, capsys):
+    (face_folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 1 and "restored 2 of 3 images" in out
+    assert f"{face_folder / 'gone.png'}: broken link to {tmp_path / 'nowhere.png'}" in err
+    status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--seed", str(10**300))
+    assert status == 2 and err.strip() == f"error: --seed must be a whole number from 0 to {2**63 - 1}, got a number of 301 digits"
+
+
+def test_an_animated_gif_is_restored_with_a_note(models, face_folder, tmp_path, capsys):
+    first, second = (Image.open(face_folder / name).convert("RGB") for name in ("a.png", "b.png"))
+    first.save(face_folder / "moving.gif", save_all=True, append_images=[second], duration=100)
+    status, out, _ = _restore(capsys, face_folder / "moving.gif", "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 0 and (tmp_path / "out" / "moving.png").is_file()
+    assert f"{face_folder / 'moving.gif'}: an image of 2 frames (animated): only the first was used" in out
+    status, out, _ = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 0 and "restored 3 of 3 images" in out  # .gif files count in folders too
+
+
+def test_a_config_value_of_the_wrong_type_is_one_error_line(models, face_folder, tmp_path, capsys):
+    import json
+
+    shutil.copytree(models["gfpgan"], tmp_path / "model")
+    config_path = tmp_path / "model" / "restorer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "out_size": "sixty-four"}))
+    status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", tmp_path / "model", "--aligned")
+    last = err.strip().splitlines()[-1]  # above it: the loading progress bars
+    assert status == 2 and last.startswith(f"error: cannot load a FaceRestorePipeline from {tmp_path / 'model'}: ")
+    assert "out_size" in last and "sixty-four" in last and "Traceback" not in err

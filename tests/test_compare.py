@@ -69,3 +69,11 @@ def test_compare_arguments(testset, capsys):
     assert "error: --model takes NAME=PATH" in capsys.readouterr().err
     assert main(["compare", "--testset", str(testset), "--model", "a=x", "--steps", "ten"]) == 2
     assert "error: --steps takes comma-separated whole numbers" in capsys.readouterr().err
+    for batch_size in ("0", "-3"):
+        assert main(["compare", "--testset", str(testset), "--model", "a=x", "--batch-size", batch_size]) == 2
+        assert f"error: --batch-size must be a whole number of at least 1, got {batch_size}" in capsys.readouterr().err
+    assert main(["compare", "--testset", str(testset), "--model", "a=x", "--seed", str(2**64)]) == 2
+    assert f"error: --seed must be a whole number from 0 to {2**63 - 1}, got {2**64}" in capsys.readouterr().err
+    (testset.parent / "a-file").write_text("mine")
+    assert main(["compare", "--testset", str(testset), "--model", "a=x", "--out", str(testset.parent / "a-file" / "t")]) == 2
+    assert "error: cannot write into the folder of --out" in capsys.readouterr().err

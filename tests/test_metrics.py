@@ -336,6 +336,46 @@ def test_cli_missing_folder_is_one_error_line(tmp_path):
     assert result.stderr.strip().splitlines() == [f"error: folder not found: {tmp_path / 'nowhere'}"]
 
 
+def test_cli_option_errors_are_one_line_before_any_work(paired_folders, tmp_path, capsys):
+    from facerest.cli import main
+
+    lq, hq = paired_folders
+    for batch_size in ("0", "-3"):
+        assert main(["evaluate", "--restored", str(lq), "--batch-size", batch_size]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --batch-size must be a whole number of at least 1, got {batch_size}\n"
+    (tmp_path / "a-file").write_text("mine")
+    out = tmp_path / "a-file" / "table"
+    assert main(["evaluate", "--restored", str(lq), "--gt", str(hq), "--metrics", "psnr", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: cannot write into the folder of --out") and captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_cli_exit_status_says_when_the_evaluation_is_incomplete(isolated_weights, paired_folders, tmp_path, capsys):
+    from facerest.cli import main
+
+    lq, hq = paired_folders
+    arguments = ["--restored", str(lq), "--gt", str(hq), "--out", str(tmp_path / "t")]
+    assert main(["evaluate", *arguments, "--metrics", "psnr,ssim"]) == 0  # comma-separated, as other tools take them
+    assert "| PSNR↑ (RGB) | SSIM↑ (RGB) |" in capsys.readouterr().out
+    assert main(["evaluate", *arguments, "--metrics", "niqe"]) == 0
+    capsys.readouterr()
+
+    (lq / "face0.jpg").write_bytes(b"")  # an unreadable image is skipped and listed
+    assert main(["evaluate", *arguments, "--metrics", "psnr"]) == 1
+    captured = capsys.readouterr()
+    assert f"skipped {lq / 'face0.jpg'}: empty file" in captured.out
+    assert "incomplete evaluation: 1 images skipped" in captured.err
+
+    small = tmp_path / "small"  # NIQE cannot score images this small: no metric gives a value
+    small.mkdir()
+    for index in range(2):
+        cv2.imwrite(str(small / f"{index}.png"), np.full((64, 64, 3), 40 * index + 20, np.uint8))
+    assert main(["evaluate", "--restored", str(small), "--metrics", "niqe", "--out", str(tmp_path / "s")]) == 1
+    assert "incomplete evaluation: no metric could be computed" in capsys.readouterr().err
+
+
 def test_a_metric_failing_on_the_images_is_reported_and_the_others_still_run(isolated_weights, tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()
