@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import html
+import io
+import math
 import os
 import shutil
 import socket
@@ -51,6 +54,7 @@ import PIL.Image
 import torch
 
 from facerest import FaceRestorePipeline, FacerestError, ImageReadError
+from facerest.errors import shown_value
 from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector
 from facerest.images import load_image
 from facerest.pipeline import DEFAULT_FIDELITY, DEFAULT_HYBRID_STRENGTH, DEFAULT_INFERENCE_STEPS, MAX_UPSCALE
@@ -350,14 +354,15 @@ def restore(
             + " If it is a cropped, aligned face, tick 'Aligned face' and restore again."
         )
     detector_text = "none (aligned input)" if output.detector is None else output.detector
-    if output.detector is not None and detector.fallback_reason:
-        detector_text += f" (fallback: {detector.fallback_reason})"
+    note = detector_note(detector) if output.detector is not None else None
+    if note:
+        detector_text += f" ({note})"
     details = {
         "model": entry.name,
         "kind": pipeline.kind,
         "face_size": pipeline.face_size,
         "detector": output.detector,
-        "detector_note": detector.fallback_reason if output.detector is not None else None,
+        "detector_note": note,
         "input_size": [width, height],
         "output_size": list(restored.size),
         "upscale": upscale,
@@ -397,13 +402,34 @@ def restore(
     )
 
 
+def detector_note(detector: FaceDetector) -> str | None:
+    """One short line for the result when the detector fell back to MTCNN; the long reason, with the places searched
+    for RetinaFace's weights, is for the server's log."""
+    return "RetinaFace weights not found: faces found with MTCNN" if detector.fallback_reason else None
+
+
+def data_url_too_large(url: str, max_pixels: int) -> str | None:
+    """Why the image of a `data:` URL is refused, from its header alone, or None. Gradio decodes such an image and
+    re-encodes it to a file before the app sees it, so its size is checked here first."""
+    try:
+        with PIL.Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:  # reads the header only
+            width, height = image.size
+    except PIL.Image.DecompressionBombError as error:
+        return f"image too large: {error}"
+    except (ValueError, OSError, SyntaxError):  # not base64 or not an image: Gradio's decoding says so
+        return None
+    if width * height > max_pixels:
+        return f"image too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
+    return None
+
+
 def _whole(value, what: str, low: int, high: int) -> int:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise FacerestError(f"{what} must be a whole number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
     if not number.is_integer() or not low <= number <= high:
-        raise FacerestError(f"{what} must be a whole number from {low} to {high}, got {value!r}")
+        raise FacerestError(f"{what} must be a whole number from {low} to {high}, got {shown_value(value)}")
     return int(number)
 
 
@@ -476,6 +502,10 @@ def build_demo(
         preprocess = image_input.preprocess
 
         def checked_preprocess(payload):
+            url = getattr(payload, "url", None) or ""
+            too_large = data_url_too_large(url, max_pixels) if url.startswith("data:") else None
+            if too_large:
+                raise gr.Error(html.escape(too_large), title="Image too large")
             try:
                 return preprocess(payload)
             except PIL.Image.DecompressionBombError as error:

@@ -183,6 +183,51 @@ def test_restore_function_messages(tiny_models, detector, tmp_path):
         run(face, aligned=True, fidelity=1.5)
 
 
+def _data_url(width: int, height: int) -> str:
+    """A PNG of one gray as a `data:` URL: a few KB for any number of pixels."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    PIL.Image.new("L", (width, height), 128).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_large_data_url_image_is_refused_before_gradio_decodes_it(tiny_models, detector, tmp_path, monkeypatch):
+    from gradio import image_utils
+    from gradio.data_classes import ImageData
+
+    url = _data_url(6000, 4000)  # 24 megapixels
+    assert len(url) < 200_000
+    refusal = app.data_url_too_large(url, 16_000_000)
+    assert refusal == "image too large: 6000x4000 = 24,000,000 pixels, the limit is 16,000,000"
+    assert app.data_url_too_large(url, 30_000_000) is None
+    assert app.data_url_too_large("data:image/png;base64,bm90IGFuIGltYWdl", 100) is None  # not an image: Gradio says so
+
+    registry = app.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    demo = app.build_demo(registry, detector, tmp_path, max_pixels=16_000_000)
+    (image_input,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "input-image"]
+    decoded = []
+    monkeypatch.setattr(image_utils, "decode_base64_to_image", lambda encoding: decoded.append(encoding))
+    with pytest.raises(Exception, match="image too large: 6000x4000") as error:
+        image_input.preprocess(ImageData(url=url))
+    assert type(error.value).__name__ == "Error" and decoded == []
+
+
+def test_a_detector_fallback_is_one_short_note_and_long_seeds_are_refused_briefly(tiny_models, tmp_path):
+    registry = app.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    fallback = app.FaceDetector("mtcnn")
+    fallback.fallback_reason = "RetinaFace weights unavailable (needs detection_Resnet50_Final.pth; looked in: " + "/a/b, " * 20 + ")"
+    photo = np.full((200, 300, 3), 120, np.uint8)
+    result = app.restore(registry, fallback, photo, "gfpgan", upscale=1, output_dir=tmp_path)
+    assert "**Detector:** mtcnn (RetinaFace weights not found: faces found with MTCNN)" in result.info
+    assert result.details["detector_note"] == "RetinaFace weights not found: faces found with MTCNN"
+    assert "looked in" not in result.info
+    with pytest.raises(app.FacerestError) as error:
+        app.restore(registry, fallback, photo, "gfpgan", seed=10**300, output_dir=tmp_path)
+    assert str(error.value) == f"seed must be a whole number from 0 to {2**63 - 1}, got a number of 301 digits"
+
+
 # ------------------------------------------------------------------------------------- the served app
 
 
