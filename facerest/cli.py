@@ -251,7 +251,7 @@ RESTORE_COMMAND = "restore"  # the name in the marker of restore's output folder
 
 def _check_restore_output(source: Path, output: Path) -> None:
     """Refuse an output folder that holds the input, or files that restore did not write."""
-    from .output_folders import is_inside, output_folder_command
+    from .output_folders import MARKER_NAME, is_inside, output_folder_command
 
     if is_inside(source, output):
         raise FacerestError(f"the output folder {output} holds the input {source}: choose another output folder")
@@ -259,7 +259,8 @@ def _check_restore_output(source: Path, output: Path) -> None:
         raise FacerestError(f"output path exists and is not a folder: {output}")
     if output.is_dir() and any(output.iterdir()) and output_folder_command(output) != RESTORE_COMMAND:
         raise FacerestError(
-            f"output folder {output} is not empty and holds no earlier restore output: choose a new or empty folder"
+            f"output folder {output} is not empty and was not written by restore (it has no {MARKER_NAME} marker): "
+            "choose a new or empty folder"
         )
 
 

@@ -146,7 +146,7 @@ def test_an_output_folder_with_files_of_the_users_is_refused(models, face_folder
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "a.png").write_bytes(b"my own a.png")
     status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "mine", "--model", models["gfpgan"], "--aligned")
-    assert status == 2 and "is not empty and holds no earlier restore output" in err
+    assert status == 2 and "is not empty and was not written by restore (it has no .facerest-output marker)" in err
     assert _snapshot(tmp_path / "mine") == {"a.png": b"my own a.png"}
     (tmp_path / "a-file").write_text("mine")
     status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "a-file", "--model", models["gfpgan"], "--aligned")
