@@ -438,9 +438,10 @@ class FaceRestorePipeline(DiffusionPipeline):
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")
                 photos.append(self._restore_photo(photo, faces, upscale, restore))
+        for photo, source in zip(photos, sources):
             note = animation_note(source)
             if note is not None:
-                photos[-1].messages.insert(0, note)
+                photo.messages.insert(0, note)
 
         convert = PIL.Image.fromarray if output_type == "pil" else (lambda array: array)
         return FaceRestorePipelineOutput(
