@@ -14,15 +14,24 @@ at 64 px as they stand, the same numbers would blur with sigma up to 80 px of a 
 One call draws its random choices into a ``DegradationParams`` (``sample_degradation``) and then
 applies them (``degrade``), so a degradation can be recorded in a manifest and replayed exactly.
 Images are processed as float32 RGB in [0, 1]; the result is rounded to 8 bits, as in GFP-GAN.
+
+``degrade`` works on one numpy image with OpenCV; ``degrade_batch`` applies the same parameters to a batch of torch
+tensors on any device (a training GPU, say), so the same draws give the same degradation up to the two libraries'
+arithmetic (tests/test_degradation.py states the measured differences).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from .images import resize
 
@@ -257,21 +266,19 @@ def degrade(
 def _blur_downsample_noise_jpeg(x: np.ndarray, params: DegradationParams) -> np.ndarray:
     """JPEG_q((x * k_sigma) downsampled by r + n_delta), resized back to the size of x; at the reference size, if any."""
     height, width = x.shape[:2]
-    if params.reference_resolution is not None:
-        x = _resize_longer_side(x, params.reference_resolution)
-    reference_height, reference_width = x.shape[:2]
+    (reference_height, reference_width), (small_height, small_width) = _stage_sizes(height, width, params)
+    if (reference_height, reference_width) != (height, width):
+        x = np.clip(resize(x, reference_width, reference_height), 0.0, 1.0)
     if params.kernel_type is not None:
         # x * k_sigma (cv2.filter2D correlates; a Gaussian kernel is point-symmetric, so this is the convolution)
         kernel = gaussian_blur_kernel(params.kernel_size, params.sigma_x, params.sigma_y, params.rotation)
         x = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
     if params.scale is not None:
         # downsampled by r
-        size = (max(1, int(reference_width // params.scale)), max(1, int(reference_height // params.scale)))
-        x = cv2.resize(x, size, interpolation=cv2.INTER_LINEAR)
+        x = cv2.resize(x, (small_width, small_height), interpolation=cv2.INTER_LINEAR)
     if params.noise_std is not None:
         # + n_delta, with n_delta ~ N(0, (delta / 255)^2) independently per pixel and channel
-        noise = np.random.default_rng(params.noise_seed).standard_normal(x.shape, dtype=np.float32)
-        x = np.clip(x + noise * np.float32(params.noise_std / 255.0), 0.0, 1.0)
+        x = np.clip(x + noise_field(params, height, width) * np.float32(params.noise_std / 255.0), 0.0, 1.0)
     if params.jpeg_quality is not None:
         x = _jpeg(x, params.jpeg_quality)
     x = cv2.resize(x, (reference_width, reference_height), interpolation=cv2.INTER_LINEAR)
@@ -280,13 +287,26 @@ def _blur_downsample_noise_jpeg(x: np.ndarray, params: DegradationParams) -> np.
     return x
 
 
-def _resize_longer_side(x: np.ndarray, length: int) -> np.ndarray:
-    height, width = x.shape[:2]
-    scale = length / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if size == (width, height):
-        return x
-    return np.clip(resize(x, *size), 0.0, 1.0)
+def _stage_sizes(height: int, width: int, params: DegradationParams) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(height, width) at the reference resolution (the longer side resized to it; the blur works there) and after
+    the downsampling by r (the noise and JPEG work there), for an image of ``height`` x ``width``."""
+    reference = (height, width)
+    if params.reference_resolution is not None:
+        scale = params.reference_resolution / max(height, width)
+        reference = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if params.scale is None:
+        return reference, reference
+    return reference, (max(1, int(reference[0] // params.scale)), max(1, int(reference[1] // params.scale)))
+
+
+def noise_field(params: DegradationParams, height: int, width: int) -> np.ndarray | None:
+    """The standard normal field that degrading a ``height`` x ``width`` image with ``params`` scales by
+    ``noise_std / 255`` and adds: (h, w, 3) float32 at the downsampled size, drawn from ``params.noise_seed``.
+    ``None`` when the noise stage is off."""
+    if params.noise_std is None:
+        return None
+    _, (small_height, small_width) = _stage_sizes(height, width, params)
+    return np.random.default_rng(params.noise_seed).standard_normal((small_height, small_width, 3), dtype=np.float32)
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:
@@ -333,6 +353,250 @@ _PHOTOMETRIC = {
     "contrast": lambda x, factor: _blend(x, float(_gray(x).mean()), factor),
     "saturation": lambda x, factor: _blend(x, _gray(x), factor),
     "hue": _adjust_hue,
+}
+
+
+# The same model on batches of torch tensors, on any device (``degrade_batch``).
+
+
+def degrade_batch(
+    images: torch.Tensor, params: Sequence[DegradationParams], noise: Sequence[torch.Tensor | None] | None = None
+) -> torch.Tensor:
+    """Degrade a batch of (N, 3, H, W) RGB tensors on their own device, image ``i`` with ``params[i]``: uint8, or
+    float in [0, 1]; returns the same dtype and shape, rounded to 8 bits like ``degrade``.
+
+    The stages of ``degrade`` with the same parameters, so a batch degrades as ``degrade`` would degrade each image,
+    up to the libraries' arithmetic: the blur is a product of spectra (FFT), resizing ``F.interpolate`` and an area
+    matrix, JPEG torchvision's codec (libjpeg on the CPU, nvJPEG on CUDA). The resizes to and from the reference size
+    and the blur run on the whole batch; downsampling, noise and JPEG, whose sizes differ per image, image by image.
+    ``noise`` holds each image's ``noise_field`` as a tensor on any device (drawn by data-loader workers, say);
+    by default they are drawn here, on the CPU. The parameters must come from one config (one ``kernel_size`` and
+    ``reference_resolution``).
+    """
+    params = list(params)
+    x = _batch_to_float(images, len(params))
+    if len({(p.kernel_size, p.reference_resolution) for p in params}) > 1:
+        raise ValueError("a batch's parameters must share kernel_size and reference_resolution: draw them from one config")
+    height, width = x.shape[-2:]
+    if noise is None:
+        noise = [None if field is None else torch.from_numpy(field) for field in (noise_field(p, height, width) for p in params)]
+    if len(noise) != len(params):
+        raise ValueError(f"{len(noise)} noise fields for a batch of {len(params)}")
+    resampled = [i for i, p in enumerate(params) if _resamples(p)]
+    if resampled:
+        x[resampled] = _blur_downsample_noise_jpeg_batch(
+            x[resampled], [params[i] for i in resampled], [noise[i] for i in resampled]
+        )
+    x = _colour_batch(x, params)
+    quantised = (x * 255.0).round().clamp(0, 255)
+    return quantised.to(torch.uint8) if images.dtype == torch.uint8 else (quantised / 255.0).to(images.dtype)
+
+
+def _resamples(params: DegradationParams) -> bool:
+    """Whether ``degrade`` runs ``_blur_downsample_noise_jpeg`` (and its resizes) for these parameters."""
+    return any(value is not None for value in (params.kernel_type, params.scale, params.noise_std, params.jpeg_quality))
+
+
+def _batch_to_float(images: torch.Tensor, count: int) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(getattr(images, "shape", ()))
+        raise ValueError(f"expected an (N, 3, H, W) RGB tensor, got {type(images).__name__} of shape {shape}")
+    if images.shape[0] != count or images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"a batch of shape {tuple(images.shape)} for {count} sets of parameters")
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    if not images.is_floating_point():
+        raise ValueError(f"expected a uint8 batch or a float batch in [0, 1], got dtype {images.dtype}")
+    if not torch.isfinite(images).all() or images.min() < 0.0 or images.max() > 1.0:
+        raise ValueError(f"float batches must hold finite values in [0, 1], got [{images.min()}, {images.max()}]")
+    return images.float().clone()
+
+
+def _blur_downsample_noise_jpeg_batch(x: torch.Tensor, params: list[DegradationParams], noise: list) -> torch.Tensor:
+    """``_blur_downsample_noise_jpeg`` on a batch of float (N, 3, H, W) tensors."""
+    height, width = x.shape[-2:]
+    (reference_height, reference_width), _ = _stage_sizes(height, width, params[0])
+    if (reference_height, reference_width) != (height, width):
+        x = _resize_batch(x, reference_height, reference_width).clamp(0.0, 1.0)
+    blurred = [i for i, p in enumerate(params) if p.kernel_type is not None]
+    if blurred:
+        kernels = [gaussian_blur_kernel(p.kernel_size, p.sigma_x, p.sigma_y, p.rotation) for p in (params[i] for i in blurred)]
+        x[blurred] = _blur_batch(x[blurred], torch.from_numpy(np.stack(kernels)).to(x))
+    small = [_downsample_and_noise(image, p, field, _stage_sizes(height, width, p)[1]) for image, p, field in zip(x, params, noise)]
+    small = _jpeg_batch(small, [p.jpeg_quality for p in params])
+    x = torch.stack([
+        image if image.shape[-2:] == (reference_height, reference_width)
+        else F.interpolate(image[None], size=(reference_height, reference_width), mode="bilinear", align_corners=False)[0]
+        for image in small
+    ])  # fmt: skip
+    if (reference_height, reference_width) != (height, width):
+        x = _resize_batch(x, height, width).clamp(0.0, 1.0)
+    return x
+
+
+def _blur_batch(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """x * k_sigma, each image with its own (K, K) kernel, as ``cv2.filter2D`` with BORDER_REFLECT_101 computes it: the
+    product of the spectra of the reflect-padded image and of the flipped kernel (a correlation, like filter2D's)."""
+    pad = kernels.shape[-1] // 2
+    height, width = x.shape[-2:]
+    padded = x[..., _reflect_101(height, pad, x.device), :][..., _reflect_101(width, pad, x.device)]
+    size = (_fast_fft_size(height + 2 * pad), _fast_fft_size(width + 2 * pad))  # zeros beyond the padding never wrap in
+    spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernels.flip(-2, -1)[:, None], s=size)
+    return torch.fft.irfft2(spectrum, s=size)[..., 2 * pad : 2 * pad + height, 2 * pad : 2 * pad + width]
+
+
+def _reflect_101(size: int, pad: int, device) -> torch.Tensor:
+    """The indices of ``size`` samples padded by ``pad`` on both sides as BORDER_REFLECT_101 does (dcb|abcd|cba)."""
+    if size == 1:
+        return torch.zeros(1 + 2 * pad, dtype=torch.long, device=device)
+    period = 2 * (size - 1)
+    index = torch.arange(-pad, size + pad, device=device).remainder(period)
+    return torch.where(index < size, index, period - index)
+
+
+def _fast_fft_size(length: int) -> int:
+    """The smallest length >= ``length`` with no prime factor above 5."""
+    while True:
+        rest = length
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        if rest == 1:
+            return length
+        length += 1
+
+
+def _resize_batch(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``images.resize`` on a batch: cv2's area filter when the longer side shrinks, else bicubic."""
+    if max(height, width) >= max(x.shape[-2:]):
+        return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
+    if height > x.shape[-2] or width > x.shape[-1]:
+        raise ValueError(f"the area filter shrinks both sides, not {tuple(x.shape[-2:])} to {(height, width)}")
+    rows = torch.from_numpy(_area_weights(x.shape[-2], height)).to(x)
+    columns = torch.from_numpy(_area_weights(x.shape[-1], width)).to(x)
+    return rows @ x @ columns.T
+
+
+@functools.lru_cache(maxsize=32)
+def _area_weights(source: int, target: int) -> np.ndarray:
+    """The (target, source) matrix of cv2's INTER_AREA shrinking (``computeResizeAreaTab``): each output sample
+    averages the input samples its cell covers, weighted by the covered fraction (below 1e-3 of a sample: none)."""
+    scale = source / target
+    weights = np.zeros((target, source), dtype=np.float32)
+    for index in range(target):
+        start = index * scale
+        end = start + scale
+        cell = min(scale, source - start)
+        first, last = math.ceil(start), min(math.floor(end), source - 1)
+        first = min(first, last)
+        if first - start > 1e-3:
+            weights[index, first - 1] = (first - start) / cell
+        weights[index, first:last] = 1.0 / cell
+        if end - last > 1e-3:
+            weights[index, last] = min(end - last, 1.0, cell) / cell
+    return weights
+
+
+def _downsample_and_noise(image: torch.Tensor, params: DegradationParams, noise, size: tuple[int, int]) -> torch.Tensor:
+    """(x * k_sigma) downsampled by r + n_delta, for one (3, H, W) image; ``noise`` is its (h, w, 3) ``noise_field``."""
+    if params.scale is not None:
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    if params.noise_std is not None:
+        if noise is None or tuple(noise.shape) != (*size, 3):
+            raise ValueError(f"expected a noise field of shape {(*size, 3)}, got {None if noise is None else tuple(noise.shape)}")
+        field = noise.to(image.device, non_blocking=True).permute(2, 0, 1)
+        image = (image + field * float(np.float32(params.noise_std / 255.0))).clamp(0.0, 1.0)
+    return image
+
+
+def _jpeg_batch(images: list[torch.Tensor], qualities: list[int | None]) -> list[torch.Tensor]:
+    """JPEG_q of each (3, h, w) image in [0, 1] with torchvision's codec on the images' device (``None``: unchanged);
+    the images of one quality are encoded together, and all are decoded together."""
+    coded = [i for i, quality in enumerate(qualities) if quality is not None]
+    if not coded:
+        return images
+    as_bytes = {i: (images[i] * 255.0).round().clamp(0, 255).to(torch.uint8).contiguous() for i in coded}
+    streams = {}
+    for quality in sorted({qualities[i] for i in coded}):
+        group = [i for i in coded if qualities[i] == quality]
+        for i, stream in zip(group, encode_jpeg([as_bytes[i] for i in group], quality=quality)):
+            streams[i] = stream.cpu()  # decode_jpeg reads the streams from host memory, whatever its device
+    decoded = decode_jpeg([streams[i] for i in coded], mode=ImageReadMode.RGB, device=images[coded[0]].device)
+    result = list(images)
+    for i, image in zip(coded, decoded):
+        result[i] = image.float() / 255.0
+    return result
+
+
+def _colour_batch(x: torch.Tensor, params: list[DegradationParams]) -> torch.Tensor:
+    """The colour shift, gray and photometric jitter of ``degrade``, each on the images that drew it."""
+    shifted = [i for i, p in enumerate(params) if p.color_shift is not None]
+    if shifted:
+        shifts = torch.tensor([params[i].color_shift for i in shifted], dtype=torch.float32, device=x.device) / 255.0
+        x[shifted] = (x[shifted] + shifts[:, :, None, None]).clamp(0.0, 1.0)
+    gray = [i for i, p in enumerate(params) if p.gray]
+    if gray:
+        x[gray] = _luma(x[gray]).expand(-1, 3, -1, -1)
+    for position in range(max(len(p.photometric) for p in params)):  # each image's operations in its own order
+        for name, operation in _PHOTOMETRIC_BATCH.items():
+            chosen = [i for i, p in enumerate(params) if len(p.photometric) > position and p.photometric[position][0] == name]
+            if chosen:
+                x[chosen] = operation(x[chosen], [params[i].photometric[position][1] for i in chosen])
+    return x
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) gray of (N, 3, H, W) RGB, with cv2's RGB2GRAY weights."""
+    return x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
+
+
+def _blend_batch(x: torch.Tensor, other, factors: list[float]) -> torch.Tensor:
+    factor = torch.tensor(factors, dtype=torch.float32, device=x.device).view(-1, 1, 1, 1)
+    rest = torch.tensor([1.0 - f for f in factors], dtype=torch.float32, device=x.device).view(-1, 1, 1, 1)
+    return (factor * x + rest * other).clamp(0.0, 1.0)
+
+
+def _adjust_hue_batch(x: torch.Tensor, factors: list[float]) -> torch.Tensor:
+    hue, saturation, value = _rgb_to_hsv(x)
+    turn = torch.tensor([f * 360.0 for f in factors], dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    return _hsv_to_rgb(torch.remainder(hue + turn, 360.0), saturation, value).clamp(0.0, 1.0)
+
+
+_FLT_EPSILON = float(np.finfo(np.float32).eps)
+# per sector of the hue circle, the (b, g, r) entries of (v, v (1 - s), v (1 - s f), v (1 - s (1 - f))) (cv2's table)
+_HSV_SECTORS = ((1, 3, 0), (1, 0, 2), (3, 0, 1), (0, 2, 1), (0, 1, 3), (2, 1, 0))
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """cv2's float RGB2HSV: hue in degrees [0, 360), saturation and value in [0, 1]; each (N, H, W)."""
+    red, green, blue = x.unbind(1)
+    value = torch.maximum(torch.maximum(red, green), blue)
+    spread = value - torch.minimum(torch.minimum(red, green), blue)
+    saturation = spread / (value.abs() + _FLT_EPSILON)
+    per_unit = 60.0 / (spread + _FLT_EPSILON)
+    hue = torch.where(
+        value == red, (green - blue) * per_unit, torch.where(value == green, (blue - red) * per_unit + 120.0, (red - green) * per_unit + 240.0)
+    )
+    return torch.where(hue < 0, hue + 360.0, hue), saturation, value
+
+
+def _hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """cv2's float HSV2RGB, to (N, 3, H, W)."""
+    sixths = torch.remainder(hue * (6.0 / 360.0), 6.0)
+    sector = sixths.floor()
+    within = sixths - sector
+    table = torch.stack([value, value * (1 - saturation), value * (1 - saturation * within), value * (1 - saturation * (1 - within))])
+    order = torch.tensor(_HSV_SECTORS, device=hue.device)[sector.long().clamp(0, 5)]  # (N, H, W, 3): b, g, r
+    blue, green, red = (table.gather(0, order[None, ..., k]).squeeze(0) for k in range(3))
+    rgb = torch.stack([red, green, blue], dim=1)
+    return torch.where((saturation == 0)[:, None], value[:, None], rgb)
+
+
+_PHOTOMETRIC_BATCH = {
+    "brightness": lambda x, factors: _blend_batch(x, 0.0, factors),
+    "contrast": lambda x, factors: _blend_batch(x, _luma(x).mean(dim=(1, 2, 3), keepdim=True), factors),
+    "saturation": lambda x, factors: _blend_batch(x, _luma(x), factors),
+    "hue": _adjust_hue_batch,
 }
 
 
