@@ -1,6 +1,7 @@
 """Datasets of face pairs (degraded input, ground truth), and the synthesis of paired test sets.
 
-- ``DegradedFaceDataset``: HQ faces degraded on the fly (training), reproducible from (seed, epoch, index);
+- ``DegradedFaceDataset``: HQ faces degraded on the fly (training), reproducible from (seed, epoch, index), in the
+  data loader or (``defer_degradation``, ``collate_deferred``, ``degrade_deferred``) in batches on the training device;
 - ``PairedFolderDataset``: LQ and HQ images matched by file name (validation, evaluation);
 - ``make_testset``: a CelebA-Test-style paired folder made with a fixed seed, and its manifest.
 
@@ -22,9 +23,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .degradation import DegradationConfig, degrade
+from .degradation import DegradationConfig, degrade, degrade_batch, noise_field, sample_degradation
 from .errors import FacerestError
-from .images import image_to_tensor, index_by_stem, iter_images, list_images, load_image, pair_by_stem, resize_square, save_image
+from .images import (
+    image_to_tensor,
+    index_by_stem,
+    iter_images,
+    list_images,
+    load_image,
+    pair_by_stem,
+    resize_square,
+    save_image,
+    uint8_to_tensor,
+)
 from .output_folders import MARKER_NAME, is_inside, mark_output_folder, output_folder_command
 
 PathLike = Union[str, os.PathLike]
@@ -47,6 +58,12 @@ class DegradedFaceDataset(Dataset):
     model trains on windows and restores whole faces.
     With ``with_info=True`` items are ``(lq, gt, {"index", "flipped"})``, and with ``crop_size`` the dict's ``crop``
     is the window's ``(top, left)`` (no ``None`` entry without crops, which DataLoader's default collation refuses).
+
+    With ``defer_degradation=True`` nothing is degraded here: items are dicts of the whole HQ face (``hq``, uint8
+    (3, R, R), flipped) and everything its degradation drew (``params``, its ``noise`` field as a tensor or ``None``,
+    ``index``, ``flipped``, ``crop``), from the same random numbers as above. Batch them with ``collate_deferred`` and
+    degrade the batch on the training device with ``degrade_deferred``, which gives the same pairs up to the torch
+    path's arithmetic (``degrade_batch``). The workers then only decode and draw, and the device does the rest.
     """
 
     def __init__(
@@ -58,6 +75,7 @@ class DegradedFaceDataset(Dataset):
         seed: int = 0,
         with_info: bool = False,
         crop_size: int | None = None,
+        defer_degradation: bool = False,
     ):
         _check_positive_int("resolution", resolution)
         if crop_size is not None:
@@ -80,6 +98,7 @@ class DegradedFaceDataset(Dataset):
         self.seed = seed
         self.with_info = with_info
         self.crop_size = crop_size
+        self.defer_degradation = defer_degradation
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # workers map the same memory
 
     @property
@@ -100,16 +119,56 @@ class DegradedFaceDataset(Dataset):
         flipped = bool(rng.random() < 0.5) and self.flip  # always drawn, so `flip` does not change the degradation
         if flipped:
             gt = np.ascontiguousarray(gt[:, ::-1])
-        lq = degrade(gt, self.config, rng=rng)
+        params = sample_degradation(self.config, rng)
         crop = None
         if self.crop_size is not None:  # drawn after the degradation, so cropping does not change it
-            top, left = (int(value) for value in rng.integers(0, self.resolution - self.crop_size + 1, size=2))
-            window = np.s_[top : top + self.crop_size, left : left + self.crop_size]
-            lq, gt, crop = lq[window], gt[window], (top, left)
+            crop = tuple(int(value) for value in rng.integers(0, self.resolution - self.crop_size + 1, size=2))
+        if self.defer_degradation:
+            noise = noise_field(params, *gt.shape[:2])
+            return {
+                "hq": torch.from_numpy(gt).permute(2, 0, 1).contiguous(),
+                "params": params,
+                "noise": None if noise is None else torch.from_numpy(noise),
+                "index": index,
+                "flipped": flipped,
+                "crop": crop,
+                "crop_size": self.crop_size,
+            }
+        lq = degrade(gt, params=params)
+        if crop is not None:
+            window = np.s_[crop[0] : crop[0] + self.crop_size, crop[1] : crop[1] + self.crop_size]
+            lq, gt = lq[window], gt[window]
         pair = (image_to_tensor(lq), image_to_tensor(gt))
         if not self.with_info:
             return pair
         return (*pair, {"index": index, "flipped": flipped, **({} if crop is None else {"crop": crop})})
+
+
+def collate_deferred(items: list[dict]) -> dict:
+    """Batch the items of a ``DegradedFaceDataset(defer_degradation=True)`` (a DataLoader's ``collate_fn``): ``hq`` and
+    ``index``, ``flipped`` stacked into tensors, ``params``, ``noise`` and ``crop`` as lists, the dataset's ``crop_size``."""
+    return {
+        "hq": torch.stack([item["hq"] for item in items]),
+        "params": [item["params"] for item in items],
+        "noise": [item["noise"] for item in items],
+        "index": torch.tensor([item["index"] for item in items]),
+        "flipped": torch.tensor([item["flipped"] for item in items]),
+        "crop": [item["crop"] for item in items],
+        "crop_size": items[0]["crop_size"],
+    }
+
+
+def degrade_deferred(batch: dict, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lq, gt)`` float32 (N, 3, R, R) in [-1, 1] from a ``collate_deferred`` batch: the whole faces degraded together
+    on ``device`` (default: that of ``batch["hq"]``) by ``degrade_batch``, then cut to each item's crop window."""
+    hq = batch["hq"].to(device if device is not None else batch["hq"].device, non_blocking=True)
+    lq = degrade_batch(hq, batch["params"], noise=batch["noise"])
+    size = batch["crop_size"]
+    if size is not None:
+        windows = [np.s_[:, top : top + size, left : left + size] for top, left in batch["crop"]]
+        lq = torch.stack([image[window] for image, window in zip(lq, windows)])
+        hq = torch.stack([image[window] for image, window in zip(hq, windows)])
+    return uint8_to_tensor(lq), uint8_to_tensor(hq)
 
 
 class PairedFolderDataset(Dataset):

@@ -101,7 +101,12 @@ def save_image(image: np.ndarray, path: Union[str, os.PathLike], **save_kwargs) 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return uint8_to_tensor(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+
+
+def uint8_to_tensor(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 in [-1, 1], on its device."""
+    return pixels.float().div(127.5).sub(1.0)
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:

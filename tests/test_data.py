@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from facerest.data import DegradedFaceDataset, PairedFolderDataset, make_testset
+from facerest.data import DegradedFaceDataset, PairedFolderDataset, collate_deferred, degrade_deferred, make_testset
 from facerest.degradation import DegradationParams, degrade
 from facerest.errors import FacerestError
 from facerest.images import load_image, save_image
@@ -294,3 +294,40 @@ def test_crops_are_windows_of_the_whole_degraded_pair(faces):
     assert len(corners) > 10
     with pytest.raises(FacerestError, match="crop_size 65 is larger than the faces"):
         DegradedFaceDataset(faces, resolution=64, crop_size=65)
+
+
+def test_deferred_degradation_gives_the_loader_pairs(faces):
+    """defer_degradation: items carry the whole HQ face and its draws; degrade_deferred on a batch gives the pairs the
+    data loader would (ground truth and windows bit for bit, degraded faces up to the torch path's arithmetic)."""
+    for crop_size in (None, 24):
+        in_loader = DegradedFaceDataset(faces, resolution=64, seed=3, crop_size=crop_size, with_info=True)
+        deferred = DegradedFaceDataset(faces, resolution=64, seed=3, crop_size=crop_size, defer_degradation=True)
+        in_loader.set_epoch(2)
+        deferred.set_epoch(2)
+        items = [deferred[index] for index in range(len(deferred))]
+        assert items[0]["hq"].dtype == torch.uint8 and items[0]["hq"].shape == (3, 64, 64)  # whole faces, cut later
+        lq, gt = degrade_deferred(collate_deferred(items))
+        expected = [in_loader[index] for index in range(len(in_loader))]
+        assert [(item["index"], item["flipped"], item["crop"]) for item in items] == [
+            (info["index"], info["flipped"], info.get("crop")) for _, _, info in expected
+        ]
+        torch.testing.assert_close(gt, torch.stack([pair_gt for _, pair_gt, _ in expected]), rtol=0, atol=0)
+        expected_lq = torch.stack([pair_lq for pair_lq, _, _ in expected])
+        assert lq.shape == expected_lq.shape == (5, 3, crop_size or 64, crop_size or 64)
+        levels = ((lq - expected_lq) * 127.5).abs()
+        assert levels.max() <= 8.0 and levels.mean() < 0.01, (levels.max(), levels.mean())
+
+
+def test_deferred_items_are_the_same_in_workers(faces):
+    """The draws and noise fields made in DataLoader workers are those made in the main process."""
+    dataset = DegradedFaceDataset(faces, resolution=32, seed=5, defer_degradation=True)
+    batches = {
+        workers: list(DataLoader(dataset, batch_size=2, num_workers=workers, collate_fn=collate_deferred))
+        for workers in (0, 2)
+    }
+    for alone, in_worker in zip(*batches.values()):
+        torch.testing.assert_close(alone["hq"], in_worker["hq"], rtol=0, atol=0)
+        assert alone["params"] == in_worker["params"] and alone["crop"] == in_worker["crop"]
+        for field, worker_field in zip(alone["noise"], in_worker["noise"]):
+            torch.testing.assert_close(field, worker_field, rtol=0, atol=0)
+        torch.testing.assert_close(degrade_deferred(alone)[0], degrade_deferred(in_worker)[0], rtol=0, atol=0)
