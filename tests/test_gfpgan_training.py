@@ -183,6 +183,29 @@ def test_short_run_logs_every_loss_and_saves_a_loadable_model(script, ffhq_train
     assert hub_calls[1][1]["folder_path"] == str(out) and "restorer/*" in hub_calls[1][1]["allow_patterns"]
 
 
+def test_device_degradation_and_time_limit(script, ffhq_train_dir, tmp_path, fresh_accelerate_state):
+    """--degradation_device accelerator: batches degraded after the loader (on the CPU here), the facial-component
+    boxes from the batch's draws; --max_train_minutes stops after the first step with a checkpoint and the final save."""
+    out = tmp_path / "run"
+    args = script.parse_args(
+        [
+            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY, "--max_train_steps", "50",
+            "--max_train_minutes", "0.0001", "--degradation_device", "accelerator", "--checkpointing_steps", "20",
+            "--validation_steps", "20", "--output_dir", str(out), "--cpu",
+        ]
+    )  # fmt: skip
+    script.main(args)
+    assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    scalars = read_scalars(out / "logs")
+    assert len(scalars["g_total"]) == 1 and "g_gan_left_eye" in scalars
+    restorer = GFPGANModel.from_pretrained(out / "restorer")
+    ema = load_file(out / "checkpoint-1" / script.EMA_FILENAME)
+    for name, parameter in restorer.named_parameters():
+        torch.testing.assert_close(parameter.detach(), ema[name], rtol=0, atol=0)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--train_data_dir", "x", "--output_dir", "y", "--max_train_minutes", "0"])
+
+
 # ----------------------------------------------------------------------------- multi-process and resume (slow)
 
 

@@ -330,3 +330,38 @@ def test_training_on_crops_restores_whole_faces(ffhq_train_dir, tmp_path):
         cwd=REPO_ROOT, env=environment(), capture_output=True, text=True,
     )
     assert refused.returncode != 0 and "--crop_size 15 cannot be halved 1 times" in refused.stderr
+
+
+def test_degradation_on_the_device_with_crops_and_workers(ffhq_train_dir, tmp_path):
+    """--degradation_device accelerator (the CPU here): the loader yields HQ faces and their draws, the whole faces
+    are degraded in batches and then cropped; 2 workers train the same weights as none, and the pipeline restores
+    whole faces."""
+    def train(workers, output_dir):
+        run_training([
+            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32", "--crop_size", "16",
+            "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(output_dir), "--train_batch_size", "2",
+            "--max_train_steps", "3", "--learning_rate", "1e-3", "--lr_warmup_steps", "0", "--validation_steps", "100",
+            "--degradation_device", "accelerator", "--dataloader_num_workers", str(workers),
+        ])  # fmt: skip
+        return output_dir
+
+    run = train(0, tmp_path / "no_workers")
+    assert_same_weights(run / "unet", train(2, tmp_path / "workers") / "unet")
+    summary = json.loads((run / "training_summary.json").read_text())
+    assert summary["global_step"] == 3 and summary["args"]["degradation_device"] == "accelerator"
+    pipeline = FaceRestorePipeline.from_pretrained(run)
+    face = load_image(list_images(ffhq_train_dir)[0])
+    assert pipeline(face, aligned=True, num_inference_steps=2, output_type="np").restored_faces[0][0].shape == (32, 32, 3)
+
+
+def test_max_train_minutes_stops_with_a_checkpoint_and_the_final_save(ffhq_train_dir, tmp_path):
+    run_training([
+        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
+        "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(tmp_path), "--train_batch_size", "2",
+        "--max_train_steps", "50", "--max_train_minutes", "0.0001", "--checkpointing_steps", "20", "--validation_steps", "100",
+    ])  # fmt: skip
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    assert summary["global_step"] == 1 and summary["stopped_by_max_train_minutes"] is True  # checked after every step
+    assert [path.name for path in tmp_path.glob("checkpoint-*")] == ["checkpoint-1"]
+    assert_same_weights(tmp_path / "unet", tmp_path / "checkpoint-1" / "unet_ema")
+    assert FaceRestorePipeline.from_pretrained(tmp_path).kind == "idm"

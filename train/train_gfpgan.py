@@ -49,7 +49,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from facerest.data import DegradedFaceDataset
+from facerest.data import DegradedFaceDataset, collate_deferred, degrade_deferred
 from facerest.errors import FacerestError
 from facerest.images import list_images, tensor_to_image
 from facerest.models.arcface import ArcFaceResNet18
@@ -60,7 +60,7 @@ from facerest.training.facial_components import FacialComponentLocator, image_nu
 from facerest.training.losses import adversarial_loss, component_style_loss, identity_loss, pyramid_l1_loss, r1_penalty
 from facerest.training.perceptual import GFPGAN_LAYER_WEIGHTS, PerceptualLoss, VGG19FeatureExtractor, load_vgg19_state_dict
 from facerest.training.testset_eval import evaluate_testset
-from facerest.training.utils import checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
+from facerest.training.utils import Deadline, checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -83,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--validation_data_dir", default=None, help="Faces shown in the validation grid (default: the training folder).")
     data.add_argument("--num_validation_images", type=int, default=4)
     data.add_argument("--dataloader_num_workers", type=int, default=0)
+    data.add_argument(
+        "--degradation_device",
+        choices=["cpu", "accelerator"],
+        default="cpu",
+        help="cpu: the data loader degrades each face with numpy/OpenCV; accelerator: it only loads the HQ faces and "
+        "draws their degradations, which run in batches on the training device (torch path of facerest.degradation).",
+    )
     data.add_argument(
         "--testset", default=None, help="A paired test set (lq/, hq/; see make-testset) scored with the final EMA generator."
     )
@@ -120,6 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     training.add_argument("--train_batch_size", type=int, default=3, help="Per process.")
     training.add_argument("--num_epochs", type=int, default=100)
     training.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_epochs.")
+    training.add_argument(
+        "--max_train_minutes", type=float, default=None, help="Stop once this wall time (from the start) is spent: checkpoint and final save."
+    )
     training.add_argument("--gradient_accumulation_steps", type=int, default=1)
     training.add_argument("--learning_rate", type=float, default=2e-3, help="Generator and discriminator.")
     training.add_argument("--component_learning_rate", type=float, default=2e-3)
@@ -149,10 +159,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("gradient_accumulation_steps", "r1_every", "checkpointing_steps", "validation_steps", "num_validation_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.max_train_minutes is not None and not args.max_train_minutes > 0:
+        parser.error("--max_train_minutes must be positive")
     return args
 
 
 def main(args: argparse.Namespace) -> None:
+    deadline = Deadline(args.max_train_minutes)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -177,8 +190,11 @@ def main(args: argparse.Namespace) -> None:
     hub_repo_id = create_hub_repo(args) if args.push_to_hub and accelerator.is_main_process else None
 
     # Data. Every item's degradation depends only on (seed, epoch, index).
+    on_device = args.degradation_device == "accelerator"
     train_paths = list_images(args.train_data_dir)[: args.max_train_samples]
-    train_dataset = DegradedFaceDataset(train_paths, args.resolution, flip=not args.no_flip, seed=args.seed, with_info=True)
+    train_dataset = DegradedFaceDataset(
+        train_paths, args.resolution, flip=not args.no_flip, seed=args.seed, with_info=True, defer_degradation=on_device
+    )
     train_dataloader = DataLoader(
         train_dataset,
         batch_size=args.train_batch_size,
@@ -187,6 +203,7 @@ def main(args: argparse.Namespace) -> None:
         num_workers=args.dataloader_num_workers,
         persistent_workers=args.dataloader_num_workers > 0,  # set_epoch reaches them (shared memory)
         generator=torch.Generator().manual_seed(args.seed),  # keeps the global RNG out of the data order
+        collate_fn=collate_deferred if on_device else None,
     )
     if len(train_dataloader) == 0:
         raise FacerestError(f"{len(train_dataset)} usable training images: fewer than one batch of {args.train_batch_size}")
@@ -285,13 +302,15 @@ def main(args: argparse.Namespace) -> None:
 
     progress_bar = tqdm(range(max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process)
     progress_bar.set_description("Steps")
+    time_up = False
     for epoch in range(first_epoch, num_epochs):
         train_dataset.set_epoch(epoch)
         train_dataloader.set_epoch(epoch)
         batches = train_dataloader
         if epoch == first_epoch and resume_batches:
             batches = accelerator.skip_first_batches(train_dataloader, resume_batches)
-        for lq, gt, info in batches:
+        for batch in batches:
+            lq, gt, info = (*degrade_deferred(batch, accelerator.device), batch) if on_device else batch
             boxes = locator.batch_boxes(numbers[info["index"].cpu()], info["flipped"].cpu())
             with accelerator.accumulate(*trained):
                 logs, restored, crops = generator_step(args, accelerator, global_step, generator, optimizer_g, critics, lq, gt, boxes)
@@ -310,12 +329,16 @@ def main(args: argparse.Namespace) -> None:
                 progress_bar.set_postfix(g=logs["g_total"], d=logs["d_loss"])
                 accelerator.log(logs, step=global_step)
 
-                if global_step % args.checkpointing_steps == 0:
+                time_up = deadline.passed(accelerator)
+                if global_step % args.checkpointing_steps == 0 or time_up:
                     save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
                 if accelerator.is_main_process and global_step % args.validation_steps == 0:
                     save_validation_grid(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / f"step_{global_step:06d}.png", global_step)
-            if global_step >= max_train_steps:
+            if global_step >= max_train_steps or time_up:
                 break
+        if time_up:
+            logger.info(f"--max_train_minutes {args.max_train_minutes} spent at step {global_step}: stopping here")
+            break
 
     accelerator.wait_for_everyone()
     if args.write_rank_checksums:

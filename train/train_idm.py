@@ -43,7 +43,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from facerest.data import DegradedFaceDataset, PairedFolderDataset
+from facerest.data import DegradedFaceDataset, PairedFolderDataset, collate_deferred, degrade_deferred
 from facerest.degradation import DegradationConfig
 from facerest.errors import FacerestError
 from facerest.images import list_images, load_image
@@ -53,7 +53,7 @@ from facerest.models.idm.scheduling_idm import PREDICTION_TYPES
 from facerest.pipeline import FaceRestorePipeline
 from facerest.training.extrinsic import CleaningPass, choose_replaced, cleaning_niqe, load_manifest, round_dir
 from facerest.training.testset_eval import evaluate_testset
-from facerest.training.utils import checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
+from facerest.training.utils import Deadline, checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -72,6 +72,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "convolutional: it then restores whole faces); default: whole faces",
     )
     data.add_argument("--no_flip", action="store_true", help="do not flip the training faces horizontally")
+    data.add_argument(
+        "--degradation_device",
+        choices=["cpu", "accelerator"],
+        default="cpu",
+        help="cpu: the data loader degrades each face with numpy/OpenCV; accelerator: it only loads the HQ faces and "
+        "draws their degradations, which run in batches on the training device (torch path of facerest.degradation; "
+        "the diffusion noise is then drawn there too)",
+    )
     data.add_argument("--dataloader_num_workers", type=int, default=0)
     data.add_argument("--testset", default=None, help="paired test set (lq/, hq/) scored at the end of every round")
 
@@ -118,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     train.add_argument("--train_batch_size", type=int, default=16, help="batch size per process")
     train.add_argument("--max_train_steps", type=int, required=True, help="optimisation steps per (intrinsic) round")
+    train.add_argument(
+        "--max_train_minutes",
+        type=float,
+        default=None,
+        help="stop once this wall time (from the start) is spent: checkpoint, evaluate and save as at the end of a run",
+    )
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
     train.add_argument("--learning_rate", type=float, default=1e-4)
     train.add_argument(
@@ -169,6 +183,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "sampling_steps", "eval_batch_size", "validation_steps", "num_validation_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.max_train_minutes is not None and not args.max_train_minutes > 0:
+        parser.error("--max_train_minutes must be positive")
     if args.crop_size is not None and not 1 <= args.crop_size <= args.resolution:
         parser.error(f"--crop_size must be from 1 to --resolution ({args.resolution})")
     if args.extrinsic_rounds < 0:
@@ -195,10 +211,10 @@ def load_pretrained_idm(name_or_path: str, resolution: int) -> tuple[UNet2DModel
     return pipeline.unet.train(), IDMScheduler.from_config(pipeline.scheduler.config)
 
 
-def batch_generator(*key: int) -> torch.Generator:
-    """A CPU generator seeded from a tuple of integers (seed, epoch, batch, process): the same key, the same draws."""
+def batch_generator(*key: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded from a tuple of integers (seed, epoch, batch, process): the same key, the same draws."""
     seed = np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator(device=device).manual_seed(int(seed))
 
 
 def ema_unet(ema: EMAModel, config) -> UNet2DModel:
@@ -369,6 +385,7 @@ def log_validation(args, accelerator, ema, unet_config, noise_scheduler, batch, 
 
 
 def main(args: argparse.Namespace) -> None:
+    deadline = Deadline(args.max_train_minutes)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
@@ -460,6 +477,8 @@ def main(args: argparse.Namespace) -> None:
         logger.info(f"no checkpoint in {output_dir}: starting a new run")
 
     started = time.time()
+    on_device = args.degradation_device == "accelerator"
+    time_up = False
     start_round = min(global_step // args.max_train_steps, num_rounds)
     if global_step > 0 and global_step % args.max_train_steps == 0:  # resumed at the end of a round
         evaluate(args, accelerator, ema, unet_config, noise_scheduler, global_step)
@@ -476,6 +495,7 @@ def main(args: argparse.Namespace) -> None:
             flip=not args.no_flip,
             seed=args.seed,
             crop_size=args.crop_size,
+            defer_degradation=on_device,
         )
         train_dataloader = accelerator.prepare(
             torch.utils.data.DataLoader(
@@ -484,6 +504,7 @@ def main(args: argparse.Namespace) -> None:
                 shuffle=True,
                 num_workers=args.dataloader_num_workers,
                 persistent_workers=args.dataloader_num_workers > 0,  # set_epoch reaches them (shared memory)
+                collate_fn=collate_deferred if on_device else None,
             )
         )
         updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
@@ -510,9 +531,14 @@ def main(args: argparse.Namespace) -> None:
             if epoch == first_epoch:  # resuming inside this epoch: skip the batches already trained on
                 skipped_batches = (global_step - round_start - epoch * updates_per_epoch) * args.gradient_accumulation_steps
             batches = accelerator.skip_first_batches(train_dataloader, skipped_batches) if skipped_batches else train_dataloader
-            for batch_index, (lq, gt) in enumerate(batches, start=skipped_batches):
-                generator = batch_generator(args.seed, data_epoch, batch_index, accelerator.process_index)
-                noise = torch.randn(gt.shape, generator=generator).to(gt.device)
+            for batch_index, batch in enumerate(batches, start=skipped_batches):
+                lq, gt = degrade_deferred(batch, accelerator.device) if on_device else batch
+                key = (args.seed, data_epoch, batch_index, accelerator.process_index)
+                generator = batch_generator(*key)
+                if on_device:  # the host draws nothing per pixel
+                    noise = torch.randn(gt.shape, generator=batch_generator(*key, 1, device=gt.device), device=gt.device)
+                else:
+                    noise = torch.randn(gt.shape, generator=generator).to(gt.device)
                 timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (gt.shape[0],), generator=generator)
                 # gamma ~ U(gamma_t, gamma_{t-1}) (SR3); forward process x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
                 noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
@@ -543,16 +569,20 @@ def main(args: argparse.Namespace) -> None:
                 progress_bar.set_postfix(loss=f"{logs['loss']:.4f}")
                 accelerator.log(logs, step=global_step)
 
-                if global_step % args.checkpointing_steps == 0 or global_step == round_end:
+                time_up = deadline.passed(accelerator)
+                if global_step % args.checkpointing_steps == 0 or global_step == round_end or time_up:
                     save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
                 if global_step % args.validation_steps == 0 and accelerator.is_main_process:
                     log_validation(args, accelerator, ema, unet_config, noise_scheduler, validation, global_step)
-                if global_step == round_end:
+                if global_step == round_end or time_up:
                     break
-            if global_step == round_end:
+            if global_step == round_end or time_up:
                 break
         progress_bar.close()
         evaluate(args, accelerator, ema, unet_config, noise_scheduler, global_step)
+        if time_up:
+            logger.info(f"--max_train_minutes {args.max_train_minutes} spent at step {global_step}: stopping here")
+            break
 
     # Every process must hold the same weights: a cheap check that the processes really trained one model together.
     digests = gather_object([parameter_digest(accelerator.unwrap_model(unet))])
@@ -567,6 +597,7 @@ def main(args: argparse.Namespace) -> None:
             "num_processes": accelerator.num_processes,
             "process_parameter_digests": digests,
             "seconds_this_session": round(time.time() - started, 1),
+            "stopped_by_max_train_minutes": time_up,
             "evaluations": collect_evaluations(output_dir),
             "args": {key: value for key, value in vars(args).items()},
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -57,3 +58,19 @@ def save_image_grid(columns: list[torch.Tensor], path: str | Path) -> None:
     rows = torch.stack([column.detach().float().cpu() for column in columns], dim=1).flatten(0, 1)
     grid = make_grid(rows, nrow=len(columns), padding=2, pad_value=1.0)
     save_image(tensor_to_image(grid), path)
+
+
+class Deadline:
+    """A wall-clock budget (``--max_train_minutes``) counted from the deadline's creation; ``None`` never runs out."""
+
+    def __init__(self, minutes: float | None):
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"a time budget must be positive minutes, got {minutes!r}")
+        self.end = None if minutes is None else time.monotonic() + 60.0 * minutes
+
+    def passed(self, accelerator) -> bool:
+        """Whether the budget is spent on any process: every process gets the same answer, so all stop together."""
+        if self.end is None:
+            return False
+        spent = torch.tensor([time.monotonic() >= self.end], dtype=torch.int32, device=accelerator.device)
+        return bool(accelerator.gather(spent).any())
