@@ -511,17 +511,24 @@ def _downsample_and_noise(image: torch.Tensor, params: DegradationParams, noise,
 
 def _jpeg_batch(images: list[torch.Tensor], qualities: list[int | None]) -> list[torch.Tensor]:
     """JPEG_q of each (3, h, w) image in [0, 1] with torchvision's codec on the images' device (``None``: unchanged);
-    the images of one quality are encoded together, and all are decoded together."""
+    the images of one quality are encoded together, and all are decoded together.
+
+    On the CPU this is libjpeg, whose bytes are OpenCV's. On CUDA it is nvJPEG, which encodes the chroma at full
+    resolution (4:4:4) where libjpeg subsamples it (4:2:0), so there the stage degrades colour a little less.
+    """
     coded = [i for i, quality in enumerate(qualities) if quality is not None]
     if not coded:
         return images
+    device = images[coded[0]].device
     as_bytes = {i: (images[i] * 255.0).round().clamp(0, 255).to(torch.uint8).contiguous() for i in coded}
     streams = {}
     for quality in sorted({qualities[i] for i in coded}):
         group = [i for i in coded if qualities[i] == quality]
         for i, stream in zip(group, encode_jpeg([as_bytes[i] for i in group], quality=quality)):
             streams[i] = stream.cpu()  # decode_jpeg reads the streams from host memory, whatever its device
-    decoded = decode_jpeg([streams[i] for i in coded], mode=ImageReadMode.RGB, device=images[coded[0]].device)
+    if device.type == "cuda":  # nvJPEG decodes on its own stream, unordered with work queued on ours (pytorch/vision#9606)
+        torch.cuda.synchronize(device)
+    decoded = decode_jpeg([streams[i] for i in coded], mode=ImageReadMode.RGB, device=device)
     result = list(images)
     for i, image in zip(coded, decoded):
         result[i] = image.float() / 255.0
