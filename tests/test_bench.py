@@ -130,3 +130,21 @@ def test_idm_sample_spread_script_prints_its_table(tmp_path):
     assert list(rows) == ["degraded input vs GT", "one-step estimate vs GT", "sample (2 steps) vs GT",
                           "sample vs another sample", "average of 2 samples vs GT", "sample vs one-step estimate"]
     assert all(0 < float(value) < 100 for value in rows.values())
+
+
+def test_degradation_throughput_script_prints_its_table(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "bench" / "degradation_throughput.py"
+    out = tmp_path / "throughput.md"
+    done = subprocess.run(
+        [sys.executable, str(script), "--data", str(shared_path("data", "ffhq256", "test")), "--resolution", "32",
+         "--batch_size", "2", "--batches", "1", "--workers", "0", "1", "--device", "cpu", "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^\| (.+?) \| (\w+) \| ([\d-]+) \| ([\d.]+) \| ([\d.]+) \|$", out.read_text(), flags=re.M)
+    assert [(what, workers) for what, _, workers, _, _ in rows] == [
+        ("numpy/OpenCV, in the loader", "0"), ("numpy/OpenCV, in the loader", "1"),
+        ("torch batches on cpu, after the loader", "0"), ("torch batches on cpu, after the loader", "1"),
+        ("torch batches on cpu, faces already loaded", "-"),
+    ]  # fmt: skip
+    assert all(float(rate) > 0 for _, _, _, rate, _ in rows)
