@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Prepare, on this machine, what train/gpu_run.sh needs on the lent GPU machine (no internet there, no diffusers):
+#   .gpu_carry/wheels/                    the wheels of the Python packages missing there (diffusers, at our pin;
+#                                         pure Python, so any platform's pip fetches the one that machine's 3.12 takes)
+#   .gpu_carry/shared/data/ffhq256/       the training faces (train/) and the held-out faces of the test set (test/)
+# .gpu_carry/ is git-ignored and travels with the run tool's carry=[".gpu_carry"] (about 21 MiB of the 64 allowed).
+#
+#   bash train/gpu_prepare.sh             # from the repository root; PYTHON=... for another interpreter
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+SHARED=${FACEREST_SHARED:-../shared}
+CARRY=.gpu_carry
+
+[[ -d $SHARED/data/ffhq256/train && -d $SHARED/data/ffhq256/test ]] || { echo "no $SHARED/data/ffhq256/{train,test}" >&2; exit 1; }
+rm -rf "$CARRY"
+mkdir -p "$CARRY/wheels" "$CARRY/shared/data"
+# the GPU machine's image holds torch, transformers, accelerate, huggingface_hub, safetensors, opencv and scipy
+# (/work/.library/device/KINDS.md); of what facerest and the training scripts import, only diffusers is missing
+"$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d "$CARRY/wheels" \
+    "$(grep -E '^diffusers==' requirements.txt)"
+cp -r "$SHARED/data/ffhq256" "$CARRY/shared/data/"
+du -sh "$CARRY"/wheels "$CARRY"/shared "$CARRY"

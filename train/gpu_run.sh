@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Train the 256-px IDM and GFP-GAN on a lent GPU for a fixed time; the fp16 weights, logs and metrics come back in $OUT.
+#
+# 1. Here, on a CPU machine with PyPI access, from the repository root (the checkout the run tool sends):
+#      bash train/gpu_prepare.sh          # .gpu_carry/ (git-ignored): the diffusers wheel, ../shared/data/ffhq256
+# 2. The device tool, one call (the script keeps itself inside 560 s of the 600; 15 minutes of device time a task):
+#      run(command="bash train/gpu_run.sh", carry=[".gpu_carry"], timeout_s=600)
+# 3. Back here, with the returned files in DIR (files_at):
+#      mkdir -p runs/gpu256 && cat DIR/results.tar.part-* | tar -x -C runs/gpu256   # idm256/, gfpgan256/: pipelines
+#
+# On the machine (everything printed also goes to $OUT/gpu_run.log):
+#   a. installs the carried wheels into $WORK/site and checks degrade_batch on CUDA against the CPU
+#      (tests/test_degradation.py -k cuda); if that fails, the faces are degraded in the data loader instead;
+#   b. bench/degradation_throughput.py: faces/s with and without degradation on the GPU ($OUT/degradation_throughput.md);
+#   c. the paired test set: make-testset of ffhq256/test at 256 px, seed 0 (as runs/testset256 here);
+#   d. trains both models side by side on the GPU, bf16, whole 256-px faces degraded on the GPU, for
+#      FACEREST_GPU_RUN_MINUTES (default: what the setup left of the 560 s, less 100 s for the end, at most 8 minutes);
+#      each stops with a checkpoint, scores the test set and saves its pipeline;
+#   e. packs both pipelines as fp16 safetensors with their logs, validation grids and scores into
+#      $OUT/results.tar.part-NN (15 MiB parts) and writes $OUT/summary.md.
+#
+# Rehearsal on a CPU, everything but the GPU (tiny models, 4 test faces, one minute of training; 4-5 minutes in all):
+#   OUT=/tmp/gpu_out PYTHON=.venv/bin/python FACEREST_GPU_RUN_TINY=1 FACEREST_GPU_RUN_MINUTES=1 bash train/gpu_run.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+START=$SECONDS
+: "${OUT:?set OUT: the folder whose files come back}"
+PYTHON=${PYTHON:-python3}
+CARRY=${FACEREST_GPU_CARRY:-.gpu_carry}
+WORK=${FACEREST_GPU_WORK:-/tmp/facerest_gpu}
+BUDGET_S=${FACEREST_GPU_RUN_BUDGET_S:-560}
+RESERVE_S=${FACEREST_GPU_RUN_RESERVE_S:-100}
+DATA=$PWD/$CARRY/shared/data/ffhq256
+mkdir -p "$OUT"
+rm -rf "$WORK" && mkdir -p "$WORK/logs" "$WORK/pack"
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 FACEREST_SHARED=$PWD/$CARRY/shared
+
+# IDM: whole 256-px faces, a UNet of 11.8M parameters (23.5 MB in fp16) with attention at 32 and 16 px, the residual
+# target at the 256-px faces' RMS (0.19), L1. GAN: the 64-px default's shape at 256 px (4.5M parameters).
+if [[ ${FACEREST_GPU_RUN_TINY:-0} == 1 ]]; then
+  IDM_UNET='{"block_out_channels":[16,32],"layers_per_block":1,"norm_num_groups":8,"attention_head_dim":8}'
+  GAN_SHAPE=(--num_style_feat 32 --narrow 0.0625 --discriminator_narrow 0.0625)
+  IDM_BATCH=2 GAN_BATCH=2 WORKERS=1 TEST_FACES=4 EVAL_STEPS=(1 2) EVERY=1000
+  BENCH=(--batch_size 2 --batches 1 --workers 0 1 --seconds 10)
+else
+  IDM_UNET=${FACEREST_GPU_IDM_UNET:-'{"block_out_channels":[64,128,128,128,128],"layers_per_block":2}'}
+  GAN_SHAPE=(--num_style_feat 128 --narrow 0.25 --discriminator_narrow 0.25)
+  IDM_BATCH=32 GAN_BATCH=16 WORKERS=6 TEST_FACES=100 EVAL_STEPS=(1 10 25) EVERY=1000
+  BENCH=(--batch_size 32 --batches 12 --workers 0 12 --seconds 8)
+fi
+
+main() {
+echo "== a. setup ($(date -u +%FT%TZ))"
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$CARRY"/wheels/*.whl \
+  || { echo "the carried wheels did not install: run train/gpu_prepare.sh and carry $CARRY"; exit 1; }
+export PYTHONPATH=$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+"$PYTHON" -c "import torch, torchvision, diffusers, transformers, accelerate, facerest; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'diffusers', diffusers.__version__, diffusers.__file__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'cuda', torch.cuda.is_available())" \
+  || exit 1
+if "$PYTHON" -c "import torch; raise SystemExit(not torch.cuda.is_available())"; then DEVICE=cuda PRECISION=bf16; else DEVICE=cpu PRECISION=no; fi
+DEGRADATION=accelerator
+if [[ $DEVICE == cuda ]]; then
+  "$PYTHON" -m pytest -q -s -p no:cacheprovider -W ignore::DeprecationWarning tests/test_degradation.py -k cuda \
+    || { echo "degrade_batch failed its CUDA check: the data loaders degrade on the CPU instead"; DEGRADATION=cpu WORKERS=7; }
+fi
+
+echo "== b. degradation throughput ($((SECONDS - START)) s)"
+"$PYTHON" -W ignore::DeprecationWarning bench/degradation_throughput.py --data "$DATA/train" --resolution 256 --device "$DEVICE" \
+  "${BENCH[@]}" --out "$OUT/degradation_throughput.md"
+
+echo "== c. test set ($((SECONDS - START)) s)"
+mkdir -p "$WORK/test_hq"
+for path in $(ls "$DATA/test" | head -n "$TEST_FACES"); do ln -s "$DATA/test/$path" "$WORK/test_hq/$path"; done
+"$PYTHON" -m facerest make-testset "$WORK/test_hq" "$WORK/testset256" --resolution 256 --seed 0 || exit 1
+
+MINUTES=${FACEREST_GPU_RUN_MINUTES:-$("$PYTHON" -c "print(round(min(8.0, max(0.5, ($BUDGET_S - $((SECONDS - START)) - $RESERVE_S) / 60)), 2))")}
+HARD_STOP=$((BUDGET_S - (SECONDS - START) - 30))  # a run that overstays is killed, so the packing below still happens
+(( HARD_STOP < 60 )) && HARD_STOP=60
+echo "== d. training for $MINUTES minutes, degradation on $DEGRADATION, $PRECISION ($((SECONDS - START)) s; hard stop after $HARD_STOP s)"
+COMMON=(--resolution 256 --train_data_dir "$DATA/train" --testset "$WORK/testset256" --mixed_precision "$PRECISION"
+        --degradation_device "$DEGRADATION" --dataloader_num_workers "$WORKERS" --max_train_minutes "$MINUTES"
+        --max_train_steps 1000000 --checkpointing_steps "$EVERY" --checkpoints_total_limit 1 --validation_steps "$EVERY" --seed 0)
+timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --unet_overrides "$IDM_UNET" \
+  --prediction_type residual --sigma_data 0.19 --loss l1 --learning_rate 3e-4 --lr_warmup_steps 200 \
+  --train_batch_size "$IDM_BATCH" --sampling_steps 25 --eval_sampling_steps "${EVAL_STEPS[@]}" --eval_batch_size 50 \
+  --output_dir "$WORK/idm256" > "$WORK/logs/train_idm.log" 2>&1 &
+IDM_PID=$!
+timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_gfpgan.py "${COMMON[@]}" "${GAN_SHAPE[@]}" --channel_multiplier 1 \
+  --perceptual_weight 0 --style_weight 0 --identity_weight 0 --l1_weight 1 --component_gan_weight 0 --component_style_weight 0 \
+  --learning_rate 2e-4 --component_learning_rate 2e-4 --train_batch_size "$GAN_BATCH" \
+  --output_dir "$WORK/gfpgan256" > "$WORK/logs/train_gfpgan.log" 2>&1 &
+GAN_PID=$!
+wait "$IDM_PID"; IDM_STATUS=$?
+wait "$GAN_PID"; GAN_STATUS=$?
+for name in idm gfpgan; do echo "-- train_$name.log, last lines"; tail -n 15 "$WORK/logs/train_$name.log" | cut -c1-300; done
+echo "exit status: train_idm $IDM_STATUS, train_gfpgan $GAN_STATUS"
+
+echo "== e. packing ($((SECONDS - START)) s)"
+"$PYTHON" -W ignore - "$WORK" <<'EOF'
+import shutil, sys
+from pathlib import Path
+
+import torch
+
+from facerest import FaceRestorePipeline
+
+work = Path(sys.argv[1])
+for name in ("idm256", "gfpgan256"):
+    source, target = work / name, work / "pack" / name
+    if not (source / "model_index.json").is_file():
+        print(f"{name}: no saved pipeline")
+        continue
+    FaceRestorePipeline.from_pretrained(source).to(torch.float16).save_pretrained(target)
+    for pattern in ("training_summary.json", "logs/**/*", "validation/*.png", "samples/*.png", "eval/**/metrics.json", "testset/metrics.json"):
+        for path in source.glob(pattern):
+            if path.is_file():
+                (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target / path.relative_to(source))
+    print(f"{name}: packed, {sum(p.stat().st_size for p in target.rglob('*.safetensors')) / 2**20:.1f} MiB of fp16 weights")
+EOF
+cp -r "$WORK/logs" "$WORK/pack/"
+tar -C "$WORK/pack" -cf - . | split -b 15m -d - "$OUT/results.tar.part-"
+"$PYTHON" -W ignore - "$WORK" "$MINUTES" "$IDM_BATCH" "$GAN_BATCH" "$DEGRADATION" > "$OUT/summary.md" <<'EOF'
+import json, re, sys
+from pathlib import Path
+
+work, minutes, degradation = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[5]
+print(f"# GPU run: {minutes} minutes of training each, degradation on {degradation}\n")
+for name, batch in (("idm256", int(sys.argv[3])), ("gfpgan256", int(sys.argv[4]))):
+    steps = [int(m.group(1)) for p in (work / name).glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    step = max(steps, default=0)
+    print(f"- {name}: {step} steps of {batch} faces ({step * batch / (60 * minutes):.1f} faces/s over the minutes, start-up included)")
+    for path in sorted((work / name).glob("eval/*/*/metrics.json")) + sorted((work / name).glob("testset/metrics.json")):
+        print(f"  - {path.relative_to(work / name).parent}: {json.loads(path.read_text())}")
+print()
+EOF
+cat "$OUT/degradation_throughput.md" >> "$OUT/summary.md" 2>/dev/null
+cat "$OUT/summary.md"
+ls -la "$OUT"
+echo "== done in $((SECONDS - START)) s"
+[[ $IDM_STATUS == 0 && $GAN_STATUS == 0 ]]
+}
+
+main 2>&1 | tee -a "$OUT/gpu_run.log"
