@@ -195,22 +195,9 @@ def sample_degradation(config: DegradationConfig, rng: np.random.Generator) -> D
         }
         order = [list(ranges)[i] for i in rng.permutation(len(ranges))]
         photometric = tuple((name, float(rng.uniform(*ranges[name]))) for name in order)
-    if config.clean_prob > 0 and rng.random() < config.clean_prob:
-        return DegradationParams(
-            kernel_size=config.kernel_size,
-            kernel_type=None,
-            sigma_x=None,
-            sigma_y=None,
-            rotation=None,
-            scale=None,
-            noise_std=None,
-            noise_seed=None,
-            jpeg_quality=None,
-            color_shift=None,
-            gray=False,
-            photometric=(),
-            reference_resolution=config.reference_resolution,
-        )
+    if config.clean_prob > 0 and rng.random() < config.clean_prob:  # a clean pair: every stage off
+        kernel_type = sigma_x = sigma_y = rotation = scale = noise_std = noise_seed = jpeg_quality = color_shift = None
+        gray, photometric = False, ()
     return DegradationParams(
         kernel_size=config.kernel_size,
         kernel_type=kernel_type,
