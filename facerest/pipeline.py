@@ -40,6 +40,9 @@ ALIGN_SIZE = 512
 # The hybrid's default strength: the GAN estimate is noised 30% of the way up the schedule, so IDM refines its
 # detail and texture while keeping the GAN's structure, and only 30% of the steps are run.
 DEFAULT_HYBRID_STRENGTH = 0.3
+# The strength a call samples at when it names none, by pipeline kind (`FaceRestorePipeline.default_strength`): IDM
+# starts from pure noise; GFP-GAN alone samples nothing and takes no strength.
+DEFAULT_STRENGTHS = {"gfpgan": None, "idm": 1.0, "hybrid": DEFAULT_HYBRID_STRENGTH}
 MAX_UPSCALE = 4
 # IDM steps of the full schedule when neither the call nor the saved pipeline (`default_inference_steps`) says.
 DEFAULT_INFERENCE_STEPS = 25
@@ -156,6 +159,12 @@ class FaceRestorePipeline(DiffusionPipeline):
         if self.unet is None:
             return "gfpgan"
         return "idm" if self.restorer is None else "hybrid"
+
+    @property
+    def default_strength(self) -> float | None:
+        """The strength a call samples at when it names none: 1.0 for `"idm"`, `DEFAULT_HYBRID_STRENGTH` (0.3) for
+        `"hybrid"`; None for `"gfpgan"`, which takes none (see `DEFAULT_STRENGTHS`)."""
+        return DEFAULT_STRENGTHS[self.kind]
 
     @property
     def default_inference_steps(self) -> int:
@@ -286,8 +295,8 @@ class FaceRestorePipeline(DiffusionPipeline):
                 last `round(strength * steps)` run. Ignored by `"gfpgan"` pipelines.
             strength (`float`, *optional*):
                 In (0, 1]: how far up the schedule the starting estimate is noised (the GAN estimate for
-                `"hybrid"`, the degraded face for `"idm"`). Defaults to 1.0 for `"idm"` (start from pure noise) and
-                `DEFAULT_HYBRID_STRENGTH` (0.3) for `"hybrid"`; `"gfpgan"` pipelines take none.
+                `"hybrid"`, the degraded face for `"idm"`). Defaults to `default_strength`: 1.0 for `"idm"` (start
+                from pure noise), `DEFAULT_HYBRID_STRENGTH` (0.3) for `"hybrid"`; `"gfpgan"` pipelines take none.
             eta (`float` or `None`, defaults to 0.0):
                 The DDIM update's noise (0.0: deterministic given the starting noise); `None` for the ancestral
                 update of the IDM paper. See [`IDMScheduler.step`].
@@ -325,7 +334,7 @@ class FaceRestorePipeline(DiffusionPipeline):
     def _restore_batch(self, lq, num_inference_steps, strength, eta, generator, progress) -> torch.Tensor:
         num_inference_steps = num_inference_steps or self.default_inference_steps
         if strength is None:
-            strength = 1.0 if self.restorer is None or self.unet is None else DEFAULT_HYBRID_STRENGTH
+            strength = self.default_strength
         gan_estimate = None
         if self.restorer is not None and (self.unet is None or strength < 1.0):
             restorer_input = _resized(lq.to(device=self.restorer.device, dtype=self.restorer.dtype), self.restorer.config.out_size)
@@ -385,7 +394,8 @@ class FaceRestorePipeline(DiffusionPipeline):
                 IDM steps of the full schedule (default: `default_inference_steps`), see
                 [`~FaceRestorePipeline.restore_faces`].
             strength (`float`, *optional*):
-                See [`~FaceRestorePipeline.restore_faces`]; defaults to 1.0 for `"idm"`, 0.3 for `"hybrid"`.
+                See [`~FaceRestorePipeline.restore_faces`]; defaults to `default_strength` (1.0 for `"idm"`, 0.3
+                for `"hybrid"`).
             eta (`float` or `None`, defaults to 0.0):
                 The DDIM update's noise; `None` for the ancestral update.
             generator (`torch.Generator`, *optional*):

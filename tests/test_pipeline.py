@@ -19,7 +19,7 @@ from facerest import FaceRestorePipeline, IDMScheduler
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, align_face, face_paste_mask
 from facerest.images import list_images, load_image
-from facerest.pipeline import ALIGN_SIZE
+from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH
 from conftest import shared_path
 from test_faces import EXPECTED_FACES
 from tiny_pipelines import FACE_SIZE, KINDS, tiny_pipeline, tiny_restorer, tiny_unet
@@ -112,6 +112,18 @@ def test_hybrid_at_strength_one_is_pure_idm(pipelines):
     assert torch.equal(from_hybrid, from_idm)
     refined = hybrid.restore_faces(faces, 4, generator=_seeded(3), progress=False)  # default strength 0.3
     assert not torch.equal(refined, from_idm)
+
+
+def test_a_call_without_strength_samples_at_the_default_strength(pipelines):
+    assert {kind: pipeline.default_strength for kind, pipeline in pipelines.items()} == {
+        "gfpgan": None, "idm": 1.0, "hybrid": DEFAULT_HYBRID_STRENGTH
+    }
+    faces = _faces()
+    for kind in ("idm", "hybrid"):
+        pipeline = pipelines[kind]
+        default = pipeline.restore_faces(faces, 4, generator=_seeded(5), progress=False)
+        named = pipeline.restore_faces(faces, 4, strength=pipeline.default_strength, generator=_seeded(5), progress=False)
+        assert torch.equal(default, named), kind
 
 
 def test_hybrid_of_a_gan_and_an_idm_pipeline_shares_their_models(pipelines):
