@@ -18,9 +18,10 @@ from pathlib import Path
 
 from facerest import FaceRestorePipeline
 from facerest.errors import FacerestError
-from facerest.models.gfpgan import GFPGANConfig, GFPGANModel, load_original_weights
-from facerest.models.gfpgan.convert_original import GFPGAN_V14_URL
-from facerest.weights import find_weights
+from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
+from facerest.models.gfpgan.convert_original import (
+    GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint, original_checkpoint_path
+)
 
 
 def parse_args(argv=None):
@@ -29,8 +30,11 @@ def parse_args(argv=None):
         "--checkpoint", default=GFPGAN_V14_URL, help=f"official .pth file or URL (default: the v1.4 release, {GFPGAN_V14_URL})"
     )
     parser.add_argument("--output", required=True, help="folder to write the converted model to")
-    parser.add_argument("--out-size", type=int, default=512, help="face resolution of the checkpoint (default 512)")
-    parser.add_argument("--channel-multiplier", type=int, default=2, help="StyleGAN2 channel multiplier (default 2)")
+    out_size, channel_multiplier = GFPGAN_V14_CONFIG["out_size"], GFPGAN_V14_CONFIG["channel_multiplier"]
+    parser.add_argument("--out-size", type=int, default=out_size, help=f"face resolution of the checkpoint (default {out_size})")
+    parser.add_argument(
+        "--channel-multiplier", type=int, default=channel_multiplier, help=f"StyleGAN2 channel multiplier (default {channel_multiplier})"
+    )
     parser.add_argument("--push-to-hub", metavar="REPO", help="also upload the converted model to this Hub repository")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     _push_module().add_card_arguments(parser)
@@ -55,13 +59,6 @@ def _push_module():
     return push
 
 
-def checkpoint_path(source: str) -> Path:
-    """A local path as given; a URL through the weight cache, downloading it the first time."""
-    if source.startswith(("http://", "https://")):
-        return find_weights(source.rsplit("/", 1)[-1], url=source)
-    return Path(source)
-
-
 def convert(args) -> GFPGANModel:
     if args.push_to_hub:  # check the card's files before the conversion
         push = _push_module()
@@ -70,10 +67,9 @@ def convert(args) -> GFPGANModel:
         except push.UsageError as error:
             raise FacerestError(str(error)) from None
     config = GFPGANConfig(out_size=args.out_size, channel_multiplier=args.channel_multiplier)
-    path = checkpoint_path(args.checkpoint)
-    model = GFPGANModel(config).eval()
+    path = original_checkpoint_path(args.checkpoint)
     try:
-        load_original_weights(model, path)
+        model = convert_original_checkpoint(path, config)
     except FacerestError as error:
         raise FacerestError(
             f"{error} (converting for --out-size {args.out_size} --channel-multiplier {args.channel_multiplier})"

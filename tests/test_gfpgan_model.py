@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel
 
 from facerest.models.gfpgan import CheckpointError, GFPGANConfig, GFPGANModel, load_original_weights
+from facerest.models.gfpgan.convert_original import GFPGAN_V14_URL, convert_original_checkpoint, original_checkpoint_path
 from facerest.models.gfpgan.modeling_gfpgan import StyleConv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -226,6 +227,22 @@ def test_load_pretrained_decoder_rejects_a_whole_gfpgan(tmp_path):
     path = write_official_checkpoint(tmp_path / "gfpgan.pth", tiny_model().state_dict())
     with pytest.raises(CheckpointError, match=r"missing: constant_input\.weight.*unexpected: condition_scale"):
         tiny_model().load_pretrained_decoder(path)
+
+
+def test_convert_original_checkpoint_from_a_path_or_a_cached_url(tmp_path, monkeypatch):
+    official = tiny_model().state_dict()
+    path = write_official_checkpoint(tmp_path / "tiny.pth", official)
+    from_path = convert_original_checkpoint(path, GFPGANConfig(**TINY))
+    assert not from_path.training and all(torch.equal(value, official[key]) for key, value in from_path.state_dict().items())
+
+    monkeypatch.setenv("FACEREST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FACEREST_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "cache").mkdir()
+    cached = write_official_checkpoint(tmp_path / "cache" / GFPGAN_V14_URL.rsplit("/", 1)[-1], official)
+    assert original_checkpoint_path(GFPGAN_V14_URL) == cached and original_checkpoint_path(str(path)) == path
+    from_url = convert_original_checkpoint(GFPGAN_V14_URL, GFPGANConfig(**TINY))
+    assert all(torch.equal(value, official[key]) for key, value in from_url.state_dict().items())
 
 
 # hub/convert_gfpgan.py -----------------------------------------------------------------------------------------

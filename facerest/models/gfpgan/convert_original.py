@@ -4,19 +4,29 @@ An official file is a pickled dict holding `params_ema` (the generator's moving 
 `params`. `GFPGANModel` keeps the official module names, so the mapping is one-to-one by name; the conversion
 is strict: every tensor of the checkpoint is used, every tensor of the model is given, shapes agree, or the error
 names the keys. The same reading serves a pretrained StyleGAN2 decoder (`StyleGAN2GeneratorClean`).
+
+    model = convert_original_checkpoint(GFPGAN_V14_URL, GFPGANConfig(**GFPGAN_V14_CONFIG))  # the official v1.4
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ...errors import FacerestError
+from ...weights import find_weights
+
+if TYPE_CHECKING:
+    from .configuration_gfpgan import GFPGANConfig
+    from .modeling_gfpgan import GFPGANModel
 
 GFPGAN_V14_URL = "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"
+# The `GFPGANConfig` arguments of the v1.4 checkpoint (the others at their defaults).
+GFPGAN_V14_CONFIG = {"out_size": 512, "channel_multiplier": 2}
 ORIGINAL_WEIGHT_KEYS = ("params_ema", "params")
 
 
@@ -79,6 +89,24 @@ def convert_original_state_dict(
     if problems:
         raise CheckpointError(f"{source} does not match the model's weights; keys " + "; ".join(problems))
     return {key: original[key].to(expected[key].dtype) for key in expected}
+
+
+def original_checkpoint_path(source: str | Path) -> Path:
+    """A local checkpoint path as given; a URL through facerest's weight cache (`facerest.weights.find_weights`),
+    downloaded the first time."""
+    if str(source).startswith(("http://", "https://")):
+        return find_weights(str(source).rsplit("/", 1)[-1], url=str(source))
+    return Path(source)
+
+
+def convert_original_checkpoint(source: str | Path, config: "GFPGANConfig") -> "GFPGANModel":
+    """A `GFPGANModel` of `config`, in eval mode, holding the official checkpoint `source` (a path, or a URL fetched
+    through the weight cache), converted strictly (`load_original_weights`)."""
+    from .modeling_gfpgan import GFPGANModel  # it imports this module
+
+    model = GFPGANModel(config).eval()
+    load_original_weights(model, original_checkpoint_path(source))
+    return model
 
 
 def load_original_weights(module: nn.Module, path: str | Path) -> None:
