@@ -1,5 +1,6 @@
 """The Gradio demo, app.py, used as a user would: served by `python app.py` in a subprocess, driven in headless
-Chromium (playwright) and through gradio_client; plus its model loading and restore functions without a server.
+Chromium (playwright) and through gradio_client; plus its configuration and interface without a server. The model
+menu and the restore function it calls are the library's, facerest/demo.py, tested in test_demo.py.
 
 The server tests start one server for the module (about 20-30 s here) with tiny random 64 px pipelines, so the
 "restored" faces are colour blobs: what is checked is the plumbing (upload, detection, paste-back, download, API,
@@ -26,6 +27,7 @@ import PIL.Image
 import pytest
 
 from conftest import REPO_ROOT, SHARED, shared_path
+from facerest.demo import load_models
 from tiny_pipelines import save_tiny_pipelines
 
 APP_PATH = REPO_ROOT / "app.py"
@@ -34,7 +36,7 @@ CHROMIUM = Path(os.environ.get("FACEREST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 DETECTOR_WEIGHTS = SHARED / "weights" / "facexlib"
 # The test server refuses inputs above this many pixels, so gfpgan_00.jpg (1297 x 1920 = 2.49 MP) is "too large".
-SERVER_MAX_PIXELS = 2_000_000
+TEST_SERVER_MAX_PIXELS = 2_000_000
 SERVER_START_TIMEOUT_S = 180
 # Allowed growth of the server's resident memory over 20 requests (after 2 warm-up requests). A leak of the
 # photos or results would show as several MB per request and keep growing; measured here: 50-70 MB over the
@@ -84,103 +86,10 @@ def test_model_specs_order_cli_env_default(monkeypatch, tmp_path):
     assert app.model_specs(None, {}) == [str(default)]
 
 
-def test_gan_and_idm_models_make_a_hybrid_sharing_their_weights(tiny_models):
-    registry = app.load_models([str(tiny_models["gfpgan"]), str(tiny_models["idm"])], offer_official=False)
-    assert registry.names == ["gfpgan", "idm", "hybrid"]
-    assert registry.default == "gfpgan"
-    hybrid = registry.pipeline("hybrid")
-    assert hybrid.kind == "hybrid"
-    assert hybrid.restorer is registry.pipeline("gfpgan").restorer
-    assert hybrid.unet is registry.pipeline("idm").unet
-    # a saved hybrid is listed as it is and does not combine further
-    registry = app.load_models([str(tiny_models["hybrid"]), str(tiny_models["gfpgan"])], offer_official=False)
-    assert registry.names == ["hybrid", "gfpgan"]
-
-
-def test_official_gfpgan_offline_is_listed_unavailable_with_the_reason(tiny_models, monkeypatch, tmp_path):
-    monkeypatch.setenv("FACEREST_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    registry = app.load_models([str(tiny_models["gfpgan"])])
-    assert app.OFFICIAL_NAME not in registry.names
-    assert "offline" in registry.unavailable[app.OFFICIAL_NAME]
-
-
-def test_official_gfpgan_is_converted_on_first_use_and_cached(monkeypatch, tmp_path):
-    """The official checkpoint's path through the app, with a tiny GFP-GAN saved in the official format (a
-    `params_ema` dict in a .pth file) under the official file name in facerest's cache."""
-    import torch
-
-    import tiny_pipelines
-    from tiny_pipelines import tiny_restorer
-
-    restorer = tiny_restorer(seed=3)
-    names = ("out_size", "num_style_feat", "channel_multiplier", "narrow")
-    config = {name: getattr(restorer.config, name) for name in names}
-    monkeypatch.setattr(app, "OFFICIAL_CONFIG", config)
-    monkeypatch.setenv("FACEREST_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    torch.save({"params_ema": restorer.state_dict()}, tmp_path / app.OFFICIAL_URL.rsplit("/", 1)[-1])
-
-    registry = app.load_models([], offer_official=True)  # cached checkpoint: offered although offline
-    assert registry.names == [app.OFFICIAL_NAME] and registry.unavailable == {}
-    ours = app.load_models([str(tiny_pipelines.save_tiny_pipelines(tmp_path / "ours")["gfpgan"])], offer_official=True)
-    assert ours.names == [app.OFFICIAL_NAME, "gfpgan"] and ours.default == app.OFFICIAL_NAME  # the best model first
-    assert registry.entry(app.OFFICIAL_NAME).pipeline is None  # nothing converted before it is chosen
-    pipeline = registry.pipeline(app.OFFICIAL_NAME)
-    assert (app.official_gfpgan_dir() / "model_index.json").is_file()
-    for name, tensor in restorer.state_dict().items():
-        assert torch.equal(pipeline.restorer.state_dict()[name], tensor), name
-    (tmp_path / app.OFFICIAL_URL.rsplit("/", 1)[-1]).unlink()  # the converted copy alone is enough now
-    assert app.official_gfpgan_unavailable() is None
-    assert app.load_official_gfpgan().kind == "gfpgan"
-
-
 def test_detector_follows_the_weights_given():
     weights = shared_path("weights", "facexlib", "detection_mobilenet0.25_Final.pth")
     assert app.make_detector(weights.parent).name == "retinaface-mobilenet0.25"
     assert app.make_detector(weights).name == "retinaface-mobilenet0.25"
-
-
-def test_restore_function_messages(tiny_models, detector, tmp_path):
-    registry = app.load_models([str(tiny_models["gfpgan"])], offer_official=False)
-
-    def run(image, **options):
-        return app.restore(registry, detector, image, "gfpgan", output_dir=tmp_path, **options)
-
-    garbage = tmp_path / "notes.jpg"
-    garbage.write_text("not an image")
-    with pytest.raises(app.ImageReadError, match=r"notes\.jpg: not an image file"):
-        run(str(garbage))
-    with pytest.raises(app.FacerestError, match="no image"):
-        run(None)
-    photo = tmp_path / "blank.png"
-    PIL.Image.new("RGB", (300, 200), (120, 130, 140)).save(photo)
-    with pytest.raises(app.ImageReadError, match="too large"):
-        run(str(photo), max_pixels=10_000)
-    with pytest.raises(app.ImageReadError, match="too large for upscale 4"):
-        run(str(photo), upscale=4, max_output_pixels=500_000)
-    with pytest.raises(app.ImageReadError, match="must be square"):
-        run(str(photo), aligned=True)
-    with pytest.raises(app.FacerestError, match="upscale"):
-        run(str(photo), upscale=5)
-
-    result = run(str(photo), upscale=2)  # no face: enlarged only, with a warning and a note
-    assert result.image.size == (600, 400) and result.faces == []
-    assert "No face found" in result.warnings[0]
-    assert "no face found" in result.info
-    with PIL.Image.open(result.png_path) as png:
-        assert png.format == "PNG" and png.size == (600, 400)
-
-    aligned = run(np.full((128, 128, 3), 90, np.uint8), aligned=True, upscale=1)
-    assert aligned.image.size == (128, 128) and len(aligned.faces) == 1
-    assert aligned.details["detector"] is None and "aligned input" in aligned.info
-
-    face = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
-    unchanged = run(face, aligned=True, upscale=1, fidelity=0.0)
-    np.testing.assert_array_equal(np.asarray(unchanged.image), face)
-    assert unchanged.details["fidelity"] == 0.0 and "**Fidelity:** 0" in unchanged.info
-    with pytest.raises(app.FacerestError, match="fidelity must be a number from 0"):
-        run(face, aligned=True, fidelity=1.5)
 
 
 def _data_url(width: int, height: int) -> str:
@@ -204,7 +113,7 @@ def test_a_large_data_url_image_is_refused_before_gradio_decodes_it(tiny_models,
     assert app.data_url_too_large(url, 30_000_000) is None
     assert app.data_url_too_large("data:image/png;base64,bm90IGFuIGltYWdl", 100) is None  # not an image: Gradio says so
 
-    registry = app.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    registry = load_models([str(tiny_models["gfpgan"])], offer_official=False)
     demo = app.build_demo(registry, detector, tmp_path, max_pixels=16_000_000)
     (image_input,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "input-image"]
     decoded = []
@@ -212,20 +121,6 @@ def test_a_large_data_url_image_is_refused_before_gradio_decodes_it(tiny_models,
     with pytest.raises(Exception, match="image too large: 6000x4000") as error:
         image_input.preprocess(ImageData(url=url))
     assert type(error.value).__name__ == "Error" and decoded == []
-
-
-def test_a_detector_fallback_is_one_short_note_and_long_seeds_are_refused_briefly(tiny_models, tmp_path):
-    registry = app.load_models([str(tiny_models["gfpgan"])], offer_official=False)
-    fallback = app.FaceDetector("mtcnn")
-    fallback.fallback_reason = "RetinaFace weights unavailable (needs detection_Resnet50_Final.pth; looked in: " + "/a/b, " * 20 + ")"
-    photo = np.full((200, 300, 3), 120, np.uint8)
-    result = app.restore(registry, fallback, photo, "gfpgan", upscale=1, output_dir=tmp_path)
-    assert "**Detector:** mtcnn (RetinaFace weights not found: faces found with MTCNN)" in result.info
-    assert result.details["detector_note"] == "RetinaFace weights not found: faces found with MTCNN"
-    assert "looked in" not in result.info
-    with pytest.raises(app.FacerestError) as error:
-        app.restore(registry, fallback, photo, "gfpgan", seed=10**300, output_dir=tmp_path)
-    assert str(error.value) == f"seed must be a whole number from 0 to {2**63 - 1}, got a number of 301 digits"
 
 
 # ------------------------------------------------------------------------------------- the served app
@@ -264,7 +159,7 @@ def _start_server(model_args: list[str], work: Path):
         env[app.DETECTOR_WEIGHTS_ENV] = str(DETECTOR_WEIGHTS)
     command = [
         sys.executable, str(APP_PATH), *model_args,
-        "--host", "127.0.0.1", "--port", str(port), "--max-pixels", str(SERVER_MAX_PIXELS),
+        "--host", "127.0.0.1", "--port", str(port), "--max-pixels", str(TEST_SERVER_MAX_PIXELS),
     ]
     log = work / "server.log"
     with open(log, "wb") as log_file:
