@@ -181,7 +181,7 @@ def _restore(args) -> int:
     from .errors import ImageReadError
     from .metrics import resolve_device
     from .output_folders import check_writable_folder, mark_output_folder
-    from .pipeline import DEFAULT_FIDELITY, FaceRestorePipeline
+    from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
 
     source, output = Path(args.input), Path(args.output)
     _check_restore_output(source, output)
@@ -325,6 +325,7 @@ def _compare(args) -> int:
     from .compare import compare_models
     from .metrics import format_markdown_table, write_table
     from .output_folders import check_writable_folder
+    from .pipeline import MAX_SEED
 
     models = {}
     for entry in args.model:
@@ -355,7 +356,6 @@ def _compare(args) -> int:
     return 0
 
 
-MAX_SEED = 2**63 - 1  # the largest seed torch.Generator.manual_seed takes
 
 
 def _check_whole(option: str, value: int, low: int, high: int | None = None) -> None:

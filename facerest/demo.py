@@ -30,14 +30,13 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .cli import MAX_SEED
 from .errors import FacerestError, ImageReadError, shown_value
 from .faces import FaceDetector
 from .images import load_image
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
 from .pipeline import (
-    DEFAULT_FIDELITY, DEFAULT_HYBRID_STRENGTH, DEFAULT_INFERENCE_STEPS, DEFAULT_STRENGTHS, MAX_UPSCALE,
+    DEFAULT_FIDELITY, DEFAULT_HYBRID_STRENGTH, DEFAULT_INFERENCE_STEPS, DEFAULT_STRENGTHS, MAX_SEED, MAX_UPSCALE,
     FaceRestorePipeline, FaceRestorePipelineOutput,
 )
 from .weights import cache_dir, is_offline

@@ -44,6 +44,7 @@ DEFAULT_HYBRID_STRENGTH = 0.3
 # starts from pure noise; GFP-GAN alone samples nothing and takes no strength.
 DEFAULT_STRENGTHS = {"gfpgan": None, "idm": 1.0, "hybrid": DEFAULT_HYBRID_STRENGTH}
 MAX_UPSCALE = 4
+MAX_SEED = 2**63 - 1  # the largest seed torch.Generator.manual_seed takes
 # IDM steps of the full schedule when neither the call nor the saved pipeline (`default_inference_steps`) says.
 DEFAULT_INFERENCE_STEPS = 25
 # How much of the model's change to a face is kept: 0 returns the input face, 1 the full restoration.
