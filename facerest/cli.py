@@ -164,12 +164,34 @@ def _make_testset(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .metrics import evaluate_cli
+    """Print the table and notes, write ``<out>.md`` and ``<out>.csv``; exit status 1 when images were skipped or
+    no metric could be computed."""
+    from .metrics import METRIC_COLUMNS, UNAVAILABLE, evaluate_folders
+    from .output_folders import check_writable_folder
 
     _check_whole("--batch-size", args.batch_size, 1)
     if args.metrics:  # "psnr ssim" and "psnr,ssim" alike
         args.metrics = [name for entry in args.metrics for name in entry.split(",") if name]
-    return evaluate_cli(args)
+    restored = Path(args.restored).resolve()
+    out = Path(args.out) if args.out else restored.parent / f"{restored.name}_metrics"
+    check_writable_folder(out.parent, "folder of --out")  # before the metrics run, not after
+    evaluation = evaluate_folders(
+        args.restored, args.gt, metrics=args.metrics, device=args.device, fid_stats=args.fid_stats,
+        weights_dirs=args.weights_dir, batch_size=args.batch_size,
+    )  # fmt: skip
+    markdown_path, csv_path = evaluation.write(out)
+    print(evaluation.markdown(), end="")
+    timings = ", ".join(f"{name} {seconds:.2f}" for name, seconds in evaluation.seconds.items())
+    print(f"seconds per metric (loading and scoring): {timings}")
+    print(f"wrote {markdown_path} and {csv_path}")
+    scored = [value for column, value in evaluation.rows[0].items() if column in METRIC_COLUMNS.values()]
+    problems = [f"{len(evaluation.skipped)} images skipped"] if evaluation.skipped else []
+    if all(value == UNAVAILABLE for value in scored):
+        problems.append("no metric could be computed")
+    if problems:
+        print(f"incomplete evaluation: {'; '.join(problems)} (see the notes above)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _restore(args) -> int:
@@ -179,7 +201,7 @@ def _restore(args) -> int:
     from tqdm.auto import tqdm
 
     from .errors import ImageReadError
-    from .metrics import resolve_device
+    from .devices import resolve_device
     from .output_folders import check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
 
@@ -323,7 +345,6 @@ def _compare(args) -> int:
     import torch
 
     from .compare import compare_models
-    from .metrics import format_markdown_table, write_table
     from .output_folders import check_writable_folder
     from .pipeline import MAX_SEED
 
@@ -348,10 +369,8 @@ def _compare(args) -> int:
         testset, models, out, steps=steps, strength=args.strength, seed=args.seed, device=args.device,
         dtype=getattr(torch, DTYPES[args.dtype]), weights_dirs=args.weights_dir, batch_size=args.batch_size,
     )
-    markdown_path, csv_path = write_table(comparison.columns, comparison.rows, out, comparison.notes)
-    print(format_markdown_table(comparison.columns, comparison.rows))
-    for note in comparison.notes:
-        print(f"- {note}")
+    markdown_path, csv_path = comparison.write(out)
+    print(comparison.markdown(), end="")
     print(f"wrote {markdown_path}, {csv_path} and the restored faces under {out}/")
     return 0
 

@@ -3,7 +3,7 @@
 Each model restores the aligned degraded faces of ``TESTSET/lq`` (GFP-GAN once; IDM and hybrids once per step
 count) as ``python -m facerest restore --aligned`` does (the pipeline's aligned path, default fidelity), the
 restored faces are written to a folder per row, and each folder is scored against ``TESTSET/hq`` by
-``facerest.metrics.evaluate_folders``, with the same metrics and the same handling of missing weights as
+``facerest.evaluation.restore_and_score``, with the same metrics and the same handling of missing weights as
 ``python -m facerest evaluate``. A last column gives the restoration time per face.
 """
 
@@ -11,29 +11,20 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 
+from .devices import resolve_device
 from .errors import FacerestError
-from .images import load_image, pair_by_stem, save_image
-from .metrics import METRIC_COLUMNS, Row, evaluate_folders
-from .metrics import resolve_device
+from .evaluation import aligned_restorer, restore_and_score
+from .images import pair_by_stem
+from .metrics import METRIC_COLUMNS, evaluate_folders
 from .pipeline import FaceRestorePipeline
+from .table import Row, Table
 
 SECONDS_COLUMN = "Seconds per face"
-
-
-@dataclass
-class Comparison:
-    """The comparison table (a row per method) and the notes for under it."""
-
-    columns: list[str]
-    rows: list[Row]
-    notes: list[str] = field(default_factory=list)
 
 
 def compare_models(
@@ -48,7 +39,7 @@ def compare_models(
     weights_dirs: Sequence[os.PathLike] = (),
     batch_size: int = 8,
     progress: bool = True,
-) -> Comparison:
+) -> Table:
     """
     Restore the test set with each model and score every result the way ``evaluate`` does.
 
@@ -78,16 +69,13 @@ def compare_models(
         raise FacerestError(f"step counts must be positive, got {list(steps)}")
     device = resolve_device(device)
 
-    def score(method: str, images_dir: Path) -> tuple[list[Row], list[str]]:
-        """The method's row, then the ground truth's (NIQE only, when NIQE is computed), and the notes."""
-        evaluation = evaluate_folders(
-            images_dir, hq_dir, device=device, weights_dirs=weights_dirs, batch_size=batch_size
-        )
+    def named(method: str, evaluation) -> list[Row]:
+        """The evaluation's rows named by method: the method's, then the ground truth's (NIQE only, when computed)."""
         names = [method, *["ground truth"] * (len(evaluation.rows) - 1)]
-        rows = [{"Method": name, **_without_images(row)} for name, row in zip(names, evaluation.rows)]
-        return rows, evaluation.notes
+        return [{"Method": name, **_without_images(row)} for name, row in zip(names, evaluation.rows)]
 
-    rows, notes = score("degraded input", lq_dir)
+    evaluation = evaluate_folders(lq_dir, hq_dir, device=device, weights_dirs=weights_dirs, batch_size=batch_size)
+    rows, notes = named("degraded input", evaluation), list(evaluation.notes)
     folders: dict[Path, str] = {}
     for name, model in models.items():
         if not isinstance(model, FaceRestorePipeline):
@@ -99,23 +87,18 @@ def compare_models(
                 raise FacerestError(f"the rows {folders[images_dir]!r} and {method!r} would share the folder {images_dir}")
             folders[images_dir] = method
             generator = torch.Generator("cpu").manual_seed(seed)
-
-            def restore(faces: list) -> list:
-                return pipeline(
-                    faces, aligned=True, num_inference_steps=step_count, strength=run_strength, generator=generator,
-                    output_type="np", progress=progress,
-                ).images  # fmt: skip
-
-            seconds = _restore_testset(restore, pairs, images_dir, batch_size, device)
-            method_rows, row_notes = score(method, images_dir)
-            rows.append({**method_rows[0], SECONDS_COLUMN: seconds / len(pairs)})
-            notes += row_notes
+            restore = aligned_restorer(pipeline, step_count, run_strength, generator, progress)
+            evaluation = restore_and_score(
+                restore, testset_dir, images_dir, device=device, weights_dirs=weights_dirs, batch_size=batch_size
+            )
+            rows.append({**named(method, evaluation)[0], SECONDS_COLUMN: evaluation.restore_seconds / len(pairs)})
+            notes += evaluation.notes
 
     metric_columns = [column for column in METRIC_COLUMNS.values() if any(column in row for row in rows)]
     columns = ["Method", "Count", *metric_columns, SECONDS_COLUMN]
     notes = list(dict.fromkeys(notes))  # each row's evaluation repeats the notes on unavailable metrics
     notes.append(f"{SECONDS_COLUMN}: restoration only, on {device} in {str(dtype).removeprefix('torch.')}, seed {seed}")
-    return Comparison(columns=columns, rows=rows, notes=notes)
+    return Table(columns=columns, rows=rows, notes=notes)
 
 
 def _load(source: str | os.PathLike, dtype: torch.dtype) -> FaceRestorePipeline:
@@ -135,27 +118,6 @@ def _runs(name: str, kind: str, steps: Sequence[int], strength: float | None):
         return [(f"{name} ({count} steps)", count, 1.0) for count in steps]
     label = "" if strength is None else f", strength {strength:g}"
     return [(f"{name} ({count} steps{label})", count, strength) for count in steps]
-
-
-def _restore_testset(restore, pairs, images_dir: Path, batch_size: int, device: torch.device) -> float:
-    """Restore the LQ faces in batches, write them as ``<name>.png`` (at their input size); the restoration
-    seconds."""
-    seconds = 0.0
-    for start in range(0, len(pairs), batch_size):
-        batch = [(lq_path.stem, load_image(lq_path)) for lq_path, _ in pairs[start : start + batch_size]]
-        _synchronize(device)
-        started = time.perf_counter()
-        restored = restore([image for _, image in batch])
-        _synchronize(device)
-        seconds += time.perf_counter() - started
-        for (stem, _), face in zip(batch, restored):
-            save_image(face, images_dir / f"{stem}.png")
-    return seconds
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _without_images(row: Row) -> Row:

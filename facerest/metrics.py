@@ -24,16 +24,14 @@ their numbers are not comparable with published ones.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import cv2
 import numpy as np
@@ -44,9 +42,11 @@ from scipy.ndimage import convolve
 from scipy.special import gamma
 from torch import nn
 
+from .devices import resolve_device
 from .errors import FacerestError, ImageReadError
-from .images import image_to_tensor, list_images, load_image, pair_by_stem, tensor_to_image
+from .images import image_to_tensor, list_images, load_image, pair_by_stem, resize_square, tensor_to_image
 from .models.arcface import ArcFaceResNet18
+from .table import Row, Table
 from .weights import find_weights, torch_hub_checkpoints_dir
 
 logger = logging.getLogger(__name__)
@@ -534,49 +534,6 @@ def identity_angle(restored: Images, gt: Images, arcface: ArcFaceResNet18, batch
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Tables
-# ----------------------------------------------------------------------------------------------------------------
-
-Row = dict[str, Union[float, int, str, None]]
-
-
-def _format_cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def format_markdown_table(columns: Sequence[str], rows: Sequence[Row]) -> str:
-    """Rows (dicts keyed by column; missing or ``None`` cells print as ``-``) as Markdown, floats to 4 places."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_format_cell(row.get(column)) for column in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def write_table(
-    columns: Sequence[str], rows: Sequence[Row], out: str | os.PathLike, notes: Sequence[str] = ()
-) -> tuple[Path, Path]:
-    """Write ``out.md`` (the Markdown table, then the notes as a list) and ``out.csv`` (full precision, empty cells)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path, csv_path = out.with_name(out.name + ".md"), out.with_name(out.name + ".csv")
-    markdown = format_markdown_table(columns, rows) + "\n"
-    if notes:
-        markdown += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
-    try:
-        markdown_path.write_text(markdown, encoding="utf-8")
-        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            writer.writerows([["" if row.get(column) is None else row.get(column) for column in columns] for row in rows])
-    except OSError as error:
-        raise FacerestError(f"cannot write the table to {markdown_path} and {csv_path.name}: {error.strerror or error}") from None
-    return markdown_path, csv_path
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Folder evaluation
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -595,15 +552,13 @@ UNAVAILABLE = "unavailable"
 
 
 @dataclass
-class Evaluation:
-    """A metrics table: columns, rows (restored folder, then ground truth), notes for under it, seconds per metric,
-    and the files skipped."""
+class Evaluation(Table):
+    """A metrics table (rows: the restored images, then the ground truth's NIQE), with seconds per metric, the
+    files skipped, and the restoration's seconds when the images were restored by ``restore_and_score``."""
 
-    columns: list[str]
-    rows: list[Row]
-    notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # unusable files and why (also in the notes)
+    restore_seconds: float | None = None
 
 
 class _MeanScorer:
@@ -664,7 +619,28 @@ def evaluate_folders(
     ``FacerestError`` for a missing or empty folder, file names that differ, an unknown or inapplicable metric.
     """
     pairs = _pair_files(restored_dir, gt_dir)
-    names = _choose_metrics(metrics, has_gt=gt_dir is not None, has_fid_stats=fid_stats is not None)
+    batches = ((batch.restored, batch.gt, batch.skipped) for batch in read_pairs_in_batches(pairs, batch_size))
+    return score_batches(
+        batches, str(restored_dir), None if gt_dir is None else f"{gt_dir} (ground truth)", metrics=metrics,
+        device=device, fid_stats=fid_stats, weights_dirs=weights_dirs, batch_size=batch_size,
+    )  # fmt: skip
+
+
+def score_batches(
+    batches: Iterable[tuple[list[np.ndarray], list[np.ndarray] | None, list[tuple[Path, str]]]],
+    images: str,
+    gt: str | None = None,
+    metrics: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    fid_stats: str | os.PathLike | None = None,
+    weights_dirs: Sequence[os.PathLike] = (),
+    batch_size: int = 16,
+    niqe_size: int | None = None,
+) -> Evaluation:
+    """The metrics table of ``(restored, gt, skipped)`` batches (``gt`` None without ground truth), as
+    ``evaluate_folders`` describes; ``images`` and ``gt`` name the two rows. With ``niqe_size``, NIQE scores the
+    images enlarged (bicubic) to that size, for faces smaller than NIQE's two 96-px blocks."""
+    names = _choose_metrics(metrics, has_gt=gt is not None, has_fid_stats=fid_stats is not None)
     extra_dirs = tuple(map(Path, weights_dirs))
     torch_device = resolve_device(device)
     scorers: dict[tuple[str, str], object] = {}  # (metric name, "restored" or "gt" row) -> scorer
@@ -684,7 +660,7 @@ def evaluate_folders(
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
 
     def build(name: str) -> None:
-        built = _build_scorers(name, gt_dir is not None, torch_device, extra_dirs, fid_stats, batch_size)
+        built = _build_scorers(name, gt is not None, torch_device, extra_dirs, fid_stats, batch_size, niqe_size)
         scorers.update({(name, row): scorer for row, scorer in built})
 
     for name in list(names):
@@ -694,20 +670,20 @@ def evaluate_folders(
         timed("lpips-random", lambda: build("lpips-random"))
 
     skipped, count = [], 0
-    for restored, gt, bad in _read_in_batches(pairs, batch_size):
+    for restored, gt_images, bad in batches:
         skipped += bad
         count += len(restored)
         for key in list(scorers):
             if restored and key in scorers:  # a metric may have been dropped after its other row failed
-                timed(key[0], lambda: scorers[key].update(restored, gt))
+                timed(key[0], lambda: scorers[key].update(restored, gt_images))
     if count == 0:
         listed = "; ".join(f"{path.name}: {reason}" for path, reason in skipped)
-        raise FacerestError(f"no usable images in {restored_dir} ({listed})")
+        raise FacerestError(f"no usable images in {images} ({listed})")
 
-    rows: dict[str, Row] = {"restored": {"Images": str(restored_dir), "Count": count}}
+    rows: dict[str, Row] = {"restored": {"Images": images, "Count": count}}
     rows["restored"].update({METRIC_COLUMNS[name]: UNAVAILABLE for name in names})
-    if gt_dir is not None and "niqe" in names:
-        rows["gt"] = {"Images": f"{gt_dir} (ground truth)", "Count": count, METRIC_COLUMNS["niqe"]: UNAVAILABLE}
+    if gt is not None and "niqe" in names:
+        rows["gt"] = {"Images": gt, "Count": count, METRIC_COLUMNS["niqe"]: UNAVAILABLE}
     for key in list(scorers):
         value = timed(key[0], scorers[key].result) if key in scorers else None
         if key in scorers:
@@ -715,52 +691,6 @@ def evaluate_folders(
     notes += [f"skipped {path}: {reason}" for path, reason in skipped]
     columns = ["Images", "Count", *(METRIC_COLUMNS[name] for name in names)]
     return Evaluation(columns=columns, rows=list(rows.values()), notes=notes, seconds=seconds, skipped=skipped)
-
-
-def evaluate_cli(args) -> int:
-    """``python -m facerest evaluate``: print the table and notes, write ``<out>.md`` and ``<out>.csv``.
-
-    The exit status is 1 when images were skipped or no metric could be computed, else 0.
-    """
-    from .output_folders import check_writable_folder
-
-    restored = Path(args.restored).resolve()
-    out = Path(args.out) if args.out else restored.parent / f"{restored.name}_metrics"
-    check_writable_folder(out.parent, "folder of --out")  # before the metrics run, not after
-    evaluation = evaluate_folders(
-        args.restored,
-        args.gt,
-        metrics=args.metrics,
-        device=args.device,
-        fid_stats=args.fid_stats,
-        weights_dirs=args.weights_dir,
-        batch_size=args.batch_size,
-    )
-    markdown_path, csv_path = write_table(evaluation.columns, evaluation.rows, out, evaluation.notes)
-    print(format_markdown_table(evaluation.columns, evaluation.rows))
-    for note in evaluation.notes:
-        print(f"- {note}")
-    timings = ", ".join(f"{name} {seconds:.2f}" for name, seconds in evaluation.seconds.items())
-    print(f"seconds per metric (loading and scoring): {timings}")
-    print(f"wrote {markdown_path} and {csv_path}")
-    scored = [value for column, value in evaluation.rows[0].items() if column in METRIC_COLUMNS.values()]
-    problems = [f"{len(evaluation.skipped)} images skipped"] if evaluation.skipped else []
-    if all(value == UNAVAILABLE for value in scored):
-        problems.append("no metric could be computed")
-    if problems:
-        print(f"incomplete evaluation: {'; '.join(problems)} (see the notes above)", file=sys.stderr)
-        return 1
-    return 0
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The torch device named by ``device``; ``None`` picks cuda when available, else the cpu."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise FacerestError(f"unknown device {device!r}: {error}") from None
 
 
 def _choose_metrics(metrics: Sequence[str] | None, has_gt: bool, has_fid_stats: bool) -> list[str]:
@@ -781,7 +711,8 @@ def _choose_metrics(metrics: Sequence[str] | None, has_gt: bool, has_fid_stats: 
 
 
 def _build_scorers(
-    name: str, has_gt: bool, device: torch.device, extra_dirs: tuple[Path, ...], fid_stats, batch_size: int
+    name: str, has_gt: bool, device: torch.device, extra_dirs: tuple[Path, ...], fid_stats, batch_size: int,
+    niqe_size: int | None = None,
 ):
     """``(row, scorer)`` pairs for one metric: the restored row, plus the ground-truth row for NIQE."""
     if name == "psnr":
@@ -790,8 +721,12 @@ def _build_scorers(
         return [("restored", _MeanScorer(ssim))]
     if name == "niqe":
         params = load_niqe_params(extra_dirs=extra_dirs)
-        scorers = [("restored", _MeanScorer(lambda restored, gt: niqe(restored, params)))]
-        return scorers + ([("gt", _MeanScorer(lambda restored, gt: niqe(gt, params)))] if has_gt else [])
+
+        def score(images: list[np.ndarray]) -> np.ndarray:
+            return niqe(images if niqe_size is None else [resize_square(image, niqe_size) for image in images], params)
+
+        scorers = [("restored", _MeanScorer(lambda restored, gt: score(restored)))]
+        return scorers + ([("gt", _MeanScorer(lambda restored, gt: score(gt)))] if has_gt else [])
     if name in ("lpips", "lpips-random"):
         model = load_lpips(random_backbone=name == "lpips-random", device=device, extra_dirs=extra_dirs)
         return [("restored", _MeanScorer(lambda restored, gt: lpips_distance(restored, gt, model, batch_size)))]
@@ -812,25 +747,38 @@ def _pair_files(restored_dir, gt_dir) -> list[tuple[Path, Path | None]]:
     return pair_by_stem(restored_dir, gt_dir)
 
 
-def _read_in_batches(pairs: list[tuple[Path, Path | None]], batch_size: int):
-    """Yield ``(restored, gt, skipped)`` per batch of pairs, ``gt`` None when there is no ground truth.
+@dataclass
+class PairBatch:
+    """One batch of readable pairs: their names (file stems), the images, the ground truth (None without it), and
+    the pairs left out as (path, reason)."""
+
+    names: list[str]
+    restored: list[np.ndarray]
+    gt: list[np.ndarray] | None
+    skipped: list[tuple[Path, str]]
+
+
+def read_pairs_in_batches(pairs: Sequence[tuple[Path, Path | None]], batch_size: int) -> Iterator[PairBatch]:
+    """The pairs read in batches of ``batch_size``, ``gt`` None when there is no ground truth.
 
     A pair with an unusable file (or two sizes) is left out and listed in ``skipped`` as (path, reason).
     """
     has_gt = bool(pairs) and pairs[0][1] is not None
     for start in range(0, len(pairs), batch_size):
-        restored, gt, skipped = [], [], []
+        batch = PairBatch([], [], [] if has_gt else None, [])
         for restored_path, gt_path in pairs[start : start + batch_size]:
             try:
                 image = load_image(restored_path)
                 gt_image = load_image(gt_path) if has_gt else None
             except ImageReadError as error:
-                skipped.append((Path(error.source), error.reason))
+                batch.skipped.append((Path(error.source), error.reason))
                 continue
             if has_gt and gt_image.shape != image.shape:
                 sizes = f"{image.shape[1]}x{image.shape[0]} vs {gt_image.shape[1]}x{gt_image.shape[0]}"
-                skipped.append((restored_path, f"its size differs from the ground truth {gt_path.name} ({sizes})"))
+                batch.skipped.append((restored_path, f"its size differs from the ground truth {gt_path.name} ({sizes})"))
                 continue
-            restored.append(image)
-            gt.append(gt_image)
-        yield restored, (gt if has_gt else None), skipped
+            batch.names.append(restored_path.stem)
+            batch.restored.append(image)
+            if has_gt:
+                batch.gt.append(gt_image)
+        yield batch

@@ -241,19 +241,6 @@ def test_identity_angle_is_zero_for_the_same_face_and_in_degrees(faces, random_a
     assert np.all((angles > 0) & (angles <= 180))
 
 
-# Tables -----------------------------------------------------------------------------------------------------------
-
-
-def test_table_writes_markdown_and_csv(tmp_path):
-    columns = ["Method", "PSNR↑ (RGB)", "s/face"]
-    rows = [{"Method": "gfpgan", "PSNR↑ (RGB)": 25.123456, "s/face": 0.5}, {"Method": "lq", "s/face": None}]
-    markdown_path, csv_path = metrics.write_table(columns, rows, tmp_path / "table", notes=["a note"])
-    markdown = markdown_path.read_text(encoding="utf-8")
-    assert "| gfpgan | 25.1235 | 0.5000 |" in markdown and "| lq | - | - |" in markdown and "- a note" in markdown
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        assert list(csv.reader(handle)) == [columns, ["gfpgan", "25.123456", "0.5"], ["lq", "", ""]]
-
-
 # Folder evaluation ------------------------------------------------------------------------------------------------
 
 

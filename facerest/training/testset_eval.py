@@ -1,7 +1,8 @@
 """Score a restorer on a paired test set (``lq/`` and ``hq/`` folders, as written by ``facerest.data.make_testset``).
 
 Model-agnostic: the restorer is any callable mapping a batch of degraded faces to restored faces, both
-``(N, 3, R, R)`` float tensors in [-1, 1]. Used for the periodic and final evaluations of the training scripts.
+``(N, 3, R, R)`` float tensors in [-1, 1]. Used for the periodic and final evaluations of the training scripts;
+the restoring and scoring are ``facerest.evaluation.restore_and_score``'s.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from typing import Callable, Union
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ..data import PairedFolderDataset
-from ..errors import FacerestError
-from ..images import save_image, tensor_to_image
-from ..metrics import psnr, ssim
+from ..evaluation import restore_and_score
+from ..images import image_to_tensor, tensor_to_image
+from ..metrics import METRIC_COLUMNS
 
 Restorer = Callable[[torch.Tensor], torch.Tensor]
+_SCORES = {"psnr": METRIC_COLUMNS["psnr"], "ssim": METRIC_COLUMNS["ssim"]}
 
 
 def evaluate_testset(
@@ -39,29 +39,20 @@ def evaluate_testset(
     SSIM (RGB in [0, 255], see ``facerest.metrics``) of the restored faces against the ground truth, and of the
     degraded inputs against the ground truth.
     """
-    testset_dir, output_dir = Path(testset_dir), Path(output_dir)
-    if batch_size < 1:
-        raise FacerestError(f"batch_size must be a positive integer, got {batch_size}")
-    dataset = PairedFolderDataset(testset_dir / "lq", testset_dir / "hq", resolution=resolution)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
-    scores = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
-    names = iter(dataset.names)
-    for lq, hq in loader:
-        with torch.no_grad():
-            restored = restore(lq)
-        if restored.shape != hq.shape:
-            raise FacerestError(
-                f"the restorer returned shape {tuple(restored.shape)} for test faces of shape {tuple(hq.shape)}; "
-                "pass the model's resolution to resize the test set"
-            )
-        for image in restored:
-            save_image(tensor_to_image(image), output_dir / f"{next(names)}.png")
-        scores["psnr"].append(psnr(restored, hq))
-        scores["ssim"].append(ssim(restored, hq))
-        scores["input_psnr"].append(psnr(lq, hq))
-        scores["input_ssim"].append(ssim(lq, hq))
+    @torch.no_grad()
+    def restore_images(faces: list[np.ndarray]) -> list[np.ndarray]:
+        return [tensor_to_image(face) for face in restore(torch.stack([image_to_tensor(face) for face in faces]))]
 
-    result = {"num_images": len(dataset), **{key: float(np.mean(np.concatenate(values))) for key, values in scores.items()}}
-    (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    scored = {}
+    for prefix, restorer, folder in (("", restore_images, output_dir), ("input_", lambda faces: faces, None)):
+        evaluation = restore_and_score(
+            restorer, testset_dir, folder, metrics=list(_SCORES), resolution=resolution, batch_size=batch_size, device="cpu"
+        )
+        row = evaluation.rows[0]
+        scored["num_images"] = row["Count"]
+        scored.update({prefix + name: float(row[column]) for name, column in _SCORES.items()})
+    result = {key: scored[key] for key in ("num_images", "psnr", "ssim", "input_psnr", "input_ssim")}
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    Path(output_dir, "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
