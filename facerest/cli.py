@@ -19,7 +19,14 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m facerest", description="Blind face restoration.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in (_add_make_testset_parser, _add_evaluate_parser, _add_restore_parser, _add_compare_parser,
+                       _add_bench_parser):
+        add_parser(commands)
+    return parser
 
+
+def _add_make_testset_parser(commands) -> None:
+    """``make-testset``: degrade HQ faces into a paired test set."""
     testset = commands.add_parser(
         "make-testset",
         help="degrade a folder of HQ faces into a paired LQ/HQ test set (CelebA-Test style)",
@@ -37,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     testset.set_defaults(handler=_make_testset)
 
+
+def _add_evaluate_parser(commands) -> None:
+    """``evaluate``: score restored faces."""
     evaluate = commands.add_parser(
         "evaluate",
         help="score restored faces: LPIPS, FID, NIQE, PSNR, SSIM, identity",
@@ -64,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     evaluate.set_defaults(handler=_evaluate)
 
+
+def _add_restore_parser(commands) -> None:
+    """``restore``: restore a photo or a folder."""
     restore = commands.add_parser(
         "restore",
         help="restore the faces of a photo or a folder of photos",
@@ -114,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--strict", action="store_true", help="count a photo without a face as failed")
     restore.set_defaults(handler=_restore)
 
+
+def _add_compare_parser(commands) -> None:
+    """``compare``: models on a paired test set."""
     compare = commands.add_parser(
         "compare",
         help="compare models on a paired test set (from make-testset): one table row per method",
@@ -142,8 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     compare.add_argument("--dtype", choices=DTYPES, default="fp32", help="model precision (default fp32)")
     compare.set_defaults(handler=_compare)
-    _add_bench_parser(commands)
-    return parser
 
 
 def _make_testset(args) -> int:
@@ -385,89 +399,36 @@ def _check_whole(option: str, value: int, low: int, high: int | None = None) -> 
     raise FacerestError(f"{option} must be a whole number {limits}, got {shown_value(value)}")
 
 
-# The bench's parts, in run order (facerest.bench.SECTIONS; not imported here, to keep the CLI's start light).
-BENCH_SECTIONS = ("matmul", "gfpgan", "photos", "idm", "training", "quality", "memory")
-
-
 def _add_bench_parser(commands) -> None:
-    import os
-
-    shared = os.environ.get("FACEREST_SHARED", str(Path(__file__).resolve().parents[1].parent / "shared"))
-    official_python = os.environ.get("FACEREST_OFFICIAL_PYTHON", "/tmp/official-env/bin/python")
-    bench = commands.add_parser(
+    """``bench`` is listed here but parsed by the benchmark itself (``python -m bench``), which ships with the
+    source repository, not with the library."""
+    commands.add_parser(
         "bench",
-        help="time the models and the whole-photo pipeline, side by side with the official GFP-GAN",
-        description="Prints one table per part and writes them, with the machine and versions, to --out "
-        "(default BENCHMARKS.md) and a quality-against-steps plot beside it. About 15 minutes on 2 CPU cores; "
-        "--quick: tiny networks, about a minute.",
+        add_help=False,
+        help="time the models and the whole-photo pipeline, side by side with the official GFP-GAN "
+        "(from a source checkout; see python -m facerest bench --help)",
     )
-    bench.add_argument("--quick", action="store_true", help="tiny networks and few repeats (for tests)")
-    bench.add_argument("--out", default="BENCHMARKS.md", help="the report to write (default BENCHMARKS.md)")
-    bench.add_argument("--plot", help="the quality-against-steps plot (default: beside --out, <stem>_quality.png)")
-    bench.add_argument("--sections", nargs="+", choices=BENCH_SECTIONS, default=list(BENCH_SECTIONS),
-                       metavar="PART", help=f"parts to run (default all): {', '.join(BENCH_SECTIONS)}")
-    bench.add_argument("--shared", default=shared, help="the shared data folder (default %(default)s)")
-    bench.add_argument("--photos", help="whole photos (default SHARED/data/whole_imgs)")
-    bench.add_argument("--detector-weights", help="folder with detection_mobilenet0.25_Final.pth (default SHARED/weights/facexlib)")
-    bench.add_argument("--testset", help="paired test set for the quality part (default runs/testset64, else made)")
-    bench.add_argument("--train-data", help="HQ faces for the training part (default SHARED/data/ffhq256/train)")
-    bench.add_argument("--gfpgan", help="trained 64-px GFP-GAN (saved pipeline or train_gfpgan.py output) for the quality part")
-    bench.add_argument("--idm", help="trained 64-px IDM (saved pipeline or train_idm.py output) for the quality part")
-    bench.add_argument("--default-model", help="the shipped default pipeline, timed per face beside the GFP-GAN "
-                       "forward pass (default models/default when that folder exists)")
-    bench.add_argument("--official-python", default=official_python,
-                       help="interpreter of the environment with the official gfpgan package ('none' to skip; "
-                       "default %(default)s, or $FACEREST_OFFICIAL_PYTHON)")
-    bench.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    bench.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    bench.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile on a CPU)")
-    bench.add_argument("--quality-faces", type=int, help="test faces scored per row (default 16; 4 with --quick)")
-    bench.add_argument("--memory-photos", type=int, help="photos in the bounded-memory run (default 100; 10 with --quick)")
-    bench.add_argument("--repeats", type=int, help="timed repeats per measurement (default 3; 2 with --quick)")
-    bench.add_argument("--work-dir", help="keep the intermediate files here (default: a temporary folder)")
-    bench.set_defaults(handler=_bench)
 
 
-def _bench(args) -> int:
-    from .bench import BenchOptions, run_benchmarks, write_report
+def _bench(arguments: list[str]) -> int:
+    """Run ``python -m bench ARGUMENTS`` from the working directory when it holds the repository's bench package."""
+    import subprocess
 
-    paths = ("out", "plot", "shared", "photos", "detector_weights", "testset", "train_data", "gfpgan", "idm",
-             "default_model", "work_dir")
-    values = {name: (Path(getattr(args, name)) if getattr(args, name) else None) for name in paths}
-    options = BenchOptions(
-        quick=args.quick, sections=args.sections, official_python=args.official_python, threads=args.threads,
-        device=args.device, compile=args.compile, quality_faces=args.quality_faces, memory_photos=args.memory_photos,
-        repeats=args.repeats, command=_bench_command(args), **values,
-    )
-    report = run_benchmarks(options)
-    path = write_report(report, options.out)
-    print(report.markdown())
-    print(f"wrote {path}" + (f" and {report.plot}" if report.plot else ""))
-    return 0
-
-
-def _bench_command(args) -> str:
-    """The bench's command line as given (options left at their defaults omitted)."""
-    import shlex
-
-    defaults = vars(build_parser().parse_args(["bench"]))
-    words = ["python", "-m", "facerest", "bench"]
-    for name, value in vars(args).items():
-        if name in ("command", "handler") or value == defaults.get(name):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, list):
-            words += [flag, *map(str, value)]
-        else:
-            words += [flag, str(value)]
-    return shlex.join(words)
+    if not (Path.cwd() / "bench" / "__main__.py").is_file():
+        raise FacerestError(
+            "the benchmark ships with the source repository, not with the library: run python -m facerest bench "
+            "(or python -m bench) from the root of a facerest checkout"
+        )
+    # `python -m` puts the working directory first on the path: the checkout's bench and facerest are run
+    return subprocess.run([sys.executable, "-m", "bench", "--prog", "python -m facerest bench", *arguments]).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["bench"]:
+            return _bench(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except FacerestError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""``python -m facerest bench --quick``: the report's structure (never its timings: speed is measured by the bench,
-not by tests). One quick run, without the official environment (its rows must then say "not installed")."""
+"""``python -m facerest bench --quick`` (the repository's ``bench`` package): the report's structure (never its
+timings: speed is measured by the bench, not by tests). One quick run, without the official environment (its rows
+must then say "not installed")."""
 
 import os
 import re
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from facerest.bench import SECTIONS, NOT_INSTALLED, Table, _cell
-from facerest.cli import BENCH_SECTIONS, main
+from bench.__main__ import build_parser
+from bench.context import NOT_INSTALLED, SECTIONS
+from facerest.cli import main
 from conftest import shared_path
 
 
@@ -28,8 +30,11 @@ def quick_report(tmp_path_factory):
     return out, out.read_text()
 
 
-def test_cli_lists_the_bench_parts():
-    assert BENCH_SECTIONS == SECTIONS
+def test_facerest_bench_dispatches_to_the_repository_bench(tmp_path, monkeypatch, capsys):
+    assert build_parser().parse_args([]).sections == list(SECTIONS)
+    monkeypatch.chdir(tmp_path)  # not a checkout: no bench package here
+    assert main(["bench", "--quick"]) == 2
+    assert "error: the benchmark ships with the source repository" in capsys.readouterr().err
 
 
 def test_report_is_written_with_the_machine_and_command(quick_report):
@@ -101,13 +106,6 @@ def test_quality_rows_and_summary(quick_report):
     assert "IDM" in methods and any(method.startswith("hybrid") for method in methods)
     assert re.search(r"Hybrid at \d+ step\(s\)", text)
     assert "Streaming restore (CLI): peak RSS" in text
-
-
-def test_markdown_table_and_cells():
-    table = Table("T", ["a", "b"], [[1.23456, None], [0.000123, "x|y"]], ["Limited by: nothing"])
-    markdown = table.markdown()
-    assert "| 1.23 | – |" in markdown and "| 1.23e-04 | x/y |" in markdown
-    assert _cell(float("nan")) == "–" and _cell(1234.5) == "1234" and _cell(12.34) == "12.3"
 
 
 def test_idm_sample_spread_script_prints_its_table(tmp_path):
