@@ -21,7 +21,7 @@ import torch
 from .devices import resolve_device, synchronize
 from .errors import FacerestError
 from .images import pair_by_stem, resize_square, save_image
-from .metrics import Evaluation, read_pairs_in_batches, score_batches
+from .metrics import Evaluation, PairBatch, read_pairs_in_batches, score_batches
 
 ImageRestorer = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -62,7 +62,7 @@ def restore_and_score(
     def restored_batches():
         nonlocal seconds
         for batch in read_pairs_in_batches(pairs, batch_size):
-            lq, hq = batch.restored, batch.gt
+            lq, hq = batch.images, batch.gt
             if resolution is not None:
                 lq, hq = [resize_square(face, resolution) for face in lq], [resize_square(face, resolution) for face in hq]
             restored = []
@@ -76,7 +76,7 @@ def restore_and_score(
             for name, face in zip(batch.names, restored):
                 if output_dir is not None:
                     save_image(face, output_dir / f"{name}.png")
-            yield restored, hq, batch.skipped
+            yield PairBatch(batch.names, restored, hq, batch.skipped)
 
     evaluation = score_batches(
         restored_batches(), str(output_dir or f"{testset_dir / 'lq'}, restored"), f"{testset_dir / 'hq'} (ground truth)", metrics=metrics, device=device,

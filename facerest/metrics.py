@@ -619,17 +619,16 @@ def evaluate_folders(
     ``FacerestError`` for a missing or empty folder, file names that differ, an unknown or inapplicable metric.
     """
     pairs = _pair_files(restored_dir, gt_dir)
-    batches = ((batch.restored, batch.gt, batch.skipped) for batch in read_pairs_in_batches(pairs, batch_size))
     return score_batches(
-        batches, str(restored_dir), None if gt_dir is None else f"{gt_dir} (ground truth)", metrics=metrics,
+        read_pairs_in_batches(pairs, batch_size), str(restored_dir), None if gt_dir is None else f"{gt_dir} (ground truth)", metrics=metrics,
         device=device, fid_stats=fid_stats, weights_dirs=weights_dirs, batch_size=batch_size,
     )  # fmt: skip
 
 
 def score_batches(
-    batches: Iterable[tuple[list[np.ndarray], list[np.ndarray] | None, list[tuple[Path, str]]]],
-    images: str,
-    gt: str | None = None,
+    batches: Iterable["PairBatch"],
+    label: str,
+    gt_label: str | None = None,
     metrics: Sequence[str] | None = None,
     device: str | torch.device | None = None,
     fid_stats: str | os.PathLike | None = None,
@@ -637,10 +636,10 @@ def score_batches(
     batch_size: int = 16,
     niqe_size: int | None = None,
 ) -> Evaluation:
-    """The metrics table of ``(restored, gt, skipped)`` batches (``gt`` None without ground truth), as
-    ``evaluate_folders`` describes; ``images`` and ``gt`` name the two rows. With ``niqe_size``, NIQE scores the
-    images enlarged (bicubic) to that size, for faces smaller than NIQE's two 96-px blocks."""
-    names = _choose_metrics(metrics, has_gt=gt is not None, has_fid_stats=fid_stats is not None)
+    """The metrics table of batches of images and their ground truth (``PairBatch``), as ``evaluate_folders``
+    describes; ``label`` and ``gt_label`` name the two rows (``gt_label`` None: no ground truth). With
+    ``niqe_size``, NIQE scores the images enlarged (bicubic) to that size, for faces under NIQE's two 96-px blocks."""
+    names = _choose_metrics(metrics, has_gt=gt_label is not None, has_fid_stats=fid_stats is not None)
     extra_dirs = tuple(map(Path, weights_dirs))
     torch_device = resolve_device(device)
     scorers: dict[tuple[str, str], object] = {}  # (metric name, "restored" or "gt" row) -> scorer
@@ -660,7 +659,7 @@ def score_batches(
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
 
     def build(name: str) -> None:
-        built = _build_scorers(name, gt is not None, torch_device, extra_dirs, fid_stats, batch_size, niqe_size)
+        built = _build_scorers(name, gt_label is not None, torch_device, extra_dirs, fid_stats, batch_size, niqe_size)
         scorers.update({(name, row): scorer for row, scorer in built})
 
     for name in list(names):
@@ -670,20 +669,20 @@ def score_batches(
         timed("lpips-random", lambda: build("lpips-random"))
 
     skipped, count = [], 0
-    for restored, gt_images, bad in batches:
-        skipped += bad
-        count += len(restored)
+    for batch in batches:
+        skipped += batch.skipped
+        count += len(batch.images)
         for key in list(scorers):
-            if restored and key in scorers:  # a metric may have been dropped after its other row failed
-                timed(key[0], lambda: scorers[key].update(restored, gt_images))
+            if batch.images and key in scorers:  # a metric may have been dropped after its other row failed
+                timed(key[0], lambda: scorers[key].update(batch.images, batch.gt))
     if count == 0:
         listed = "; ".join(f"{path.name}: {reason}" for path, reason in skipped)
-        raise FacerestError(f"no usable images in {images} ({listed})")
+        raise FacerestError(f"no usable images in {label} ({listed})")
 
-    rows: dict[str, Row] = {"restored": {"Images": images, "Count": count}}
+    rows: dict[str, Row] = {"restored": {"Images": label, "Count": count}}
     rows["restored"].update({METRIC_COLUMNS[name]: UNAVAILABLE for name in names})
-    if gt is not None and "niqe" in names:
-        rows["gt"] = {"Images": gt, "Count": count, METRIC_COLUMNS["niqe"]: UNAVAILABLE}
+    if gt_label is not None and "niqe" in names:
+        rows["gt"] = {"Images": gt_label, "Count": count, METRIC_COLUMNS["niqe"]: UNAVAILABLE}
     for key in list(scorers):
         value = timed(key[0], scorers[key].result) if key in scorers else None
         if key in scorers:
@@ -753,7 +752,7 @@ class PairBatch:
     the pairs left out as (path, reason)."""
 
     names: list[str]
-    restored: list[np.ndarray]
+    images: list[np.ndarray]
     gt: list[np.ndarray] | None
     skipped: list[tuple[Path, str]]
 
@@ -778,7 +777,7 @@ def read_pairs_in_batches(pairs: Sequence[tuple[Path, Path | None]], batch_size:
                 batch.skipped.append((restored_path, f"its size differs from the ground truth {gt_path.name} ({sizes})"))
                 continue
             batch.names.append(restored_path.stem)
-            batch.restored.append(image)
+            batch.images.append(image)
             if has_gt:
                 batch.gt.append(gt_image)
         yield batch
