@@ -490,10 +490,10 @@ def folder_fid_statistics(
 ) -> tuple[FIDStatistics, list[tuple[Path, str]]]:
     """Inception statistics of the readable images of ``folder``, and the files skipped with the reason."""
     features, skipped = [], []
-    for images, _, bad in _read_in_batches([(path, None) for path in list_images(folder)], batch_size):
-        skipped += bad
-        if images:
-            features.append(inception_features(images, model, batch_size))
+    for batch in read_pairs_in_batches([(path, None) for path in list_images(folder)], batch_size):
+        skipped += batch.skipped
+        if batch.images:
+            features.append(inception_features(batch.images, model, batch_size))
     return FIDStatistics.from_features(np.concatenate(features) if features else np.zeros((0, 2048))), skipped
 
 
