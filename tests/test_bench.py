@@ -11,30 +11,35 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import build_parser
+from bench.__main__ import main as bench_main
 from bench.context import NOT_INSTALLED, SECTIONS
 from facerest.cli import main
-from conftest import shared_path
+from conftest import REPO_ROOT, shared_path
 
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
+    """One quick run, in this process (``python -m facerest bench`` runs the same ``main`` in a subprocess)."""
     shared_path("data", "whole_imgs")
     shared_path("data", "ffhq256", "test")
     folder = tmp_path_factory.mktemp("bench")
     out = folder / "BENCHMARKS.md"
-    status = main([
-        "bench", "--quick", "--threads", "1", "--out", str(out), "--official-python", str(folder / "no-such-python"),
-        "--memory-photos", "4", "--work-dir", str(folder / "work"),
-    ])
+    status = bench_main([
+        "--prog", "python -m facerest bench", "--quick", "--threads", "1", "--out", str(out),
+        "--official-python", str(folder / "no-such-python"), "--memory-photos", "4", "--work-dir", str(folder / "work"),
+    ])  # fmt: skip
     assert status == 0
     return out, out.read_text()
 
 
-def test_facerest_bench_dispatches_to_the_repository_bench(tmp_path, monkeypatch, capsys):
-    assert build_parser().parse_args([]).sections == list(SECTIONS)
+def test_facerest_bench_runs_the_repository_bench_from_a_checkout_only(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(REPO_ROOT)
+    assert main(["bench", "--help"]) == 0  # runs python -m bench --help
+    assert "usage: python -m facerest bench [-h]" in capfd.readouterr().out
     monkeypatch.chdir(tmp_path)  # not a checkout: no bench package here
     assert main(["bench", "--quick"]) == 2
-    assert "error: the benchmark ships with the source repository" in capsys.readouterr().err
+    assert "error: the benchmark ships with the source repository" in capfd.readouterr().err
+    assert build_parser().parse_args([]).sections == list(SECTIONS)
 
 
 def test_report_is_written_with_the_machine_and_command(quick_report):
