@@ -73,13 +73,13 @@ def restore_and_score(
                 synchronize(device)
                 seconds += time.perf_counter() - started
             _check_sizes(restored, hq)
-            for name, face in zip(batch.names, restored):
-                if output_dir is not None:
-                    save_image(face, output_dir / f"{name}.png")
+            for name, face in zip(batch.names, restored if output_dir is not None else []):
+                save_image(face, output_dir / f"{name}.png")
             yield PairBatch(batch.names, restored, hq, batch.skipped)
 
+    label = str(output_dir or f"{testset_dir / 'lq'}, restored")
     evaluation = score_batches(
-        restored_batches(), str(output_dir or f"{testset_dir / 'lq'}, restored"), f"{testset_dir / 'hq'} (ground truth)", metrics=metrics, device=device,
+        restored_batches(), label, f"{testset_dir / 'hq'} (ground truth)", metrics=metrics, device=device,
         weights_dirs=weights_dirs, batch_size=batch_size, niqe_size=niqe_size,
     )  # fmt: skip
     evaluation.restore_seconds = seconds

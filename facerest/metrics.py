@@ -619,9 +619,10 @@ def evaluate_folders(
     ``FacerestError`` for a missing or empty folder, file names that differ, an unknown or inapplicable metric.
     """
     pairs = _pair_files(restored_dir, gt_dir)
+    gt_label = None if gt_dir is None else f"{gt_dir} (ground truth)"
     return score_batches(
-        read_pairs_in_batches(pairs, batch_size), str(restored_dir), None if gt_dir is None else f"{gt_dir} (ground truth)", metrics=metrics,
-        device=device, fid_stats=fid_stats, weights_dirs=weights_dirs, batch_size=batch_size,
+        read_pairs_in_batches(pairs, batch_size), str(restored_dir), gt_label, metrics=metrics, device=device,
+        fid_stats=fid_stats, weights_dirs=weights_dirs, batch_size=batch_size,
     )  # fmt: skip
 
 
