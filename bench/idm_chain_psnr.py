@@ -23,6 +23,7 @@ import torch
 from facerest import FaceRestorePipeline
 from facerest.data import PairedFolderDataset
 from facerest.metrics import psnr
+from facerest.models.idm import IDMDenoiser
 
 
 def mean_psnr(restored: torch.Tensor, reference: torch.Tensor) -> float:
@@ -46,10 +47,10 @@ def main() -> None:
     lq = torch.stack([pairs[i][0] for i in range(len(pairs))])
     gt = torch.stack([pairs[i][1] for i in range(len(pairs))])
 
+    denoiser = IDMDenoiser(unet, scheduler)
+
     def estimate(x_t: torch.Tensor, t: int):
-        model_input = torch.cat([scheduler.scale_model_input(x_t, t, lq), lq], dim=1)
-        output = unet(model_input, scheduler.model_timestep(scheduler.alphas_cumprod[t]).expand(len(lq))).sample
-        return scheduler.step(output, t, x_t, eta=0.0, condition=lq)
+        return scheduler.step(denoiser(x_t, lq, t), t, x_t, eta=0.0, condition=lq)
 
     generator = torch.Generator().manual_seed(args.seed)
     sample = torch.randn(lq.shape, generator=generator)

@@ -113,6 +113,52 @@ def test_quality_rows_and_summary(quick_report):
     assert "Streaming restore (CLI): peak RSS" in text
 
 
+def test_training_bench_times_the_idm_models_real_step(monkeypatch):
+    """The bench's IDM training step is train_idm.py's: with a `residual_v` scheduler (taken from the --idm model)
+    the UNet gets the scaled noisy correction (`scale_model_input`), not x_t, and the loss is the L1 distance to
+    `training_target`, not to the noise. (The step once copied into the bench fed x_t and the noise.)"""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import UNet2DModel
+
+    from bench.context import TINY_GFPGAN_64, TINY_IDM_64
+    from bench.sections.training import _train_worker_body
+    from facerest.models.idm import IDMScheduler
+
+    calls = {"add_noise": [], "unet": [], "backward": []}
+    add_noise, unet_forward, backward = IDMScheduler.add_noise, UNet2DModel.forward, torch.Tensor.backward
+
+    def spy_add_noise(self, original_samples, noise, noise_level):
+        calls["add_noise"].append((original_samples, noise, noise_level))
+        return add_noise(self, original_samples, noise, noise_level)
+
+    def spy_unet(self, sample, timestep, *args, **kwargs):
+        output = unet_forward(self, sample, timestep, *args, **kwargs)
+        calls["unet"].append((sample.detach(), output.sample.detach()))
+        return output
+
+    def spy_backward(self, *args, **kwargs):
+        calls["backward"].append(self.detach())
+        return backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(IDMScheduler, "add_noise", spy_add_noise)
+    monkeypatch.setattr(UNet2DModel, "forward", spy_unet)
+    monkeypatch.setattr(torch.Tensor, "backward", spy_backward)
+    config = {"prediction_type": "residual_v", "sigma_data": 0.5}
+    spec = {"seed": 0, "quick": True, "steps": 1, "train_dir": None, "idm": TINY_IDM_64, "gfpgan": TINY_GFPGAN_64,
+            "batch": 2, "idm_scheduler": config}
+    _train_worker_body(0, 1, spec)
+
+    scheduler = IDMScheduler(**config)
+    assert len(calls["add_noise"]) == len(calls["unet"]) == 2  # a warm-up step and a timed one
+    for (x_0, noise, gamma), (model_input, output), loss in zip(calls["add_noise"], calls["unet"], calls["backward"]):
+        x_t, x_d = scheduler.add_noise(x_0, noise, gamma), model_input[:, 3:]
+        torch.testing.assert_close(model_input[:, :3], scheduler.scale_model_input(x_t, gamma, condition=x_d))
+        assert not torch.allclose(model_input[:, :3], x_t)
+        target = scheduler.training_target(x_0, noise, condition=x_d, noise_level=gamma)
+        torch.testing.assert_close(loss, F.l1_loss(output, target))
+
+
 def test_idm_sample_spread_script_prints_its_table(tmp_path):
     from facerest.data import make_testset
     from tiny_pipelines import FACE_SIZE, tiny_pipeline

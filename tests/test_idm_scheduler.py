@@ -245,6 +245,42 @@ def test_residual_v_target_is_edm_preconditioned_and_the_step_inverts_it(sigma_d
         scheduler.scale_model_input(x_t, t)
 
 
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+def test_training_target_and_x0_estimate_are_one_preconditioning(prediction_type):
+    """For continuous per-sample levels, the target of training_target, fed back as the model's output, gives
+    precondition_outputs the clean faces: training and sampling read the same get_scalings."""
+    x0, noise = map(to_torch, random_tensors(9))
+    condition = to_torch(CONDITION)
+    scheduler = IDMScheduler(prediction_type=prediction_type, sigma_data=0.3, clip_sample=False)
+    gamma = torch.tensor([0.05, 0.999], dtype=torch.float64)
+    x_t = scheduler.add_noise(x0, noise, gamma)
+    target = scheduler.training_target(x0, noise, condition, noise_level=gamma)
+    estimate = scheduler.precondition_outputs(target, gamma, x_t, condition)
+    torch.testing.assert_close(estimate, x0, rtol=0, atol=1e-10)
+
+
+def test_denoiser_feeds_the_unet_and_takes_the_loss_as_the_scheduler_says():
+    from facerest.models.idm import IDMDenoiser
+
+    class Recorder(torch.nn.Module):
+        def forward(self, sample, timestep):
+            self.seen = (sample, timestep)
+            return type("Output", (), {"sample": sample[:, :3] * 0.5})()
+
+    x0, noise = map(to_torch, random_tensors(10))
+    condition = to_torch(CONDITION)
+    scheduler = IDMScheduler(prediction_type="residual_v", sigma_data=0.3)
+    gamma = torch.tensor([0.2, 0.7], dtype=torch.float64)
+    denoiser = IDMDenoiser(Recorder(), scheduler)
+    loss = denoiser.loss(x0, condition, noise, gamma, "l2")
+    sample, timestep = denoiser.unet.seen
+    x_t = scheduler.add_noise(x0, noise, gamma)
+    torch.testing.assert_close(sample, torch.cat([scheduler.scale_model_input(x_t, gamma, condition), condition], dim=1))
+    torch.testing.assert_close(timestep, scheduler.model_timestep(gamma))
+    target = scheduler.training_target(x0, noise, condition, noise_level=gamma)
+    torch.testing.assert_close(loss, torch.nn.functional.mse_loss(sample[:, :3].float() * 0.5, target.float()))
+
+
 def test_other_prediction_types_see_x_t_itself():
     x_t = to_torch(random_tensors(8)[0])
     for prediction_type in ("epsilon", "sample", "residual"):

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
@@ -48,7 +47,8 @@ from facerest.degradation import DegradationConfig
 from facerest.errors import FacerestError
 from facerest.images import list_images, load_image
 from facerest.metrics import load_niqe_params
-from facerest.models.idm import IDMScheduler, idm_sample, make_idm_unet
+from facerest.models.idm import IDMDenoiser, IDMScheduler, idm_sample, make_idm_unet
+from facerest.models.idm.denoiser import LOSSES
 from facerest.models.idm.scheduling_idm import PREDICTION_TYPES
 from facerest.pipeline import FaceRestorePipeline
 from facerest.training.extrinsic import CleaningPass, choose_replaced, cleaning_niqe, load_manifest, round_dir
@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="residual types: the scale of the residual (about its RMS over the training pairs); the UNet predicts "
         "residual / sigma_data (residual) or EDM's preconditioned velocity (residual_v; 1: v-prediction)",
     )
-    model.add_argument("--loss", choices=["l1", "l2"], default="l1", help="L1 or L2 distance to the prediction target")
+    model.add_argument("--loss", choices=list(LOSSES), default="l1", help="L1 or L2 distance to the prediction target")
 
     train = parser.add_argument_group("training")
     train.add_argument("--output_dir", required=True)
@@ -460,6 +460,7 @@ def main(args: argparse.Namespace) -> None:
         num_training_steps=total_steps * accelerator.num_processes,
     )
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    denoiser = IDMDenoiser(unet, noise_scheduler)  # f_theta(x_d, x_t, gamma) and its loss
     ema.to(accelerator.device)
     unet_config = accelerator.unwrap_model(unet).config
 
@@ -540,18 +541,12 @@ def main(args: argparse.Namespace) -> None:
                 else:
                     noise = torch.randn(gt.shape, generator=generator).to(gt.device)
                 timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (gt.shape[0],), generator=generator)
-                # gamma ~ U(gamma_t, gamma_{t-1}) (SR3); forward process x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
+                # gamma ~ U(gamma_t, gamma_{t-1}) (SR3)
                 noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
-                noisy_target = noise_scheduler.add_noise(gt, noise, noise_level)
-                target = noise_scheduler.training_target(gt, noise, condition=lq, noise_level=noise_level)
 
                 with accelerator.accumulate(unet):
-                    # f_theta(x_d, x_t, gamma): the noisy target concatenated with the degraded face
-                    model_input = noise_scheduler.scale_model_input(noisy_target, noise_level, condition=lq)
-                    model_output = unet(torch.cat([model_input, lq], dim=1), noise_scheduler.model_timestep(noise_level)).sample
-                    # E || f_theta(x_d, x_t, gamma) - target ||_p^p
-                    distance = F.l1_loss if args.loss == "l1" else F.mse_loss
-                    loss = distance(model_output.float(), target.float())
+                    # E || f_theta(x_d, x_t, gamma) - target ||_p^p at x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
+                    loss = denoiser.loss(gt, lq, noise, noise_level, args.loss)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import torch
 
 from ..context import SMALL_GFPGAN_64, SMALL_IDM_64, TINY_GFPGAN_64, TINY_IDM_64, Context
+from ..subjects import load_idm
 
 
 def training(ctx: Context) -> None:
@@ -22,6 +24,7 @@ def training(ctx: Context) -> None:
         "seed": ctx.options.seed, "quick": ctx.quick, "steps": 2 if ctx.quick else 4,
         "train_dir": str(train_dir) if train_dir.is_dir() else None,
         "idm": TINY_IDM_64 if ctx.quick else SMALL_IDM_64,
+        "idm_scheduler": dict(load_idm(Path(ctx.options.idm))[1].config) if ctx.options.idm else {},
         "gfpgan": TINY_GFPGAN_64 if ctx.quick else SMALL_GFPGAN_64,
         "batch": 4,
     }
@@ -162,13 +165,13 @@ def _barrier(distributed: bool) -> None:
 
 
 def _idm_throughput(rank: int, spec: dict, distributed: bool, measure) -> float:
-    """IDM: as train/train_idm.py's step (L1 on the noise, noise level drawn as in SR3)."""
-    import torch.nn.functional as F
-
-    from facerest.models.idm import IDMScheduler, make_idm_unet
+    """IDM: train/train_idm.py's step (noise level drawn as in SR3, the denoiser's L1 loss with the scheduler of the
+    --idm model, else a default one), gradient clipping, AdamW."""
+    from facerest.models.idm import IDMDenoiser, IDMScheduler, make_idm_unet
 
     unet = _wrap(make_idm_unet(64, **spec["idm"]).train(), distributed)
-    scheduler = IDMScheduler()
+    scheduler = IDMScheduler.from_config(spec.get("idm_scheduler", {}))
+    denoiser = IDMDenoiser(unet, scheduler)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(spec["seed"] + rank)
 
@@ -176,9 +179,7 @@ def _idm_throughput(rank: int, spec: dict, distributed: bool, measure) -> float:
         noise = torch.randn(gt.shape, generator=generator)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (gt.shape[0],), generator=generator)
         noise_level = scheduler.sample_noise_level(timesteps, generator=generator)
-        noisy = scheduler.add_noise(gt, noise, noise_level)
-        output = unet(torch.cat([noisy, lq], dim=1), scheduler.model_timestep(noise_level)).sample
-        loss = F.l1_loss(output, noise)
+        loss = denoiser.loss(gt, lq, noise, noise_level, "l1")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()

@@ -1,11 +1,14 @@
-"""IDM: the conditional diffusion model (scheduler, UNet configurations, sampling)."""
+"""IDM: the conditional diffusion model (scheduler with its equations, denoiser, UNet configurations, sampling)."""
 
+from .denoiser import IDMDenoiser
 from .sampling_idm import idm_sample
-from .scheduling_idm import IDMScheduler, IDMSchedulerOutput
+from .scheduling_idm import IDMScalings, IDMScheduler, IDMSchedulerOutput
 from .unet_idm import IDM_UNET_BLOCK_OUT_CHANNELS, idm_unet_config, make_idm_unet
 
 __all__ = [
     "IDM_UNET_BLOCK_OUT_CHANNELS",
+    "IDMDenoiser",
+    "IDMScalings",
     "IDMScheduler",
     "IDMSchedulerOutput",
     "idm_sample",

@@ -7,6 +7,7 @@ from diffusers import UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from .denoiser import IDMDenoiser
 from .scheduling_idm import IDMScheduler
 
 
@@ -64,13 +65,12 @@ def idm_sample(
         start = (lq if init is None else init).to(device=device, dtype=dtype)
         sample = scheduler.add_noise(start, noise, timesteps[:1])
 
+    denoiser = IDMDenoiser(unet, scheduler)
     was_training = unet.training
     unet.eval()
     try:
         for t in tqdm(timesteps, desc="IDM sampling", disable=not progress):
-            model_input = torch.cat([scheduler.scale_model_input(sample, t, condition), condition], dim=1)
-            model_timestep = scheduler.model_timestep(scheduler.alphas_cumprod[t]).to(device)
-            model_output = unet(model_input, model_timestep).sample
+            model_output = denoiser(sample, condition, t)
             sample = scheduler.step(model_output, t, sample, generator=generator, eta=eta, condition=condition).prev_sample
     finally:
         unet.train(was_training)

@@ -10,13 +10,18 @@ Timesteps are 0-based as in diffusers: ``t = 0 .. num_train_timesteps - 1``, and
 image. The denoiser is conditioned on the continuous noise level gamma, not on the integer t: training draws gamma
 uniformly between gamma_t and gamma_{t-1} (SR3, section 2.4), and :meth:`IDMScheduler.model_timestep` is the one map
 from gamma to the UNet's timestep input, shared by training and sampling.
+
+This file holds all of IDM's equations: the forward process (``add_noise``), the noise-level draw
+(``sample_noise_level``), the preconditioning of every prediction type (``get_scalings``, applied by
+``scale_model_input``, ``precondition_outputs`` and ``training_target``) and the reverse updates (``step``).
+``denoiser.IDMDenoiser`` is the one call of the UNet built on it, for training and sampling alike.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +32,17 @@ from diffusers.utils.torch_utils import randn_tensor
 
 
 PREDICTION_TYPES = ("epsilon", "sample", "residual", "residual_v")
+
+
+class IDMScalings(NamedTuple):
+    """The preconditioning of the denoiser `F` at one noise level (see [`IDMScheduler.get_scalings`]). `None` marks
+    a term the prediction type does not have; tensors are float64, shaped like the noise level."""
+
+    c_skip: torch.Tensor | None  # weight of the noisy input in the x_0 estimate
+    c_out: torch.Tensor | float | None  # weight of F in the x_0 estimate; None: F is the noise (epsilon)
+    c_in: torch.Tensor | None  # scale of the UNet's noisy input
+    c_shift: torch.Tensor | None  # the noisy input is x_t - c_shift * x_d
+    c_cond: float | None  # weight of the degraded face x_d in the x_0 estimate
 
 
 @dataclass
@@ -73,21 +89,12 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         prediction_type (`"epsilon"`, `"sample"`, `"residual"` or `"residual_v"`, defaults to `"epsilon"`):
             What the denoiser predicts: the noise `eps`, the clean image `x_0`, the correction `r = x_0 - x_d` to the
             degraded face it is conditioned on (`x_0` with a skip connection from `x_d`: a model that outputs zeros
-            starts at the degraded face, not at grey), or a velocity `v` of that correction. For `"residual_v"`
-            the noisy correction is `y_t = x_t - sqrt(gamma) x_d = sqrt(gamma) r + sqrt(1 - gamma) eps` and the
-            estimate is `r = a y_t - b v`, with EDM's preconditioning (Karras et al., 2022, Table 1, c_skip and
-            c_out, applied to `r` with `s = sigma_data`): `a = s^2 sqrt(gamma) / (1 - gamma + s^2 gamma)`,
-            `b = s sqrt(1 - gamma) / sqrt(1 - gamma + s^2 gamma)`. The estimate leans on `x_t` where the noise is
-            below `s` (the last, nearly clean steps, which then need not reproduce `x_t` from scratch) and on
-            `x_d` above it, and the target `v = (a y_t - r) / b` has about unit variance. With `s = 1` it is the
-            v-prediction of Salimans & Ho (2022), `v = sqrt(gamma) eps - sqrt(1 - gamma) r`; its UNet sees
-            `scale_model_input`'s scaled correction instead of `x_t`. The last two types need `condition`. Measured
-            at 64 px (README, "Results"): `"residual"` with `sigma_data` about the correction's RMS gives the best
-            samples; `"residual_v"` the best one-step estimate, but grainy multi-step samples at that budget.
+            starts at the degraded face, not at grey), or a velocity `v` of that correction with EDM's
+            preconditioning. [`~IDMScheduler.get_scalings`] gives the equations of each; the last two types need
+            `condition`. Which works best at which budget is measured in README, "Results".
         sigma_data (`float`, defaults to 1.0):
             The scale `s` of the correction `r` (about its root-mean-square over the training pairs), used by the
-            residual types: `"residual"` predicts `r / s` (an output of about unit variance, `x_0 = x_d + s * output`)
-            and `"residual_v"` uses it as above; unused by the other types.
+            residual types (see [`~IDMScheduler.get_scalings`]); unused by the other types.
         clip_sample (`bool`, defaults to `True`):
             Clip the estimate of `x_0` to `[-clip_sample_range, clip_sample_range]` at every step. The noise used by
             the update is then re-derived from the clipped estimate, so both stay consistent.
@@ -153,24 +160,87 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
-        The sample as the denoiser sees it: `x_t` itself, except for `prediction_type="residual_v"`, whose UNet sees
-        the noisy correction scaled to about unit variance, EDM's `c_in * (x_t / sqrt(gamma) - x_d)`, which is
-        `y_t / sqrt(1 - gamma + s^2 gamma)` (at low noise the UNet then sees the correction and its small noise at
-        unit scale, not hidden under the face).
+        The sample as the denoiser sees it, `c_in * (x_t - c_shift * x_d)` (see [`~IDMScheduler.get_scalings`]):
+        `x_t` itself, except for `prediction_type="residual_v"`.
 
         Args:
             sample (`torch.Tensor`): `x_t`, `(batch_size, C, H, W)`.
             timestep: its noise level, as in `add_noise` (an integer timestep, or gamma itself as a float).
             condition (`torch.Tensor`, *optional*): the degraded faces `x_d`; needed by `"residual_v"`.
         """
-        if self.config.prediction_type != "residual_v":
+        scalings = self.get_scalings(timestep, like=sample)
+        if scalings.c_in is None:
             return sample
         condition = self._condition(condition, sample)
-        gamma = self._noise_level(timestep, like=sample)
-        s2 = self.config.sigma_data**2
-        sqrt_gamma = gamma.sqrt().to(device=sample.device, dtype=sample.dtype)
-        c_in = (1.0 - gamma + s2 * gamma).rsqrt().to(device=sample.device, dtype=sample.dtype)
-        return c_in * (sample - sqrt_gamma * condition)
+        c_shift, c_in = (_like(value, sample) for value in (scalings.c_shift, scalings.c_in))
+        return c_in * (sample - c_shift * condition)
+
+    def get_scalings(self, noise_level: torch.Tensor | float | int | None, like: torch.Tensor | None = None) -> IDMScalings:
+        """
+        The preconditioning of the denoiser `F` at noise level gamma for this `prediction_type`, the one place it is
+        written (EDM, Karras et al. 2022, Table 1, extended with the degraded face `x_d`; `s = sigma_data`):
+
+            UNet input      c_in * (x_t - c_shift * x_d)                    (`scale_model_input`)
+            x_0 estimate    c_cond * x_d + c_skip * (x_t - c_shift * x_d) + c_out * F    (`precondition_outputs`)
+            training target the F that makes the estimate exact                      (`training_target`)
+
+            prediction_type   c_in                   c_shift    c_cond   c_skip                   c_out
+            "epsilon"         -                      -          -        -                        - (F is eps)
+            "sample"          -                      -          -        -                        1
+            "residual"        -                      -          1        -                        s
+            "residual_v"      1 / sqrt(D)            sqrt(g)    1        s^2 sqrt(g) / D          -s sqrt(1 - g) / sqrt(D)
+
+        with `g = gamma` and `D = 1 - g + s^2 g`; "-" is a term the type does not have (`None`). For `"epsilon"`
+        the estimate inverts the forward process, `x_0 = (x_t - sqrt(1 - g) F) / sqrt(g)`. For `"residual_v"` the
+        noisy input is the noisy correction `y_t = x_t - sqrt(g) x_d = sqrt(g) r + sqrt(1 - g) eps` (`r = x_0 - x_d`)
+        at about unit variance; the estimate leans on `y_t` where the noise is below `s` and on `x_d` above it, and
+        its target `v` has about unit variance. With `s = 1` it is the v-prediction of Salimans & Ho (2022).
+
+        Args:
+            noise_level: as in `add_noise` (an integer timestep, or gamma itself as a float); only `"residual_v"`
+                reads it.
+            like (`torch.Tensor`, *optional*): a batch; per-sample levels are then shaped to broadcast over it.
+        """
+        prediction_type, s = self.config.prediction_type, self.config.sigma_data
+        if prediction_type == "epsilon":
+            return IDMScalings(c_skip=None, c_out=None, c_in=None, c_shift=None, c_cond=None)
+        if prediction_type == "sample":
+            return IDMScalings(c_skip=None, c_out=1.0, c_in=None, c_shift=None, c_cond=None)
+        if prediction_type == "residual":
+            return IDMScalings(c_skip=None, c_out=s, c_in=None, c_shift=None, c_cond=1.0)
+        if noise_level is None:
+            raise ValueError("prediction_type 'residual_v' needs the noise_level of the noisy samples")
+        gamma = self._noise_level(noise_level, like=like)
+        denominator = 1.0 - gamma + s**2 * gamma
+        return IDMScalings(
+            c_skip=s**2 * gamma.sqrt() / denominator,
+            c_out=-(s**2 * (1.0 - gamma) / denominator).sqrt(),
+            c_in=denominator.rsqrt(),
+            c_shift=gamma.sqrt(),
+            c_cond=1.0,
+        )
+
+    def precondition_outputs(
+        self,
+        model_output: torch.Tensor,
+        noise_level: torch.Tensor | float | int,
+        sample: torch.Tensor,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The estimate of `x_0` from the denoiser's output `F` at `sample` (`x_t`) and its noise level, after
+        [`~IDMScheduler.get_scalings`]; `condition` (`x_d`) is needed by the residual types."""
+        scalings = self.get_scalings(noise_level, like=sample)
+        if scalings.c_out is None:  # epsilon: invert the forward process x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
+            gamma = self._noise_level(noise_level, like=sample)
+            return (sample - _like((1.0 - gamma).sqrt(), sample) * model_output) / _like(gamma.sqrt(), sample)
+        estimate = None
+        if scalings.c_cond is not None:
+            estimate = scalings.c_cond * self._condition(condition, model_output)
+        if scalings.c_skip is not None:
+            noisy = sample - _like(scalings.c_shift, sample) * condition
+            estimate = estimate + _like(scalings.c_skip, sample) * noisy
+        output = _like(scalings.c_out, sample) * model_output
+        return output if estimate is None else estimate + output
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """
@@ -294,32 +364,24 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         noise_level: torch.Tensor | float | int | None = None,
     ) -> torch.Tensor:
         """What the denoiser is trained to output for `x_t = add_noise(original_samples, noise, noise_level)`: the
-        noise `eps`, the clean image `x_0`, `r / s` for `r = x_0 - x_d` (`condition`, the degraded face), or
-        `v = (a y_t - r) / b` (`noise_level` as in `add_noise`), after `prediction_type`."""
-        prediction_type = self.config.prediction_type
-        if prediction_type == "epsilon":
+        `F` that makes [`~IDMScheduler.precondition_outputs`] return `x_0` exactly, after
+        [`~IDMScheduler.get_scalings`]. That is the noise `eps`, the clean image `x_0`, `r / s` for `r = x_0 - x_d`
+        (`condition`, the degraded face), or the velocity `v` (`noise_level` as in `add_noise`)."""
+        scalings = self.get_scalings(noise_level, like=original_samples)
+        if scalings.c_out is None:
             return noise
-        if prediction_type == "sample":
+        if scalings.c_cond is None:
             return original_samples
         residual = original_samples - self._condition(condition, original_samples)
-        if prediction_type == "residual":
-            return residual / self.config.sigma_data
-        if noise_level is None:
-            raise ValueError("prediction_type 'residual_v' needs the noise_level of the noisy samples")
-        gamma = self._noise_level(noise_level, like=original_samples)
-        # (a y_t - r) / b with y_t = sqrt(gamma) r + sqrt(1 - gamma) eps, simplified so that it stays finite at
-        # gamma = 1 (where it is eps): v = (s sqrt(gamma) eps - sqrt(1 - gamma) r / s) / sqrt(1 - gamma + s^2 gamma)
+        if scalings.c_skip is None:
+            return residual / scalings.c_out
+        # (r - c_skip y_t) / c_out with y_t = sqrt(gamma) r + sqrt(1 - gamma) eps, simplified so that it stays finite
+        # at gamma = 1 (where it is eps): v = (s sqrt(gamma) eps - sqrt(1 - gamma) r / s) * c_in
         sigma_data = self.config.sigma_data
-        scale = (1.0 - gamma + sigma_data**2 * gamma).rsqrt()
-        noise_weight = (sigma_data * gamma.sqrt() * scale).to(device=original_samples.device, dtype=original_samples.dtype)
-        residual_weight = ((1.0 - gamma).sqrt() / sigma_data * scale).to(device=original_samples.device, dtype=original_samples.dtype)
+        gamma = self._noise_level(noise_level, like=original_samples)
+        noise_weight = _like(sigma_data * scalings.c_shift * scalings.c_in, original_samples)
+        residual_weight = _like((1.0 - gamma).sqrt() / sigma_data * scalings.c_in, original_samples)
         return noise_weight * noise - residual_weight * residual
-
-    def _residual_v_coefficients(self, gamma):
-        """`(a, b)` of the `"residual_v"` estimate `r = a y_t - b v` at noise level gamma (a float or a tensor)."""
-        s2 = self.config.sigma_data**2
-        denominator = 1.0 - gamma + s2 * gamma
-        return s2 * gamma**0.5 / denominator, (s2 * (1.0 - gamma) / denominator) ** 0.5
 
     def _condition(self, condition: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         if condition is None or condition.shape != like.shape:
@@ -353,6 +415,11 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
             return_dict (`bool`): return an [`IDMSchedulerOutput`] rather than a tuple.
             condition (`torch.Tensor`, *optional*): the degraded faces `x_d`; needed by the residual prediction types.
         """
+        # Notation (code name -> paper name; IDM / SR3 and DDIM, Song et al. 2021):
+        # - sample -> x_t;  condition -> x_d, the degraded face;  model_output -> f_theta(x_d, x_t, gamma_t)
+        # - gamma_t, gamma_prev -> gamma_t, gamma_{t-1} (``alphas_cumprod``);  alpha_t -> alpha_t
+        # - pred_original_sample -> x_0 estimate;  pred_epsilon -> eps_theta
+        # - std -> sigma_t;  z -> z ~ N(0, I);  prev_sample -> x_{t-1}
         if eta is not None and not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must be None (ancestral update) or lie in [0, 1] (DDIM update), got {eta}")
         t = int(timestep)
@@ -363,21 +430,12 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         gamma_prev = self._gamma(prev_t)
         alpha_t = gamma_t / gamma_prev
 
-        # 2. estimates of x_0 and eps, inverting the forward process x_t = sqrt(gamma_t) x_0 + sqrt(1 - gamma_t) eps
-        prediction_type = self.config.prediction_type
-        if prediction_type == "epsilon":
+        # 2. estimates of x_0 (the preconditioning, see get_scalings) and of eps, inverting the forward process
+        #    x_t = sqrt(gamma_t) x_0 + sqrt(1 - gamma_t) eps
+        pred_original_sample = self.precondition_outputs(model_output, t, sample, condition)
+        if self.config.prediction_type == "epsilon":
             pred_epsilon = model_output
-            pred_original_sample = (sample - math.sqrt(1.0 - gamma_t) * model_output) / math.sqrt(gamma_t)
         else:
-            if prediction_type == "sample":
-                pred_original_sample = model_output
-            elif prediction_type == "residual":  # x_0 = x_d + r, r = s * output
-                pred_original_sample = self._condition(condition, model_output) + self.config.sigma_data * model_output
-            else:  # residual_v: r = a y_t - b v, with y_t = x_t - sqrt(gamma) x_d
-                condition = self._condition(condition, model_output)
-                a, b = self._residual_v_coefficients(gamma_t)
-                noisy_residual = sample - math.sqrt(gamma_t) * condition
-                pred_original_sample = condition + a * noisy_residual - b * model_output
             pred_epsilon = (sample - math.sqrt(gamma_t) * pred_original_sample) / math.sqrt(1.0 - gamma_t)
 
         # 3. clip x_0, and take eps from the clipped x_0 so that the update uses one consistent estimate
@@ -409,3 +467,8 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return prev_sample, pred_original_sample
         return IDMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+
+def _like(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    """A scaling (a float64 CPU tensor, or a float) on the device and in the dtype of the batch it applies to."""
+    return value.to(device=like.device, dtype=like.dtype) if isinstance(value, torch.Tensor) else value
