@@ -6,7 +6,7 @@
 
 The folder is a saved `FaceRestorePipeline` (model_index.json and the GAN under restorer/): it loads with
 `FaceRestorePipeline.from_pretrained(DIR)`, the GAN alone with `GFPGANModel.from_pretrained(DIR + "/restorer")`.
-`--push-to-hub` uploads it with a model card (base_model TencentARC/GFPGAN; see hub/push.py for the card options).
+`--push-to-hub` uploads it with a model card (base_model TencentARC/GFPGAN; the card options are hub/push.py's).
 A URL is downloaded into facerest's weight cache (see `facerest.weights`), so a second run reads the cached file.
 """
 
@@ -22,6 +22,7 @@ from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
 from facerest.models.gfpgan.convert_original import (
     GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint, original_checkpoint_path
 )
+from facerest.push import UsageError, add_card_arguments, card_options, push_pipeline
 
 
 def parse_args(argv=None):
@@ -37,7 +38,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--push-to-hub", metavar="REPO", help="also upload the converted model to this Hub repository")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
-    _push_module().add_card_arguments(parser)
+    add_card_arguments(parser)
     parser.set_defaults(base_model=BASE_MODEL)
     return parser.parse_args(argv)
 
@@ -49,22 +50,11 @@ class PushError(Exception):
     """The Hub refused or failed the upload: exit status 1."""
 
 
-def _push_module():
-    """hub/push.py, also when this file is loaded by path (tests) rather than run from hub/."""
-    hub_dir = str(Path(__file__).resolve().parent)
-    if hub_dir not in sys.path:
-        sys.path.insert(0, hub_dir)
-    import push
-
-    return push
-
-
 def convert(args) -> GFPGANModel:
     if args.push_to_hub:  # check the card's files before the conversion
-        push = _push_module()
         try:
-            card = push.card_options(args)
-        except push.UsageError as error:
+            card = card_options(args)
+        except UsageError as error:
             raise FacerestError(str(error)) from None
     config = GFPGANConfig(out_size=args.out_size, channel_multiplier=args.channel_multiplier)
     path = original_checkpoint_path(args.checkpoint)
@@ -80,7 +70,7 @@ def convert(args) -> GFPGANModel:
         if not card["description"]:
             card["description"] = f"The official GFP-GAN checkpoint `{path.name}` converted to facerest's `GFPGANModel`."
         try:
-            repo_url, commit = push.push_pipeline(
+            repo_url, commit = push_pipeline(
                 args.output, args.push_to_hub, private=args.private, sample_grid=args.sample_grid, **card
             )
         except OSError as error:  # HfHubHTTPError is an OSError

@@ -4,7 +4,7 @@
     python hub/deploy_space.py USER/facerest-demo --model USER/facerest-gfpgan64 --model USER/facerest-idm64 \\
         --hardware t4-small --private
 
-Uploads app.py, requirements.txt, the facerest/ package (with hub/model_card.py and examples/ when present) and
+Uploads app.py, requirements.txt, the facerest/ package (its model cards included), examples/ when present, and
 a README.md whose front matter configures the Space (sdk gradio at the version pinned in requirements.txt,
 app_file app.py, models, suggested_hardware).
 Files under facerest/ that no longer exist locally are deleted from the Space. The models are passed to the app
@@ -109,10 +109,6 @@ def stage_space(source: Path, staging: Path, readme: str) -> list[str]:
     shutil.copyfile(source / "requirements.txt", staging / "requirements.txt")
     shutil.copytree(source / "facerest", staging / "facerest", ignore=IGNORED)
     names = ["app.py", "requirements.txt", "facerest", "README.md"]
-    if (source / "hub" / "model_card.py").is_file():  # app.py may describe models with it
-        (staging / "hub").mkdir()
-        shutil.copyfile(source / "hub" / "model_card.py", staging / "hub" / "model_card.py")
-        names.append("hub/model_card.py")
     if (source / "examples").is_dir():  # the demo's example photos
         shutil.copytree(source / "examples", staging / "examples", ignore=IGNORED)
         names.append("examples")

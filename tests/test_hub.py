@@ -1,4 +1,4 @@
-"""hub/: model cards, pushing pipelines, converting and pushing GFP-GAN, deploying the Space.
+"""Model cards (facerest.model_card) and hub/: pushing pipelines, converting and pushing GFP-GAN, deploying the Space.
 
 The Hub is `FakeHub` (tests/test_hub_server.py), a local HTTP server with the routes huggingface_hub uses; the
 scripts run in subprocesses with $HF_ENDPOINT pointing at it and a fake $HF_TOKEN, as a user would run them.
@@ -18,6 +18,8 @@ import yaml
 from PIL import Image
 from test_hub_server import FakeHub, hub_env
 from tiny_pipelines import tiny_pipeline
+
+from facerest import model_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HUB = REPO_ROOT / "hub"
@@ -76,12 +78,11 @@ def card_inputs(tmp_path):
     return metrics, grid
 
 
-# -- model_card.py -----------------------------------------------------------------------------------------------
+# -- facerest.model_card ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["gfpgan", "idm", "hybrid"])
 def test_model_card_describes_each_kind(saved_pipelines, card_inputs, kind):
-    model_card = load_script("model_card")
     metrics, _ = card_inputs
     card = model_card.build_model_card(
         saved_pipelines[kind],
@@ -108,7 +109,6 @@ def test_model_card_describes_each_kind(saved_pipelines, card_inputs, kind):
 
 
 def test_read_pipeline_refuses_what_is_not_a_saved_pipeline(tmp_path, saved_pipelines):
-    model_card = load_script("model_card")
     with pytest.raises(model_card.NotASavedPipeline, match="model_index.json not found"):
         model_card.read_pipeline(tmp_path)
     broken = tmp_path / "broken"
@@ -240,8 +240,6 @@ def space_source(tmp_path):
     shutil.copyfile(REPO_ROOT / "requirements.txt", source / "requirements.txt")
     shutil.copytree(REPO_ROOT / "facerest", source / "facerest", ignore=shutil.ignore_patterns("__pycache__"))
     (source / "facerest" / "stale_module.py").write_text("# removed before the second deploy\n")
-    (source / "hub").mkdir()
-    shutil.copyfile(REPO_ROOT / "hub" / "model_card.py", source / "hub" / "model_card.py")
     (source / "examples").mkdir()
     Image.new("RGB", (8, 8)).save(source / "examples" / "face.png")
     return source
@@ -259,9 +257,8 @@ def test_deploy_space_uploads_the_app_and_sets_the_model(hub, tmp_path, space_so
     files = space.files()
     assert files["app.py"] == (space_source / "app.py").read_bytes()
     assert files["requirements.txt"] == (REPO_ROOT / "requirements.txt").read_bytes()
-    assert {"facerest/__init__.py", "facerest/pipeline.py", "facerest/stale_module.py"} <= set(files)
+    assert {"facerest/__init__.py", "facerest/pipeline.py", "facerest/model_card.py", "facerest/stale_module.py"} <= set(files)
     assert not any("__pycache__" in name for name in files)
-    assert files["hub/model_card.py"] == (REPO_ROOT / "hub" / "model_card.py").read_bytes()
     assert files["examples/face.png"] == (space_source / "examples" / "face.png").read_bytes()
     meta = front_matter(files["README.md"].decode())
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio and meta["app_file"] == "app.py"

@@ -1,6 +1,7 @@
-"""Model cards for saved `FaceRestorePipeline` folders.
+"""Model cards for saved `FaceRestorePipeline` folders, for every push (`facerest.push`: hub/push.py,
+hub/convert_gfpgan.py and the training scripts' `--push_to_hub`).
 
-    from model_card import build_model_card            # from hub/ scripts (or `from hub.model_card import ...`)
+    from facerest.model_card import build_model_card
 
     card = build_model_card("runs/gfpgan64/pipeline", "user/facerest-gfpgan64",
                             metrics_file="runs/gfpgan64/metrics.md", sample_grid="sample_grid.png",
@@ -23,8 +24,8 @@ from typing import Sequence
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from facerest.errors import FacerestError
-from facerest.pipeline import check_saved_pipeline
+from .errors import FacerestError
+from .pipeline import check_saved_pipeline
 
 SAMPLE_GRID_NAME = "sample_grid.png"
 
@@ -160,7 +161,28 @@ def build_model_card(
 
     lines = [f"# {repo_id.split('/')[-1]}", ""]
     lines += [description.strip(), ""] if description else []
+    lines += _contents_lines(summary, base_model) + _usage_lines(repo_id)
+    lines += _training_lines(training_command, training_budget, hardware, training_data)
+    if metrics_file:
+        lines += ["## Evaluation", "", read_metrics_table(metrics_file), ""]
+    if sample_grid:
+        lines += ["## Samples", "", f"![sample grid]({sample_grid})", ""]
+
     lines += [
+        "## Limitations",
+        "",
+        "Restoration invents plausible detail: the output is not evidence of what a face looked like. "
+        "Faces are expected to be roughly frontal and detectable; results on very small models and short "
+        "training budgets are blurry.",
+        "",
+    ]
+    content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
+    return ModelCard(content)
+
+
+def _contents_lines(summary: PipelineSummary, base_model: str | None) -> list[str]:
+    """What the repository holds: the kind, a table of the components, the face size, the model it comes from."""
+    lines = [
         f"A blind face restoration model for **facerest**, saved as a `FaceRestorePipeline` "
         f"(a diffusers `DiffusionPipeline`). This repository holds {KIND_DESCRIPTIONS[summary.kind]}",
         "",
@@ -179,8 +201,11 @@ def build_model_card(
         ]
     if base_model:
         lines += [f"Converted from [{base_model}](https://huggingface.co/{base_model}).", ""]
+    return lines
 
-    lines += [
+
+def _usage_lines(repo_id: str) -> list[str]:
+    return [
         "## How to use",
         "",
         "```bash",
@@ -199,30 +224,18 @@ def build_model_card(
         "",
     ]
 
-    if training_command or training_budget or hardware or training_data:
-        lines += ["## Training", ""]
-        if training_data:
-            lines += [f"- **Data:** {training_data}"]
-        if training_budget:
-            lines += [f"- **Budget:** {training_budget}"]
-        if hardware:
-            lines += [f"- **Hardware:** {hardware}"]
-        lines.append("")
-        if training_command:
-            lines += ["```bash", training_command.strip(), "```", ""]
 
-    if metrics_file:
-        lines += ["## Evaluation", "", read_metrics_table(metrics_file), ""]
-    if sample_grid:
-        lines += ["## Samples", "", f"![sample grid]({sample_grid})", ""]
-
-    lines += [
-        "## Limitations",
-        "",
-        "Restoration invents plausible detail: the output is not evidence of what a face looked like. "
-        "Faces are expected to be roughly frontal and detectable; results on very small models and short "
-        "training budgets are blurry.",
-        "",
-    ]
-    content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
-    return ModelCard(content)
+def _training_lines(command: str | None, budget: str | None, hardware: str | None, data: str | None) -> list[str]:
+    if not (command or budget or hardware or data):
+        return []
+    lines = ["## Training", ""]
+    if data:
+        lines += [f"- **Data:** {data}"]
+    if budget:
+        lines += [f"- **Budget:** {budget}"]
+    if hardware:
+        lines += [f"- **Hardware:** {hardware}"]
+    lines.append("")
+    if command:
+        lines += ["```bash", command.strip(), "```", ""]
+    return lines
