@@ -1,8 +1,8 @@
-"""train/train_gfpgan.py: arguments, a short run in this process (all losses, logging, checkpoints, final
-save, push to the Hub faked), and, marked slow, two processes with the multi-GPU launcher on CPU and a
-run killed after a checkpoint then resumed."""
+"""train/train_gfpgan.py: its recipe and feature nets (library), its arguments, a short run (all losses, logging,
+checkpoints, final save, push to a fake Hub) and a time-limited one with device degradation, each as a user runs it,
+in a subprocess; marked slow, two processes with the multi-GPU launcher on CPU and a run killed after a checkpoint
+then resumed."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -12,14 +12,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from test_hub_server import FakeHub, hub_env
 
+from facerest.errors import FacerestError
 from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
+from facerest.training.checkpoints import weights_digest
+from facerest.training.losses import GFPGAN_RECIPE
+from facerest.training.perceptual import load_feature_nets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "train" / "train_gfpgan.py"
@@ -33,35 +37,15 @@ TINY = [
 TINY_CONFIG = GFPGANConfig(out_size=64, num_style_feat=32, channel_multiplier=1, narrow=0.0625)
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("train_gfpgan", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-
-
-@pytest.fixture
-def fresh_accelerate_state():
-    """Accelerate keeps its state in process-wide singletons: start and leave each in-process run clean."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 def subprocess_env() -> dict:
     return os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "PYTHONUNBUFFERED": "1"}
 
 
-def run_logged(command: list[str], log: Path, timeout: float) -> None:
+def run_logged(command: list[str], log: Path, timeout: float, env: dict | None = None) -> None:
     with open(log, "w") as handle:
-        result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env=env or subprocess_env(), stdout=handle, stderr=subprocess.STDOUT, timeout=timeout
+        )
     assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{log.read_text()[-4000:]}"
 
 
@@ -74,48 +58,70 @@ def read_scalars(logging_dir: Path) -> dict[str, list[float]]:
     return {tag: [event.value for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
-# ----------------------------------------------------------------------------- arguments and feature nets
+def assert_final_model_is_the_checkpoints_ema(out: Path, step: int) -> GFPGANModel:
+    """The saved restorer holds the EMA weights of the last checkpoint (``restorer_ema/``, a GFPGANModel folder)."""
+    restorer = GFPGANModel.from_pretrained(out / "restorer")
+    ema = GFPGANModel.from_pretrained(out / f"checkpoint-{step}" / "restorer_ema")
+    for (name, parameter), (_, expected) in zip(restorer.named_parameters(), ema.named_parameters()):
+        torch.testing.assert_close(parameter, expected, rtol=0, atol=0, msg=f"EMA weight {name} differs")
+    assert json.loads((out / f"checkpoint-{step}" / "restorer_ema" / "ema_state.json").read_text())["optimization_step"] == step
+    return restorer
 
 
-def test_defaults_are_the_published_recipe(script):
-    args = script.parse_args(["--train_data_dir", "x", "--output_dir", "y"])
-    assert (args.l1_weight, args.pyramid_loss_weight, args.perceptual_weight, args.style_weight) == (0.1, 1.0, 1.0, 50.0)
-    assert (args.gan_weight, args.r1_weight, args.r1_every) == (0.1, 10.0, 16)
-    assert (args.component_gan_weight, args.component_style_weight, args.identity_weight) == (1.0, 200.0, 10.0)
-    assert args.learning_rate == args.component_learning_rate == 2e-3
-    assert args.ema_decay == pytest.approx(0.99778, abs=1e-5)
+# ----------------------------------------------------------------------------- recipe, arguments and feature nets
+
+
+def test_defaults_are_the_published_recipe():
+    recipe = GFPGAN_RECIPE
+    assert (recipe["l1_weight"], recipe["pyramid_loss_weight"], recipe["perceptual_weight"], recipe["style_weight"]) == (0.1, 1.0, 1.0, 50.0)
+    assert (recipe["gan_weight"], recipe["r1_weight"], recipe["r1_every"]) == (0.1, 10.0, 16)
+    assert (recipe["component_gan_weight"], recipe["component_style_weight"], recipe["identity_weight"]) == (1.0, 200.0, 10.0)
+    assert recipe["learning_rate"] == recipe["component_learning_rate"] == 2e-3
+    assert recipe["ema_decay"] == pytest.approx(0.99778, abs=1e-5)
 
 
 @pytest.mark.parametrize(
     "extra,message",
-    [(["--train_batch_size", "6"], "multiple of 4"), (["--r1_every", "0"], "--r1_every must be at least 1")],
+    [
+        (["--train_batch_size", "6"], "multiple of 4"),
+        (["--r1_every", "0"], "--r1_every must be at least 1"),
+        (["--max_train_minutes", "0"], "--max_train_minutes must be positive"),
+    ],
 )
-def test_bad_arguments_are_refused(script, capsys, extra, message):
-    with pytest.raises(SystemExit):
-        script.parse_args(["--train_data_dir", "x", "--output_dir", "y", *extra])
-    assert message in capsys.readouterr().err
+def test_bad_arguments_are_refused(extra, message):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--train_data_dir", "x", "--output_dir", "y", *extra],
+        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and message in done.stderr
 
 
-def test_missing_feature_weights_stop_with_the_file_name(script, tmp_path, monkeypatch):
+def test_missing_feature_weights_stop_with_the_file_name(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEREST_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("FACEREST_WEIGHTS_DIR", "")
     monkeypatch.setenv("FACEREST_OFFLINE", "1")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    base = ["--train_data_dir", "x", "--output_dir", "y"]
-    with pytest.raises(SystemExit, match="vgg19-dcbb9e9d.pth"):
-        script.load_feature_nets(script.parse_args(base))
-    with pytest.raises(SystemExit, match="arcface_resnet18.pth"):
-        script.load_feature_nets(script.parse_args([*base, "--perceptual_weight", "0", "--style_weight", "0"]))
-    # A loss turned off needs no weights; the test flag gives random networks.
-    assert script.load_feature_nets(script.parse_args([*base, "--perceptual_weight", "0", "--style_weight", "0", "--identity_weight", "0"])) == (None, None)
-    perceptual, arcface = script.load_feature_nets(script.parse_args([*base, "--random_init_feature_nets"]))
+    with pytest.raises(FacerestError, match="vgg19-dcbb9e9d.pth"):
+        load_feature_nets(1.0, 50.0, 10.0)
+    with pytest.raises(FacerestError, match="arcface_resnet18.pth"):
+        load_feature_nets(0.0, 0.0, 10.0)
+    # A loss turned off needs no weights; random_init gives random networks.
+    assert load_feature_nets(0.0, 0.0, 0.0) == (None, None)
+    perceptual, arcface = load_feature_nets(1.0, 50.0, 10.0, random_init=True)
     assert perceptual.style_weight == 50.0 and not any(p.requires_grad for p in arcface.parameters())
 
 
-# ----------------------------------------------------------------------------- a short run in this process
+# ----------------------------------------------------------------------------- short runs
 
 
-def test_short_run_logs_every_loss_and_saves_a_loadable_model(script, ffhq_train_dir, ffhq_test_dir, tmp_path, monkeypatch, fresh_accelerate_state):
+@pytest.fixture
+def hub():
+    server = FakeHub()
+    yield server
+    server.close()
+
+
+def test_short_run_logs_every_loss_and_saves_a_loadable_model(ffhq_train_dir, ffhq_test_dir, tmp_path, hub):
     from facerest.data import make_testset
 
     hq = tmp_path / "test_hq"
@@ -124,26 +130,14 @@ def test_short_run_logs_every_loss_and_saves_a_loadable_model(script, ffhq_train
         shutil.copy(path, hq / path.name)
     make_testset(hq, tmp_path / "testset", resolution=64, seed=0)
 
-    import huggingface_hub
-
-    hub_calls = []
-
-    def fake_create_repo(**kwargs):
-        hub_calls.append(("create", kwargs))
-        return SimpleNamespace(repo_id=kwargs["repo_id"])
-
-    monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
-    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kwargs: hub_calls.append(("upload", kwargs)))
-
     out = tmp_path / "run"
-    args = script.parse_args(
-        [
-            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY, "--max_train_steps", "2",
-            "--checkpointing_steps", "1", "--checkpoints_total_limit", "1", "--validation_steps", "1",
-            "--testset", str(tmp_path / "testset"), "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "me/tiny-gfpgan",
-        ]
-    )  # fmt: skip
-    script.main(args)
+    command = [
+        sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY,
+        "--max_train_steps", "2", "--checkpointing_steps", "1", "--checkpoints_total_limit", "1", "--validation_steps",
+        "1", "--testset", str(tmp_path / "testset"), "--output_dir", str(out), "--push_to_hub", "--hub_model_id",
+        "tester/tiny-gfpgan",
+    ]  # fmt: skip
+    run_logged(command, tmp_path / "run.log", timeout=600, env=hub_env(hub, tmp_path) | {"ACCELERATE_USE_CPU": "true"})
 
     # Every loss of the four groups, the discriminators' losses and the test-set scores reach TensorBoard.
     scalars = read_scalars(out / "logs")
@@ -157,14 +151,11 @@ def test_short_run_logs_every_loss_and_saves_a_loadable_model(script, ffhq_train
     assert len(scalars["d_r1"]) == 1  # lazy R1: steps 0, 2, 4, ... (the run's steps are 0 and 1)
 
     # Checkpoints: pruned to the limit, never a half-written one left behind.
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
+    assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-2"]
 
     # The final model is the EMA generator, loadable with GFPGANModel and AutoModel.
-    restorer = GFPGANModel.from_pretrained(out / "restorer")
+    restorer = assert_final_model_is_the_checkpoints_ema(out, 2)
     assert restorer.config.out_size == 64
-    ema = load_file(out / "checkpoint-2" / script.EMA_FILENAME)
-    for name, parameter in restorer.named_parameters():
-        torch.testing.assert_close(parameter.detach(), ema[name], rtol=0, atol=0)
     from transformers import AutoModel
 
     assert isinstance(AutoModel.from_pretrained(out / "restorer"), GFPGANModel)
@@ -178,32 +169,29 @@ def test_short_run_logs_every_loss_and_saves_a_loadable_model(script, ffhq_train
         assert Image.open(out / "samples" / name).size == (3 * 64 + 4 * 2, 2 * 64 + 3 * 2)
     assert json.loads((out / "testset" / "metrics.json").read_text())["num_images"] == 3
 
-    assert [call[0] for call in hub_calls] == ["create", "upload"]
-    assert hub_calls[0][1]["repo_id"] == "me/tiny-gfpgan"
-    assert hub_calls[1][1]["folder_path"] == str(out) and "restorer/*" in hub_calls[1][1]["allow_patterns"]
+    # Pushed as a pipeline that loads, with its card and the final grid.
+    files = hub.repo("tester/tiny-gfpgan").files()
+    assert {"model_index.json", "restorer/config.json", "restorer/model.safetensors", "README.md", "sample_grid.png"} <= set(files)
+    assert files["restorer/model.safetensors"] == (out / "restorer" / "model.safetensors").read_bytes()
+    assert files["sample_grid.png"] == (out / "samples" / "final.png").read_bytes()
+    readme = files["README.md"].decode()
+    assert "**GFP-GAN**" in readme and "train_gfpgan.py" in readme and "2 steps of batch 2" in readme
 
 
-def test_device_degradation_and_time_limit(script, ffhq_train_dir, tmp_path, fresh_accelerate_state):
+def test_device_degradation_and_time_limit(ffhq_train_dir, tmp_path):
     """--degradation_device accelerator: batches degraded after the loader (on the CPU here), the facial-component
     boxes from the batch's draws; --max_train_minutes stops after the first step with a checkpoint and the final save."""
     out = tmp_path / "run"
-    args = script.parse_args(
-        [
-            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY, "--max_train_steps", "50",
-            "--max_train_minutes", "0.0001", "--degradation_device", "accelerator", "--checkpointing_steps", "20",
-            "--validation_steps", "20", "--output_dir", str(out), "--cpu",
-        ]
-    )  # fmt: skip
-    script.main(args)
+    command = [
+        sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY,
+        "--max_train_steps", "50", "--max_train_minutes", "0.0001", "--degradation_device", "accelerator",
+        "--checkpointing_steps", "20", "--validation_steps", "20", "--output_dir", str(out), "--cpu",
+    ]  # fmt: skip
+    run_logged(command, tmp_path / "run.log", timeout=600)
     assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-1"]
     scalars = read_scalars(out / "logs")
     assert len(scalars["g_total"]) == 1 and "g_gan_left_eye" in scalars
-    restorer = GFPGANModel.from_pretrained(out / "restorer")
-    ema = load_file(out / "checkpoint-1" / script.EMA_FILENAME)
-    for name, parameter in restorer.named_parameters():
-        torch.testing.assert_close(parameter.detach(), ema[name], rtol=0, atol=0)
-    with pytest.raises(SystemExit):
-        script.parse_args(["--train_data_dir", "x", "--output_dir", "y", "--max_train_minutes", "0"])
+    assert_final_model_is_the_checkpoints_ema(out, 1)
 
 
 # ----------------------------------------------------------------------------- multi-process and resume (slow)
@@ -216,7 +204,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_keep_identical_replicas(script, ffhq_train_dir, tmp_path):
+def test_two_cpu_processes_keep_identical_replicas(ffhq_train_dir, tmp_path):
     out = tmp_path / "ddp"
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -236,7 +224,7 @@ def test_two_cpu_processes_keep_identical_replicas(script, ffhq_train_dir, tmp_p
     from accelerate.utils import set_seed
 
     set_seed(0)  # the script's seeding before it builds the generator
-    assert records[0]["generator"] != script.weights_digest(GFPGANModel(TINY_CONFIG))
+    assert records[0]["generator"] != weights_digest(GFPGANModel(TINY_CONFIG))
     assert "Num processes: 2" in (tmp_path / "ddp.log").read_text()
 
 

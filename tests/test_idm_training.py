@@ -199,15 +199,6 @@ def test_two_processes_keep_identical_parameters(ffhq_train_dir, tmp_path):
     assert not all(torch.equal(initial[name], trained[name]) for name in initial)  # the steps did update the weights
 
 
-def load_training_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_idm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_data_loader_workers_train_the_same_weights(ffhq_train_dir, tmp_path):
     """Persistent DataLoader workers see every epoch's degradations (set_epoch reaches them): 10 steps over three
     epochs of 4 batches give the same weights with 2 workers as with none."""
@@ -234,37 +225,24 @@ def test_missing_niqe_parameters_stop_the_run_before_training(ffhq_train_dir, te
     assert not list(output_dir.glob("checkpoint-*"))  # stopped before the first round, not after it
 
 
-def test_resumed_run_scores_a_complete_pass_that_lacks_niqe(ffhq_train_dir, tmp_path, monkeypatch):
+def test_resumed_run_scores_a_complete_pass_that_lacks_niqe(ffhq_train_dir, tmp_path):
     """A run stopped between the end of a cleaning pass and its NIQE scores writes niqe.json when resumed."""
-    from types import SimpleNamespace
-
     from conftest import shared_path
 
     from facerest.metrics import load_niqe_params
-    from facerest.training.extrinsic import CleaningPass, cleaning_niqe
+    from facerest.training.extrinsic import CleaningPass, cleaning_niqe, score_cleaning_pass
 
-    from accelerate import PartialState
-
-    PartialState(cpu=True)  # the script logs through accelerate's logger
-    train_idm = load_training_script()
     pool = [str(path) for path in list_images(ffhq_train_dir)[:4]]
     folder = tmp_path / "round-1"
     cleaning = CleaningPass(folder=folder, round_index=1, model_step=6, pool=pool, replaced=[0, 2], resolution=32)
     cleaning.run(lambda targets, indices: targets.flip(-1), cleaning.pending(), batch_size=2)
     cleaning.finish({})
 
-    logged = []
-    accelerator = SimpleNamespace(
-        is_main_process=True, wait_for_everyone=lambda: None, log=lambda values, step: logged.append((values, step))
-    )
-    args = SimpleNamespace(output_dir=str(tmp_path), cleaning_niqe=True)
-    monkeypatch.setenv("FACEREST_WEIGHTS_DIR", str(shared_path("weights", "niqe")))
+    params = load_niqe_params(shared_path("weights", "niqe", "niqe_pris_params.npz"))
     # the pass is complete: no model is needed, only the scores are missing
-    train_idm.run_cleaning_pass(args, accelerator, None, None, None, round_index=1, model_step=6)
-
-    scores = json.loads((folder / "niqe.json").read_text())
-    assert scores == cleaning_niqe(folder, load_niqe_params(shared_path("weights", "niqe", "niqe_pris_params.npz")))
-    assert logged == [({"cleaning/niqe_cleaned": scores["cleaned"], "cleaning/niqe_original": scores["original"]}, 6)]
+    scores = score_cleaning_pass(folder, params)
+    assert scores == json.loads((folder / "niqe.json").read_text()) == cleaning_niqe(folder, params)
+    assert score_cleaning_pass(folder, params) is None  # scored once
 
 
 def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_train_dir, tmp_path):

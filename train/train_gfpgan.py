@@ -23,48 +23,46 @@ from scratch, a lower learning rate and a stronger L1 are steadier: the 64 px CP
 used ``--learning_rate 2e-4 --component_learning_rate 2e-4 --l1_weight 1``.
 
 The final EMA generator is saved as a ``FaceRestorePipeline`` in ``<output_dir>`` (``model_index.json`` and
-``restorer/``, which ``GFPGANModel.from_pretrained`` also loads).
+``restorer/``, which ``GFPGANModel.from_pretrained`` also loads). Checkpoints keep the generator and its EMA the same
+way (``checkpoint-<step>/restorer/`` and ``restorer_ema/``, see ``facerest.training.checkpoints``).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from diffusers.training_utils import EMAModel
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from facerest.data import DegradedFaceDataset, collate_deferred, degrade_deferred
 from facerest.errors import FacerestError
-from facerest.images import list_images, tensor_to_image
+from facerest.images import list_images
 from facerest.models.arcface import ArcFaceResNet18
 from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
 from facerest.pipeline import FaceRestorePipeline
+from facerest.push import push_pipeline
+from facerest.training.checkpoints import checkpoint_step, ema_weights, register_checkpoint_hooks, resolve_checkpoint
+from facerest.training.checkpoints import save_checkpoint, weights_digest
 from facerest.training.discriminators import FACIAL_COMPONENTS, FacialComponentDiscriminators, StyleGAN2Discriminator
 from facerest.training.facial_components import FacialComponentLocator, image_numbers, load_component_landmarks
+from facerest.training.losses import GFPGAN_RECIPE as RECIPE
 from facerest.training.losses import adversarial_loss, component_style_loss, identity_loss, pyramid_l1_loss, r1_penalty
-from facerest.training.perceptual import GFPGAN_LAYER_WEIGHTS, PerceptualLoss, VGG19FeatureExtractor, load_vgg19_state_dict
+from facerest.training.perceptual import PerceptualLoss, load_feature_nets
 from facerest.training.testset_eval import evaluate_testset
-from facerest.training.utils import Deadline, checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
+from facerest.training.utils import Deadline, command_line, first_pairs, log_validation_grid
 
 logger = get_logger(__name__, log_level="INFO")
-
-EMA_FILENAME = "generator_ema.safetensors"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,17 +102,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--freeze_decoder", action="store_true", help="Keep the StyleGAN2 decoder fixed.")
 
     losses = parser.add_argument_group("losses (0 turns a loss off)")
-    losses.add_argument("--l1_weight", type=float, default=0.1)
-    losses.add_argument("--pyramid_loss_weight", type=float, default=1.0)
+    losses.add_argument("--l1_weight", type=float, default=RECIPE["l1_weight"])
+    losses.add_argument("--pyramid_loss_weight", type=float, default=RECIPE["pyramid_loss_weight"])
     losses.add_argument("--pyramid_loss_steps", type=int, default=50_000, help="Apply the pyramid loss for the first N steps.")
-    losses.add_argument("--perceptual_weight", type=float, default=1.0)
-    losses.add_argument("--style_weight", type=float, default=50.0)
-    losses.add_argument("--gan_weight", type=float, default=0.1)
-    losses.add_argument("--r1_weight", type=float, default=10.0, help="R1 gamma.")
-    losses.add_argument("--r1_every", type=int, default=16, help="Lazy R1: regularise D every N steps.")
-    losses.add_argument("--component_gan_weight", type=float, default=1.0)
-    losses.add_argument("--component_style_weight", type=float, default=200.0)
-    losses.add_argument("--identity_weight", type=float, default=10.0)
+    losses.add_argument("--perceptual_weight", type=float, default=RECIPE["perceptual_weight"])
+    losses.add_argument("--style_weight", type=float, default=RECIPE["style_weight"])
+    losses.add_argument("--gan_weight", type=float, default=RECIPE["gan_weight"])
+    losses.add_argument("--r1_weight", type=float, default=RECIPE["r1_weight"], help="R1 gamma.")
+    losses.add_argument("--r1_every", type=int, default=RECIPE["r1_every"], help="Lazy R1: regularise D every N steps.")
+    losses.add_argument("--component_gan_weight", type=float, default=RECIPE["component_gan_weight"])
+    losses.add_argument("--component_style_weight", type=float, default=RECIPE["component_style_weight"])
+    losses.add_argument("--identity_weight", type=float, default=RECIPE["identity_weight"])
     losses.add_argument("--vgg_weights", default=None, help="vgg19-dcbb9e9d.pth, or a folder holding it.")
     losses.add_argument("--arcface_weights", default=None, help="arcface_resnet18.pth, or a folder holding it.")
     losses.add_argument(
@@ -131,10 +129,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max_train_minutes", type=float, default=None, help="Stop once this wall time (from the start) is spent: checkpoint and final save."
     )
     training.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    training.add_argument("--learning_rate", type=float, default=2e-3, help="Generator and discriminator.")
-    training.add_argument("--component_learning_rate", type=float, default=2e-3)
+    training.add_argument("--learning_rate", type=float, default=RECIPE["learning_rate"], help="Generator and discriminator.")
+    training.add_argument("--component_learning_rate", type=float, default=RECIPE["component_learning_rate"])
     training.add_argument("--lr_milestones", type=int, nargs="*", default=[600_000, 700_000], help="Halve the learning rates at these steps.")
-    training.add_argument("--ema_decay", type=float, default=0.5 ** (32 / 10_000))
+    training.add_argument("--ema_decay", type=float, default=RECIPE["ema_decay"])
     training.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="Default: accelerate's config.")
     training.add_argument("--cpu", action="store_true", help="Train on the CPU even when an accelerator is present.")
     training.add_argument("--checkpointing_steps", type=int, default=5000)
@@ -187,7 +185,6 @@ def main(args: argparse.Namespace) -> None:
     set_seed(args.seed)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    hub_repo_id = create_hub_repo(args) if args.push_to_hub and accelerator.is_main_process else None
 
     # Data. Every item's degradation depends only on (seed, epoch, index).
     on_device = args.degradation_device == "accelerator"
@@ -231,7 +228,16 @@ def main(args: argparse.Namespace) -> None:
     discriminator = StyleGAN2Discriminator(args.resolution, args.channel_multiplier, args.discriminator_narrow)
     use_components = args.component_gan_weight > 0 or args.component_style_weight > 0
     component_discriminators = FacialComponentDiscriminators() if use_components else None
-    perceptual_loss, arcface = load_feature_nets(args)
+    try:
+        perceptual_loss, arcface = load_feature_nets(
+            args.perceptual_weight, args.style_weight, args.identity_weight, args.vgg_weights, args.arcface_weights,
+            random_init=args.random_init_feature_nets,
+        )  # fmt: skip
+    except FacerestError as error:
+        raise FacerestError(
+            f"{error}\nGive the file with --vgg_weights / --arcface_weights, turn the loss off "
+            "(--perceptual_weight 0 --style_weight 0, --identity_weight 0), or pass --random_init_feature_nets."
+        ) from None
     if perceptual_loss is not None:
         perceptual_loss.to(accelerator.device)
     if arcface is not None:
@@ -270,7 +276,7 @@ def main(args: argparse.Namespace) -> None:
         arcface,
         locator,
     )
-    register_ema_checkpointing(accelerator, ema, generator_module)
+    register_checkpoint_hooks(accelerator, generator, ema, "restorer")  # checkpoint-<step>/restorer/, restorer_ema/
 
     num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps or args.num_epochs * num_update_steps_per_epoch
@@ -333,7 +339,7 @@ def main(args: argparse.Namespace) -> None:
                 if global_step % args.checkpointing_steps == 0 or time_up:
                     save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
                 if accelerator.is_main_process and global_step % args.validation_steps == 0:
-                    save_validation_grid(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / f"step_{global_step:06d}.png", global_step)
+                    log_validation(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / f"step_{global_step:06d}.png", global_step)
             if global_step >= max_train_steps or time_up:
                 break
         if time_up:
@@ -344,14 +350,21 @@ def main(args: argparse.Namespace) -> None:
     if args.write_rank_checksums:
         write_rank_checksums(accelerator, output_dir, generator_module, critics.discriminator, critics.component_discriminators)
     if accelerator.is_main_process:
-        save_validation_grid(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / "final.png", global_step)
+        log_validation(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / "final.png", global_step)
         ema.copy_to(generator_module.parameters())
         FaceRestorePipeline(restorer=generator_module).save_pretrained(output_dir)
         logger.info(f"Saved the EMA generator as a FaceRestorePipeline in {output_dir} after {global_step} steps")
         if args.testset:
             score_testset(accelerator, generator_module, args.testset, output_dir / "testset", global_step)
         if args.push_to_hub:
-            upload_to_hub(args, hub_repo_id, output_dir)
+            total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+            repo_url, _ = push_pipeline(
+                output_dir, args.hub_model_id or output_dir.name, private=args.hub_private_repo, token=args.hub_token,
+                commit_message="GFP-GAN training: EMA generator", sample_grid=output_dir / "samples" / "final.png",
+                training_command=command_line(),
+                training_budget=f"{global_step} steps of batch {total_batch}, {args.resolution}-px faces",
+            )  # fmt: skip
+            logger.info(f"Pushed {output_dir} to {repo_url}")
     accelerator.end_training()
 
 
@@ -458,51 +471,21 @@ def component_discriminator_step(accelerator, component_discriminators, optimize
     return {f"d_{name}": (fake_losses[name] + real_losses[name]).item() for name in FACIAL_COMPONENTS}
 
 
-def load_feature_nets(args) -> tuple[PerceptualLoss | None, ArcFaceResNet18 | None]:
-    """The frozen VGG19 (perceptual and style losses) and ArcFace (identity loss) nets the weights ask for.
-
-    Stops with a message naming the missing file unless the loss is off or --random_init_feature_nets is given.
-    """
-    perceptual_loss = arcface = None
-    try:
-        if args.perceptual_weight > 0 or args.style_weight > 0:
-            state_dict = None if args.random_init_feature_nets else load_vgg19_state_dict(args.vgg_weights)
-            extractor = VGG19FeatureExtractor(list(GFPGAN_LAYER_WEIGHTS), state_dict)
-            perceptual_loss = PerceptualLoss(extractor, GFPGAN_LAYER_WEIGHTS, args.perceptual_weight, args.style_weight)
-        if args.identity_weight > 0:
-            arcface = ArcFaceResNet18() if args.random_init_feature_nets else ArcFaceResNet18.from_pretrained(args.arcface_weights)
-            arcface.eval().requires_grad_(False)
-    except FacerestError as error:
-        raise SystemExit(
-            f"error: {error}\nGive the file with --vgg_weights / --arcface_weights, turn the loss off "
-            "(--perceptual_weight 0 --style_weight 0, --identity_weight 0), or pass --random_init_feature_nets."
-        ) from None
-    return perceptual_loss, arcface
-
-
 def make_validation_batch(args) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed (lq, gt) faces for the validation grid: the first images of the validation folder, degraded at epoch 0."""
     paths = list_images(args.validation_data_dir or args.train_data_dir)[: args.num_validation_images]
-    dataset = DegradedFaceDataset(paths, args.resolution, flip=False, seed=args.seed)
-    lq, gt = zip(*(dataset[i] for i in range(len(dataset))))
-    return torch.stack(lq), torch.stack(gt)
+    return first_pairs(DegradedFaceDataset(paths, args.resolution, flip=False, seed=args.seed), len(paths))
 
 
 @torch.no_grad()
-def save_validation_grid(accelerator, ema, generator, batch, path: Path, step: int) -> None:
+def log_validation(accelerator, ema, generator, batch, path: Path, step: int) -> None:
     """Restore the validation faces with the EMA weights; save LQ | restored | GT and log it to TensorBoard."""
-    ema.store(generator.parameters())
-    ema.copy_to(generator.parameters())
-    generator.eval()
     lq, gt = (t.to(accelerator.device) for t in batch)
-    restored = generator(lq).image.clamp(-1, 1)
-    generator.train()
-    ema.restore(generator.parameters())
-    save_image_grid([lq, restored, gt], path)
-    for tracker in accelerator.trackers:
-        if tracker.name == "tensorboard":
-            images = np.stack([tensor_to_image(image) for image in restored])
-            tracker.writer.add_images("validation/restored", images, step, dataformats="NHWC")
+    with ema_weights(ema, generator):
+        generator.eval()
+        restored = generator(lq).image.clamp(-1, 1)
+        generator.train()
+    log_validation_grid(accelerator, [lq, restored, gt], path, step)
 
 
 def score_testset(accelerator, generator, testset_dir, output_dir: Path, step: int) -> None:
@@ -515,50 +498,6 @@ def score_testset(accelerator, generator, testset_dir, output_dir: Path, step: i
     scores = evaluate_testset(restore, testset_dir, output_dir, resolution=generator.config.out_size)
     logger.info(f"Test set {testset_dir}: {json.dumps(scores)}")
     accelerator.log({f"testset/{name}": value for name, value in scores.items()}, step=step)
-
-
-def register_ema_checkpointing(accelerator, ema: EMAModel, generator: torch.nn.Module) -> None:
-    """Save and load the EMA weights with ``save_state``/``load_state``, as safetensors keyed by parameter name."""
-    names = [name for name, _ in generator.named_parameters()]
-
-    def save_hook(models, weights, output_dir):
-        if accelerator.is_main_process:
-            tensors = {name: shadow.contiguous() for name, shadow in zip(names, ema.shadow_params)}
-            save_file(tensors, Path(output_dir, EMA_FILENAME), metadata={"optimization_step": str(ema.optimization_step)})
-
-    def load_hook(models, input_dir):
-        with safe_open(str(Path(input_dir, EMA_FILENAME)), framework="pt", device=str(accelerator.device)) as file:
-            ema.shadow_params = [file.get_tensor(name) for name in names]
-            ema.optimization_step = int(file.metadata()["optimization_step"])
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
-
-
-def save_checkpoint(accelerator, output_dir: Path, step: int, total_limit: int | None) -> None:
-    """``save_state`` into a temporary folder renamed to ``checkpoint-<step>`` once complete, so that a run
-    killed while saving never leaves a half-written checkpoint for ``--resume_from_checkpoint latest``."""
-    partial = output_dir / f"checkpoint-{step}.partial"
-    if accelerator.is_main_process:
-        prune_checkpoints(output_dir, None if total_limit is None else max(total_limit - 1, 0))
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        partial.rename(output_dir / f"checkpoint-{step}")
-        logger.info(f"Saved state to {output_dir / f'checkpoint-{step}'}")
-    accelerator.wait_for_everyone()
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's state dict (names and exact values)."""
-    sha = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        sha.update(name.encode())
-        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return sha.hexdigest()
 
 
 def write_rank_checksums(accelerator, output_dir: Path, generator, discriminator, component_discriminators) -> None:
@@ -581,26 +520,8 @@ def tracker_config(args) -> dict:
     return {key: value if isinstance(value, (int, float, str, bool)) else str(value) for key, value in vars(args).items()}
 
 
-def create_hub_repo(args) -> str:
-    from huggingface_hub import create_repo
-
-    return create_repo(
-        repo_id=args.hub_model_id or Path(args.output_dir).name, exist_ok=True, token=args.hub_token, private=args.hub_private_repo
-    ).repo_id
-
-
-def upload_to_hub(args, repo_id: str, output_dir: Path) -> None:
-    """Upload the EMA generator (``restorer/``) and the validation grids."""
-    from huggingface_hub import upload_folder
-
-    upload_folder(
-        repo_id=repo_id,
-        folder_path=str(output_dir),
-        allow_patterns=["restorer/*", "samples/final.png"],
-        commit_message="GFP-GAN training: EMA generator",
-        token=args.hub_token,
-    )
-
-
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except FacerestError as error:  # a missing file or too few images: one line, no traceback
+        raise SystemExit(f"error: {error}")

@@ -23,12 +23,9 @@ Two on CPU:    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_proce
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -45,15 +42,18 @@ from tqdm.auto import tqdm
 from facerest.data import DegradedFaceDataset, PairedFolderDataset, collate_deferred, degrade_deferred
 from facerest.degradation import DegradationConfig
 from facerest.errors import FacerestError
-from facerest.images import list_images, load_image
+from facerest.images import list_images
 from facerest.metrics import load_niqe_params
 from facerest.models.idm import IDMDenoiser, IDMScheduler, idm_sample, make_idm_unet
 from facerest.models.idm.denoiser import LOSSES
 from facerest.models.idm.scheduling_idm import PREDICTION_TYPES
 from facerest.pipeline import FaceRestorePipeline
-from facerest.training.extrinsic import CleaningPass, choose_replaced, cleaning_niqe, load_manifest, round_dir
+from facerest.push import push_pipeline
+from facerest.training.checkpoints import checkpoint_step, register_checkpoint_hooks, resolve_checkpoint
+from facerest.training.checkpoints import save_checkpoint, weights_digest
+from facerest.training.extrinsic import CleaningPass, choose_replaced, load_manifest, round_dir, score_cleaning_pass
 from facerest.training.testset_eval import evaluate_testset
-from facerest.training.utils import Deadline, checkpoint_step, prune_checkpoints, resolve_checkpoint, save_image_grid
+from facerest.training.utils import Deadline, command_line, first_pairs, log_validation_grid
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -240,31 +240,6 @@ def make_restorer(unet: UNet2DModel, noise_scheduler: IDMScheduler, num_steps: i
     return restore
 
 
-def parameter_digest(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for tensor in module.state_dict().values():
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total_limit: int | None) -> None:
-    """Write ``checkpoint-<step>`` atomically: into a partial folder, renamed once every process has written."""
-    final = output_dir / f"checkpoint-{step}"
-    partial = output_dir / f"partial-checkpoint-{step}"
-    if accelerator.is_main_process and partial.exists():
-        shutil.rmtree(partial)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-        prune_checkpoints(output_dir, total_limit)
-        logger.info(f"saved {final}")
-    accelerator.wait_for_everyone()
-
-
 def initial_pool(args) -> list[str]:
     paths = list_images(args.train_data_dir)[: args.max_train_samples]
     return [str(path) for path in DegradedFaceDataset(paths, args.resolution).paths]
@@ -287,9 +262,8 @@ def run_cleaning_pass(args, accelerator, ema, unet_config, noise_scheduler, roun
     if load_manifest(folder) is None:
         clean_targets(args, accelerator, ema, unet_config, noise_scheduler, round_index, model_step)
     # scored apart from the pass, so that a run stopped between the two (or resumed) still writes niqe.json
-    if args.cleaning_niqe and accelerator.is_main_process and not (folder / "niqe.json").is_file():
-        scores = cleaning_niqe(folder, load_niqe_params())
-        (folder / "niqe.json").write_text(json.dumps(scores, indent=2) + "\n")
+    scores = score_cleaning_pass(folder, load_niqe_params()) if args.cleaning_niqe and accelerator.is_main_process else None
+    if scores is not None:
         accelerator.log({"cleaning/niqe_cleaned": scores["cleaned"], "cleaning/niqe_original": scores["original"]},
                         step=model_step)
         logger.info(f"round {round_index}: NIQE cleaned {scores['cleaned']:.3f}, original {scores['original']:.3f}")
@@ -370,18 +344,16 @@ def validation_batch(args) -> tuple[torch.Tensor, torch.Tensor]:
         dataset = PairedFolderDataset(Path(args.testset) / "lq", Path(args.testset) / "hq", resolution=args.resolution)
     else:
         dataset = DegradedFaceDataset(initial_pool(args), args.resolution, flip=False, seed=args.seed)
-    pairs = [dataset[index] for index in range(min(args.num_validation_images, len(dataset)))]
-    return torch.stack([lq for lq, _ in pairs]), torch.stack([gt for _, gt in pairs])
+    return first_pairs(dataset, args.num_validation_images)
 
 
-def log_validation(args, accelerator, ema, unet_config, noise_scheduler, batch, step: int) -> None:
+def log_validation(args, accelerator, ema, unet_config, noise_scheduler, batch, step: int) -> Path:
     lq, gt = batch
     restore = make_restorer(ema_unet(ema, unet_config), noise_scheduler, args.sampling_steps, args.sampler, args.seed,
                             accelerator.device)
     path = Path(args.output_dir) / "validation" / f"step-{step:06d}.png"
-    save_image_grid([lq, restore(lq), gt], path)  # LQ | restored | GT
-    tracker = accelerator.get_tracker("tensorboard")
-    tracker.writer.add_image("validation", load_image(path), step, dataformats="HWC")
+    log_validation_grid(accelerator, [lq, restore(lq), gt], path, step)  # LQ | restored | GT
+    return path
 
 
 def main(args: argparse.Namespace) -> None:
@@ -415,34 +387,8 @@ def main(args: argparse.Namespace) -> None:
     if args.crop_size is not None and args.crop_size % 2**halvings:
         raise FacerestError(f"--crop_size {args.crop_size} cannot be halved {halvings} times, once per UNet level")
     ema = EMAModel(
-        unet.parameters(),
-        decay=args.ema_max_decay,
-        use_ema_warmup=True,
-        inv_gamma=args.ema_inv_gamma,
-        power=args.ema_power,
-        model_cls=UNet2DModel,
-        model_config=unet.config,
+        unet.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, inv_gamma=args.ema_inv_gamma, power=args.ema_power
     )
-
-    # Checkpoints hold the UNet and its EMA in diffusers' format, next to Accelerate's optimiser and scheduler states.
-    def save_model_hook(models, weights, checkpoint_dir):
-        if accelerator.is_main_process:
-            ema.save_pretrained(os.path.join(checkpoint_dir, "unet_ema"))
-            for model in models:
-                accelerator.unwrap_model(model).save_pretrained(os.path.join(checkpoint_dir, "unet"))
-                weights.pop()  # saved above; Accelerate must not save it again
-
-    def load_model_hook(models, checkpoint_dir):
-        loaded = EMAModel.from_pretrained(os.path.join(checkpoint_dir, "unet_ema"), UNet2DModel)
-        ema.load_state_dict(loaded.state_dict())
-        ema.to(accelerator.device)
-        while models:
-            model = models.pop()
-            loaded_unet = UNet2DModel.from_pretrained(checkpoint_dir, subfolder="unet")
-            model.load_state_dict(loaded_unet.state_dict())
-
-    accelerator.register_save_state_pre_hook(save_model_hook)
-    accelerator.register_load_state_pre_hook(load_model_hook)
 
     optimizer = torch.optim.AdamW(
         unet.parameters(),
@@ -460,6 +406,7 @@ def main(args: argparse.Namespace) -> None:
         num_training_steps=total_steps * accelerator.num_processes,
     )
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    register_checkpoint_hooks(accelerator, unet, ema, "unet")  # checkpoint-<step>/unet/ and unet_ema/
     denoiser = IDMDenoiser(unet, noise_scheduler)  # f_theta(x_d, x_t, gamma) and its loss
     ema.to(accelerator.device)
     unet_config = accelerator.unwrap_model(unet).config
@@ -469,6 +416,7 @@ def main(args: argparse.Namespace) -> None:
         validation = validation_batch(args)
 
     global_step = 0
+    validation_grid = None  # the latest, for the model card
     checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
@@ -568,7 +516,7 @@ def main(args: argparse.Namespace) -> None:
                 if global_step % args.checkpointing_steps == 0 or global_step == round_end or time_up:
                     save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
                 if global_step % args.validation_steps == 0 and accelerator.is_main_process:
-                    log_validation(args, accelerator, ema, unet_config, noise_scheduler, validation, global_step)
+                    validation_grid = log_validation(args, accelerator, ema, unet_config, noise_scheduler, validation, global_step)
                 if global_step == round_end or time_up:
                     break
             if global_step == round_end or time_up:
@@ -580,7 +528,7 @@ def main(args: argparse.Namespace) -> None:
             break
 
     # Every process must hold the same weights: a cheap check that the processes really trained one model together.
-    digests = gather_object([parameter_digest(accelerator.unwrap_model(unet))])
+    digests = gather_object([weights_digest(accelerator.unwrap_model(unet))])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         FaceRestorePipeline(
@@ -601,21 +549,19 @@ def main(args: argparse.Namespace) -> None:
             raise RuntimeError(f"the processes ended with different weights: {digests}")
         logger.info(f"saved {output_dir / 'unet'} and {output_dir / 'scheduler'}")
         if args.push_to_hub:
-            push_to_hub(args, output_dir)
+            repo_url, _ = push_pipeline(
+                output_dir, args.hub_model_id or output_dir.name, private=args.hub_private_repo,
+                commit_message="IDM training: final EMA weights", sample_grid=validation_grid,
+                training_command=command_line(), training_budget=training_budget(args, accelerator, global_step),
+            )  # fmt: skip
+            logger.info(f"pushed {output_dir} to {repo_url}")
     accelerator.end_training()
 
 
-def push_to_hub(args, output_dir: Path) -> None:
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = create_repo(args.hub_model_id or output_dir.name, exist_ok=True, private=args.hub_private_repo).repo_id
-    upload_folder(
-        repo_id=repo_id,
-        folder_path=output_dir,
-        commit_message="IDM training: final EMA weights",
-        ignore_patterns=["checkpoint-*", "partial-*", "round-*", "eval/*", f"{args.logging_dir}/*"],
-    )
-    logger.info(f"pushed {output_dir} to https://huggingface.co/{repo_id}")
+def training_budget(args, accelerator, global_step: int) -> str:
+    batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    rounds = f" in {args.extrinsic_rounds + 1} rounds" if args.extrinsic_rounds else ""
+    return f"{global_step} steps of batch {batch}{rounds}, {args.resolution}-px faces"
 
 
 if __name__ == "__main__":

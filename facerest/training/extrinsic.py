@@ -35,6 +35,7 @@ from ..metrics import niqe
 Cleaner = Callable[[torch.Tensor, list[int]], torch.Tensor]
 
 MANIFEST_NAME = "manifest.json"
+NIQE_NAME = "niqe.json"
 
 
 def choose_replaced(pool_size: int, fraction: float, seed: Sequence[int] | int) -> list[int]:
@@ -200,3 +201,14 @@ def cleaning_niqe(folder: str | os.PathLike, niqe_params, block_size: int = 96) 
         "upscale": upscale,
         "num_images": len(cleaned),
     }
+
+
+def score_cleaning_pass(folder: str | os.PathLike, niqe_params) -> dict | None:
+    """Write ``niqe.json`` (the scores of `cleaning_niqe`) for a complete pass that lacks it, as a run resumed
+    between the end of a pass and its scores does; returns the scores, or None when the file was already there."""
+    path = Path(folder) / NIQE_NAME
+    if path.is_file():
+        return None
+    scores = cleaning_niqe(folder, niqe_params)
+    path.write_text(json.dumps(scores, indent=2) + "\n")
+    return scores

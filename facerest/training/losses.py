@@ -1,5 +1,6 @@
 """The losses of GFP-GAN (Wang et al., "Towards Real-World Blind Face Restoration with Generative Facial
-Prior", CVPR 2021, Sec. 3.4), as functions of tensors. Their weights live in the training script.
+Prior", CVPR 2021, Sec. 3.4), as functions of tensors, and the published recipe that weights them
+(``GFPGAN_RECIPE``, the defaults of train/train_gfpgan.py).
 
 Notation: ``D`` a discriminator's logits, ``x`` real (ground-truth) images, ``y_hat`` restored images.
 """
@@ -10,6 +11,24 @@ import torch
 from torch.nn import functional as F
 
 from ..models.arcface import ArcFaceResNet18
+
+# GFP-GAN's published recipe (options/train_gfpgan_v1.yml): loss weights, lazy R1 interval, learning rates and the
+# EMA decay of the generator, 0.5 ** (32 / 10k).
+GFPGAN_RECIPE = {
+    "l1_weight": 0.1,
+    "pyramid_loss_weight": 1.0,
+    "perceptual_weight": 1.0,
+    "style_weight": 50.0,
+    "gan_weight": 0.1,
+    "r1_weight": 10.0,
+    "r1_every": 16,
+    "component_gan_weight": 1.0,
+    "component_style_weight": 200.0,
+    "identity_weight": 10.0,
+    "learning_rate": 2e-3,
+    "component_learning_rate": 2e-3,
+    "ema_decay": 0.5 ** (32 / 10_000),
+}
 
 
 def adversarial_loss(logits: torch.Tensor, target_is_real: bool) -> torch.Tensor:

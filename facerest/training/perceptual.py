@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..models.arcface import ArcFaceResNet18
 from ..weights import find_weights, torch_hub_checkpoints_dir
 from .losses import gram_matrix
 
@@ -123,3 +124,25 @@ class PerceptualLoss(nn.Module):
             if self.style_weight:
                 style = style + weight * F.l1_loss(gram_matrix(restored_features[name]), gram_matrix(target_features[name]))
         return self.perceptual_weight * perceptual, self.style_weight * style
+
+
+def load_feature_nets(
+    perceptual_weight: float,
+    style_weight: float,
+    identity_weight: float,
+    vgg_weights: str | os.PathLike | None = None,
+    arcface_weights: str | os.PathLike | None = None,
+    random_init: bool = False,
+) -> tuple[PerceptualLoss | None, ArcFaceResNet18 | None]:
+    """The frozen VGG19 (perceptual and style losses) and ArcFace (identity loss) nets the loss weights ask for;
+    None for a loss that is off. Raises ``MissingWeightsError`` naming a file that cannot be found, unless
+    ``random_init`` (randomly initialised nets, for tests)."""
+    perceptual_loss = arcface = None
+    if perceptual_weight > 0 or style_weight > 0:
+        state_dict = None if random_init else load_vgg19_state_dict(vgg_weights)
+        extractor = VGG19FeatureExtractor(list(GFPGAN_LAYER_WEIGHTS), state_dict)
+        perceptual_loss = PerceptualLoss(extractor, GFPGAN_LAYER_WEIGHTS, perceptual_weight, style_weight)
+    if identity_weight > 0:
+        arcface = ArcFaceResNet18() if random_init else ArcFaceResNet18.from_pretrained(arcface_weights)
+        arcface.eval().requires_grad_(False)
+    return perceptual_loss, arcface

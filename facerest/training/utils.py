@@ -1,56 +1,18 @@
-"""Small helpers shared by the training scripts in ``train/``."""
+"""Small helpers shared by the training scripts in ``train/``: validation grids, the time budget, the command line."""
 
 from __future__ import annotations
 
-import re
-import shutil
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid
 
-from ..images import save_image, tensor_to_image
+from ..images import load_image, save_image, tensor_to_image
 
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-
-
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """The ``checkpoint-<step>`` folders of ``output_dir``, oldest step first."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))]
-    return [path for _, path in sorted(found)]
-
-
-def resolve_checkpoint(output_dir: str | Path, resume_from_checkpoint: str | None) -> Path | None:
-    """Map ``--resume_from_checkpoint`` ("latest" or a path) to a checkpoint folder, or None to start fresh."""
-    if not resume_from_checkpoint:
-        return None
-    if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1] if checkpoints else None
-    path = Path(resume_from_checkpoint)
-    if not path.is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint: no checkpoint folder at {path}")
-    return path
-
-
-def checkpoint_step(path: Path) -> int:
-    match = CHECKPOINT_PATTERN.match(Path(path).name)
-    if not match:
-        raise ValueError(f"not a checkpoint folder name (expected checkpoint-<step>): {path}")
-    return int(match.group(1))
-
-
-def prune_checkpoints(output_dir: str | Path, keep: int | None) -> None:
-    """Delete the oldest checkpoints so that at most ``keep`` remain (None keeps all)."""
-    if keep is None:
-        return
-    checkpoints = list_checkpoints(output_dir)
-    for path in checkpoints[: max(len(checkpoints) - keep, 0)]:
-        shutil.rmtree(path)
+SECRET_OPTIONS = ("--hub_token",)
 
 
 def save_image_grid(columns: list[torch.Tensor], path: str | Path) -> None:
@@ -58,6 +20,30 @@ def save_image_grid(columns: list[torch.Tensor], path: str | Path) -> None:
     rows = torch.stack([column.detach().float().cpu() for column in columns], dim=1).flatten(0, 1)
     grid = make_grid(rows, nrow=len(columns), padding=2, pad_value=1.0)
     save_image(tensor_to_image(grid), path)
+
+
+def first_pairs(dataset, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` (degraded, ground truth) pairs of a dataset, stacked: a fixed validation batch."""
+    pairs = [dataset[index][:2] for index in range(min(count, len(dataset)))]
+    return torch.stack([lq for lq, _ in pairs]), torch.stack([gt for _, gt in pairs])
+
+
+def log_validation_grid(accelerator, columns: list[torch.Tensor], path: str | Path, step: int) -> None:
+    """Save a validation grid (``[lq, restored, gt]``: a column each, a face per row) to ``path`` and add it to
+    TensorBoard as ``validation`` when the run is tracked there."""
+    save_image_grid(columns, path)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("validation", load_image(path), step, dataformats="HWC")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that started this process, for a model card; the values of secret options are left out."""
+    argv = list(sys.argv if argv is None else argv)
+    for index, word in enumerate(argv[:-1]):
+        if word in SECRET_OPTIONS:
+            argv[index + 1] = "***"
+    return "python " + shlex.join(argv)
 
 
 class Deadline:

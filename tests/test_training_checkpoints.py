@@ -1,0 +1,76 @@
+"""facerest.training: the one checkpoint rule of both training scripts, the EMA hooks, the command line for cards."""
+
+import json
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from diffusers import UNet2DModel
+from diffusers.training_utils import EMAModel
+
+from facerest.training.checkpoints import list_checkpoints, register_checkpoint_hooks, save_checkpoint, weights_digest
+from facerest.training.utils import command_line
+
+
+class FakeAccelerator:
+    """One process; ``save_state`` writes a file where Accelerate would write its states."""
+
+    is_main_process = True
+
+    def wait_for_everyone(self):
+        pass
+
+    def save_state(self, folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        torch.save({}, Path(folder) / "optimizer.bin")
+
+
+def test_checkpoints_are_renamed_complete_and_pruned_to_the_limit(tmp_path):
+    accelerator = FakeAccelerator()
+    (tmp_path / "partial-checkpoint-3").mkdir()  # left by a run killed while saving step 3
+    for step in (1, 2, 3):
+        save_checkpoint(accelerator, tmp_path, step, total_limit=2)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-3"]
+    assert not list(tmp_path.glob("partial-*")) and (tmp_path / "checkpoint-3" / "optimizer.bin").is_file()
+    save_checkpoint(accelerator, tmp_path, 3, total_limit=0)  # the same step again (a resumed run); keeps itself
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["checkpoint-3"]
+    save_checkpoint(accelerator, tmp_path, 4, total_limit=None)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-4"]
+
+
+def test_model_and_ema_round_trip_through_a_checkpoint(tmp_path):
+    """The model and its EMA come back bit for bit, and the live weights are untouched by the save."""
+    torch.manual_seed(0)
+    config = dict(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 8), norm_num_groups=4,
+                  down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                  layers_per_block=1)  # fmt: skip
+    accelerator = Accelerator(cpu=True)
+    unet = accelerator.prepare(UNet2DModel(**config))
+    ema = EMAModel(unet.parameters(), decay=0.9)
+    for _ in range(3):  # the EMA drifts away from the weights
+        with torch.no_grad():
+            for parameter in unet.parameters():
+                parameter.add_(0.1)
+        ema.step(unet.parameters())
+    register_checkpoint_hooks(accelerator, unet, ema, "unet")
+    trained, shadow = weights_digest(unet), [p.clone() for p in ema.shadow_params]
+    accelerator.save_state(str(tmp_path / "checkpoint-3"))
+    assert weights_digest(unet) == trained
+    assert {"unet", "unet_ema"} <= {path.name for path in (tmp_path / "checkpoint-3").iterdir()}
+    assert json.loads((tmp_path / "checkpoint-3" / "unet_ema" / "ema_state.json").read_text())["optimization_step"] == 3
+    assert not list((tmp_path / "checkpoint-3").glob("model*.safetensors"))  # not saved twice
+
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            parameter.zero_()
+    ema.shadow_params, ema.optimization_step = [torch.zeros_like(p) for p in shadow], 0
+    accelerator.load_state(str(tmp_path / "checkpoint-3"))
+    assert weights_digest(unet) == trained and ema.optimization_step == 3
+    assert all(torch.equal(a, b) for a, b in zip(ema.shadow_params, shadow))
+    ema_unet = UNet2DModel.from_pretrained(tmp_path / "checkpoint-3" / "unet_ema")  # loads like any saved UNet
+    assert all(torch.equal(a, b) for a, b in zip(ema_unet.parameters(), shadow))
+
+
+def test_command_line_leaves_secrets_out():
+    line = command_line(["train/train_gfpgan.py", "--hub_token", "hf_secret", "--output_dir", "runs/a b"])
+    assert line == "python train/train_gfpgan.py --hub_token '***' --output_dir 'runs/a b'"
