@@ -7,7 +7,7 @@ set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 # A fully convolutional UNet (no attention), so that it trains on 96-px windows and restores whole 256-px faces.
 UNET='{"block_out_channels":[32,64,128,128],"norm_num_groups":16,"layers_per_block":1,"down_block_types":["DownBlock2D","DownBlock2D","DownBlock2D","DownBlock2D"],"up_block_types":["UpBlock2D","UpBlock2D","UpBlock2D","UpBlock2D"]}'
-SAMPLING_STEPS=${SAMPLING_STEPS:-1}  # the default step count saved with the model (README, "Results at 256 px")
+SAMPLING_STEPS=${SAMPLING_STEPS:-2}  # the default step count saved with the model (README, "Results at 256 px")
 
 # Stage 1: constant learning rate 1e-3 (about 80 min on 2 shared cores).
 OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
