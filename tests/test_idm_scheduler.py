@@ -281,6 +281,39 @@ def test_denoiser_feeds_the_unet_and_takes_the_loss_as_the_scheduler_says():
     torch.testing.assert_close(loss, torch.nn.functional.mse_loss(sample[:, :3].float() * 0.5, target.float()))
 
 
+def test_detail_deficit_counts_only_the_detail_an_estimate_lacks():
+    from facerest.models.idm.denoiser import detail_deficit
+
+    generator = torch.Generator().manual_seed(0)
+    face = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(face, 3, stride=1, padding=1, count_include_pad=False)
+    shifted = face.roll(1, dims=-1)  # the same texture one pixel to the side: no detail missing
+    assert detail_deficit(face, face) == 0
+    assert detail_deficit(face, blurred) == 0  # more detail than the target is not asked back
+    assert detail_deficit(blurred, face) > 0.1
+    assert detail_deficit(shifted, face) < 0.1 * detail_deficit(blurred, face)
+
+
+def test_denoiser_loss_adds_the_weighted_detail_deficit_of_its_estimate():
+    from facerest.models.idm import IDMDenoiser
+    from facerest.models.idm.denoiser import detail_deficit
+
+    class Zero(torch.nn.Module):
+        def forward(self, sample, timestep):
+            return type("Output", (), {"sample": torch.zeros_like(sample[:, :3])})()
+
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(2, 3, 16, 16, generator=generator), torch.randn(2, 3, 16, 16, generator=generator)
+    condition = torch.nn.functional.avg_pool2d(x0, 3, stride=1, padding=1)  # a blurred face: residual 0 keeps it
+    scheduler = IDMScheduler(prediction_type="residual", sigma_data=0.2)
+    denoiser = IDMDenoiser(Zero(), scheduler)
+    gamma = torch.tensor([0.3, 0.6])
+    plain = denoiser.loss(x0, condition, noise, gamma, "l1")
+    with_detail = denoiser.loss(x0, condition, noise, gamma, "l1", detail_weight=2.0)
+    torch.testing.assert_close(with_detail - plain, 2.0 * detail_deficit(condition, x0))
+    assert detail_deficit(condition, x0) > 0
+
+
 def test_other_prediction_types_see_x_t_itself():
     x_t = to_torch(random_tensors(8)[0])
     for prediction_type in ("epsilon", "sample", "residual"):

@@ -114,6 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "residual / sigma_data (residual) or EDM's preconditioned velocity (residual_v; 1: v-prediction)",
     )
     model.add_argument("--loss", choices=list(LOSSES), default="l1", help="L1 or L2 distance to the prediction target")
+    model.add_argument(
+        "--detail_weight",
+        type=float,
+        default=0.0,
+        help="weight of the detail term: the local gradient energy the estimate of the clean face lacks against the "
+        "clean face (IDMDenoiser.loss, detail_deficit); above 0 it keeps the estimate from averaging texture away",
+    )
 
     train = parser.add_argument_group("training")
     train.add_argument("--output_dir", required=True)
@@ -494,7 +501,7 @@ def main(args: argparse.Namespace) -> None:
 
                 with accelerator.accumulate(unet):
                     # E || f_theta(x_d, x_t, gamma) - target ||_p^p at x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps
-                    loss = denoiser.loss(gt, lq, noise, noise_level, args.loss)
+                    loss = denoiser.loss(gt, lq, noise, noise_level, args.loss, args.detail_weight)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
