@@ -500,7 +500,8 @@ def main(args: argparse.Namespace) -> None:
                 noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
 
                 with accelerator.accumulate(unet):
-                    # E || f_theta(x_d, x_t, gamma) - target ||_p^p at x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps (+ the detail term)
+                    # E || f_theta(x_d, x_t, gamma) - target ||_p^p at x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps,
+                    # plus detail_weight times the detail the x_0 estimate lacks (IDMDenoiser.loss)
                     loss = denoiser.loss(gt, lq, noise, noise_level, args.loss, args.detail_weight)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
