@@ -8,6 +8,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 # A fully convolutional UNet (no attention), so that it trains on 96-px windows and restores whole 256-px faces.
 UNET='{"block_out_channels":[32,64,128,128],"norm_num_groups":16,"layers_per_block":1,"down_block_types":["DownBlock2D","DownBlock2D","DownBlock2D","DownBlock2D"],"up_block_types":["UpBlock2D","UpBlock2D","UpBlock2D","UpBlock2D"]}'
 SAMPLING_STEPS=${SAMPLING_STEPS:-2}  # the default step count saved with the model (README, "Results at 256 px")
+EXTRA=("$@")  # options given to this script reach every stage (e.g. --resume_from_checkpoint latest)
 
 # Stage 1: constant learning rate 1e-3 (about 80 min on 2 shared cores).
 OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
@@ -15,39 +16,30 @@ OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffh
   --learning_rate 1e-3 --lr_warmup_steps 100 --train_batch_size 8 --max_train_steps 2750 \
   --dataloader_num_workers 1 --sampling_steps 10 --num_validation_images 4 \
   --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 --mixed_precision no --seed 0 \
-  --output_dir runs/idm256 "$@"
+  --output_dir runs/idm256 "${EXTRA[@]}"
 
-# Stage 2: from stage 1's EMA weights, new degradation draws (seed 1), the learning rate decayed to 0 (about 25 min).
-OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
-  --pretrained_model_name_or_path runs/idm256 --loss l1 \
-  --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 0 --train_batch_size 8 --max_train_steps 1000 \
-  --dataloader_num_workers 1 --sampling_steps "$SAMPLING_STEPS" --num_validation_images 4 \
-  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 --mixed_precision no --seed 1 \
-  --output_dir runs/idm256ft "$@"
+# Stages 2-5 fine-tune the previous stage's EMA weights on new degradation draws (a seed each), the learning rate
+# decayed to 0 by a cosine: fine_tune FROM OUTPUT_DIR SEED STEPS LEARNING_RATE [the stage's own train_idm.py options].
+fine_tune() {
+  local from=$1 output_dir=$2 seed=$3 steps=$4 learning_rate=$5
+  shift 5
+  OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
+    --pretrained_model_name_or_path "$from" --loss l1 "$@" \
+    --learning_rate "$learning_rate" --lr_scheduler cosine --lr_warmup_steps 0 --train_batch_size 8 --max_train_steps "$steps" \
+    --dataloader_num_workers 1 --sampling_steps "$SAMPLING_STEPS" --num_validation_images 4 \
+    --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps "$steps" --mixed_precision no --seed "$seed" \
+    --output_dir "$output_dir" "${EXTRA[@]}"
+}
+
+# Stage 2: from stage 1's EMA weights (about 25 min).
+fine_tune runs/idm256 runs/idm256ft 1 1000 5e-4
 
 # Stages 3 and 4: clean pairs, one face in ten and then one in five left undegraded, so that a face that needs nothing
 # is kept (stages 1-2 learnt to undo the degradation's brightness and colour jitter, and so darkened clean bright
-# faces); new draws (seeds 2 and 3), the learning rate decayed to 0 in each (about 50 and 24 min).
-OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
-  --pretrained_model_name_or_path runs/idm256ft --loss l1 --clean_prob 0.1 \
-  --learning_rate 5e-4 --lr_scheduler cosine --lr_warmup_steps 0 --train_batch_size 8 --max_train_steps 1500 \
-  --dataloader_num_workers 1 --sampling_steps "$SAMPLING_STEPS" --num_validation_images 4 \
-  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1500 --mixed_precision no --seed 2 \
-  --output_dir runs/idm256clean "$@"
-
-OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
-  --pretrained_model_name_or_path runs/idm256clean --loss l1 --clean_prob 0.2 \
-  --learning_rate 3e-4 --lr_scheduler cosine --lr_warmup_steps 0 --train_batch_size 8 --max_train_steps 1000 \
-  --dataloader_num_workers 1 --sampling_steps "$SAMPLING_STEPS" --num_validation_images 4 \
-  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 --mixed_precision no --seed 3 \
-  --output_dir runs/idm256clean2 "$@"
+# faces); about 50 and 24 min.
+fine_tune runs/idm256ft runs/idm256clean 2 1500 5e-4 --clean_prob 0.1
+fine_tune runs/idm256clean runs/idm256clean2 3 1000 3e-4 --clean_prob 0.2
 
 # Stage 5: the detail term (--detail_weight 2: the local gradient energy the estimate of the clean face lacks against
-# it, IDMDenoiser.loss), so that two steps do not average texture away; still one face in five clean, new draws
-# (seed 4), the learning rate decayed to 0 (about 22 min).
-OMP_NUM_THREADS=2 $PYTHON train/train_idm.py --train_data_dir ../shared/data/ffhq256/train --resolution 256 --crop_size 96 \
-  --pretrained_model_name_or_path runs/idm256clean2 --loss l1 --clean_prob 0.2 --detail_weight 2 \
-  --learning_rate 2e-4 --lr_scheduler cosine --lr_warmup_steps 0 --train_batch_size 8 --max_train_steps 1000 \
-  --dataloader_num_workers 1 --sampling_steps "$SAMPLING_STEPS" --num_validation_images 4 \
-  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 --mixed_precision no --seed 4 \
-  --output_dir runs/idm256detail "$@"
+# it, IDMDenoiser.loss), so that two steps do not average texture away; still one face in five clean (about 22 min).
+fine_tune runs/idm256clean2 runs/idm256detail 4 1000 2e-4 --clean_prob 0.2 --detail_weight 2
