@@ -2,6 +2,7 @@
 timings: speed is measured by the bench, not by tests). One quick run, without the official environment (its rows
 must then say "not installed")."""
 
+import json
 import os
 import re
 import subprocess
@@ -179,6 +180,56 @@ def test_idm_sample_spread_script_prints_its_table(tmp_path):
     assert list(rows) == ["degraded input vs GT", "one-step estimate vs GT", "sample (2 steps) vs GT",
                           "sample vs another sample", "average of 2 samples vs GT", "sample vs one-step estimate"]
     assert all(0 < float(value) < 100 for value in rows.values())
+
+
+def test_default_checks_script_scores_a_model_on_the_test_set(tmp_path):
+    from facerest.data import make_testset
+    from tiny_pipelines import tiny_pipeline
+
+    hq = tmp_path / "hq_faces"
+    hq.mkdir()
+    for path in sorted(shared_path("data", "ffhq256", "test").iterdir())[:3]:
+        (hq / path.name).write_bytes(path.read_bytes())
+    make_testset(hq, tmp_path / "testset", resolution=192, seed=0)  # NIQE needs two 96-px blocks
+    tiny_pipeline("idm").save_pretrained(tmp_path / "idm")
+    script = Path(__file__).resolve().parents[1] / "bench" / "default_checks.py"
+    out = tmp_path / "checks.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--model", str(tmp_path / "idm"), "--steps", "1", "--parts", "clean,test",
+         "--testset", str(tmp_path / "testset"), "--shared", str(shared_path()), "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["clean", "test"]
+    assert 0 < figures["clean"]["psnr_lowest"] <= figures["clean"]["psnr_mean"] < 100
+    test = figures["test"]
+    assert 0 < test["psnr_input"] < 100 and 0 < test["psnr"] < 100 and 0 < test["ssim"] <= 1 and test["niqe"] > 0
+    assert test["seconds_per_face"] > 0
+
+
+def test_before_after_script_finds_a_blurred_face_blurrier(tmp_path):
+    import cv2
+
+    from facerest.images import load_image, save_image
+
+    photos, restored = tmp_path / "photos", tmp_path / "restored"
+    photos.mkdir()
+    restored.mkdir()
+    source = shared_path("data", "whole_imgs", "gfpgan_00.jpg")
+    (photos / source.name).write_bytes(source.read_bytes())
+    save_image(cv2.GaussianBlur(load_image(source), (0, 0), 2.0), restored / "gfpgan_00.png")
+    script = Path(__file__).resolve().parents[1] / "bench" / "before_after.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(photos), str(restored), "--out", str(tmp_path / "faces.png"),
+         "--detector-weights", str(shared_path("weights", "facexlib"))],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^\| gfpgan_00_\d+ \| \d+ \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| ([\d.]+) \|$", done.stdout, flags=re.M)
+    assert len(rows) == 2  # the two faces of gfpgan_00
+    assert all(float(ratio) < 0.8 and float(halved) < 0.9 for ratio, halved in rows)
+    assert load_image(tmp_path / "faces.png").shape[0] > 0
 
 
 def test_degradation_throughput_script_prints_its_table(tmp_path):

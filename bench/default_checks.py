@@ -1,0 +1,121 @@
+"""The default model's checks in one run, for choosing between candidate models or sampling settings.
+
+    python bench/default_checks.py --model runs/idm256detail --parts whole,clean,test,real
+
+Each part prints one line (and `--out` writes them all as JSON):
+
+- whole: every face of `whole_imgs`, sharpness (`gradient_sharpness` of its box) after / before; the lowest, the
+  median, how many came out blurrier, and the lowest eight by name;
+- clean: PSNR(output, input) with the clean faces of the test set as input (the model should keep them);
+- test: PSNR, SSIM and NIQE of the restored degraded faces of the test set, and seconds per face;
+- real: NIQE of the real low-quality faces of `realworld_lq` before and after.
+
+Faces are restored in batches of eight with seed 0, 8, 16, ... (whole photos: seed 0 each), so figures can differ by
+a little from the CLI's, which seeds one face at a time; compare candidates with this script alone.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facerest import FaceRestorePipeline
+from facerest.faces import FaceDetector
+from facerest.images import list_images, load_image
+from facerest.metrics import gradient_sharpness, load_niqe_params, niqe, psnr, ssim
+
+BATCH = 8
+PARTS = ("whole", "clean", "test", "real")
+
+
+def restore_aligned(pipeline, faces, settings) -> list[np.ndarray]:
+    restored = []
+    for start in range(0, len(faces), BATCH):
+        generator = torch.Generator().manual_seed(start)
+        batch = faces[start : start + BATCH]
+        restored += pipeline(batch, aligned=True, generator=generator, **settings).images
+    return restored
+
+
+def check_whole_photos(pipeline, settings, shared: Path) -> dict:
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared / "weights" / "facexlib")
+    ratios = {}
+    for path in list_images(shared / "data" / "whole_imgs"):
+        photo = load_image(path)
+        output = pipeline(photo, detector=detector, generator=torch.Generator().manual_seed(0), **settings)
+        for index, (x1, y1, x2, y2) in enumerate(output.face_boxes[0].astype(int)):
+            window = np.s_[max(y1, 0) : y2, max(x1, 0) : x2]
+            ratio = gradient_sharpness(output.images[0][window]) / gradient_sharpness(photo[window])
+            ratios[f"{path.stem}_{index:02d} ({x2 - x1} px)"] = ratio
+    values = np.array(list(ratios.values()))
+    lowest = sorted(ratios.items(), key=lambda item: item[1])[:8]
+    return {
+        "faces": len(values), "lowest": float(values.min()), "median": float(np.median(values)),
+        "blurrier": int((values < 1).sum()), "lowest_faces": {name: round(float(r), 3) for name, r in lowest},
+    }  # fmt: skip
+
+
+def check_clean_faces(pipeline, settings, testset: Path) -> dict:
+    clean = [load_image(path) for path in list_images(testset / "hq")]
+    scores = psnr(restore_aligned(pipeline, clean, settings), clean)
+    return {"psnr_mean": float(scores.mean()), "psnr_lowest": float(scores.min()), "below_30_db": int((scores < 30).sum())}
+
+
+def check_test_faces(pipeline, settings, testset: Path, niqe_params) -> dict:
+    degraded = [load_image(path) for path in list_images(testset / "lq")]
+    originals = [load_image(path) for path in list_images(testset / "hq")]
+    start = time.perf_counter()
+    restored = restore_aligned(pipeline, degraded, settings)
+    seconds = (time.perf_counter() - start) / len(degraded)
+    return {
+        "psnr_input": float(psnr(degraded, originals).mean()), "psnr": float(psnr(restored, originals).mean()),
+        "ssim_input": float(ssim(degraded, originals).mean()), "ssim": float(ssim(restored, originals).mean()),
+        "niqe_input": float(niqe(degraded, niqe_params).mean()), "niqe": float(niqe(restored, niqe_params).mean()),
+        "seconds_per_face": seconds,
+    }  # fmt: skip
+
+
+def check_real_faces(pipeline, settings, shared: Path, niqe_params) -> dict:
+    faces = [load_image(path) for path in sorted((shared / "data" / "realworld_lq").rglob("*.png"))]
+    before, after = niqe(faces, niqe_params), niqe(restore_aligned(pipeline, faces, settings), niqe_params)
+    return {"niqe_input": float(before.mean()), "niqe": float(after.mean()), "lower": int((after < before).sum()), "faces": len(faces)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="models/default", help="a saved pipeline (default: models/default)")
+    parser.add_argument("--steps", type=int, default=None, help="IDM steps (default: the model's)")
+    parser.add_argument("--strength", type=float, default=None, help="IDM start (default: the pipeline's)")
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of: " + ", ".join(PARTS))
+    parser.add_argument("--testset", type=Path, default=Path("runs/testset256"), help="make-testset's folder")
+    parser.add_argument("--shared", type=Path, default=Path("../shared"), help="the shared data and weights")
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+
+    parts = args.parts.split(",")
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        parser.error(f"unknown part {', '.join(unknown)}: choose from {', '.join(PARTS)}")
+
+    pipeline = FaceRestorePipeline.from_pretrained(args.model)
+    settings = dict(num_inference_steps=args.steps, strength=args.strength, output_type="np", progress=False)
+    niqe_params = load_niqe_params(extra_dirs=[args.shared / "weights"])
+    checks = {
+        "whole": lambda: check_whole_photos(pipeline, settings, args.shared),
+        "clean": lambda: check_clean_faces(pipeline, settings, args.testset),
+        "test": lambda: check_test_faces(pipeline, settings, args.testset, niqe_params),
+        "real": lambda: check_real_faces(pipeline, settings, args.shared, niqe_params),
+    }
+    figures = {}
+    for part in parts:
+        figures[part] = checks[part]()
+        print(part, json.dumps(figures[part]), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
