@@ -2,7 +2,8 @@
 # The shipped default, models/default: an IDM that restores 256-px faces, trained on a 2-core CPU in five stages.
 # Run from the repository root after the README's set-up and
 #   .venv/bin/python -m facerest make-testset ../shared/data/ffhq256/test runs/testset256 --resolution 256 --seed 0
-# Each stage checkpoints every 250 steps: after a kill, run the same line with --resume_from_checkpoint latest.
+# Each stage checkpoints every 250 steps: after a kill, run this script again with --resume_from_checkpoint latest
+# (each stage resumes from its last checkpoint; a finished one only validates and saves its weights again).
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 # A fully convolutional UNet (no attention), so that it trains on 96-px windows and restores whole 256-px faces.
