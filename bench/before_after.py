@@ -39,7 +39,8 @@ def halved(image: np.ndarray) -> np.ndarray:
 
 
 def compare_faces(input_dir: Path, output_dir: Path, detector: FaceDetector) -> list[dict]:
-    """One record per face found in the input photos: name, size, sharpness before/after, and both tiles."""
+    """One record per face found in the input photos: name, size, sharpness before/after, the after / before ratio
+    of both halved, and both tiles."""
     faces = []
     for path in list_images(input_dir):
         before = load_image(path)
@@ -82,10 +83,9 @@ def main() -> None:
 
     faces = compare_faces(args.input_dir, args.output_dir, FaceDetector("auto", weights_dir=args.detector_weights))
     print("| face | size (px) | sharpness before | after | after / before | halved |\n|---|---|---|---|---|---|")
-    for face in faces:
-        ratio = face["after"] / face["before"]
-        print(f"| {face['face']} | {face['size']} | {face['before']:.2f} | {face['after']:.2f} | {ratio:.3f} | {face['halved']:.3f} |")
     ratios = [face["after"] / face["before"] for face in faces]
+    for face, ratio in zip(faces, ratios):
+        print(f"| {face['face']} | {face['size']} | {face['before']:.2f} | {face['after']:.2f} | {ratio:.3f} | {face['halved']:.3f} |")
     halved_ratios = [face["halved"] for face in faces]
     print(f"\n{len(faces)} faces; after / before: lowest {min(ratios):.3f}, median {np.median(ratios):.3f}; "
           f"halved: lowest {min(halved_ratios):.3f}, median {np.median(halved_ratios):.3f}")
