@@ -52,8 +52,8 @@ def _add_evaluate_parser(commands) -> None:
         help="score restored faces: LPIPS, FID, NIQE, PSNR, SSIM, identity",
         description="Prints the metrics table and writes it as Markdown and CSV.",
     )
-    evaluate.add_argument("--restored", required=True, help="folder of restored images")
-    evaluate.add_argument("--gt", help="folder of ground-truth images with the same file names (full-reference metrics)")
+    evaluate.add_argument("--restored", required=True, help="folder of restored images, with its sub-folders (restore's face crops, faces/, left out)")
+    evaluate.add_argument("--gt", help="folder of ground-truth images under the same names, extension aside (full-reference metrics)")
     evaluate.add_argument(
         "--metrics",
         nargs="+",
@@ -216,7 +216,7 @@ def _restore(args) -> int:
 
     from .errors import ImageReadError
     from .devices import resolve_device
-    from .output_folders import check_writable_folder, mark_output_folder
+    from .output_folders import RESTORE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
 
     source, output = Path(args.input), Path(args.output)
@@ -282,12 +282,9 @@ def _restore(args) -> int:
     return 0
 
 
-RESTORE_COMMAND = "restore"  # the name in the marker of restore's output folders (facerest.output_folders)
-
-
 def _check_restore_output(source: Path, output: Path) -> None:
     """Refuse an output folder that holds the input, or files that restore did not write."""
-    from .output_folders import MARKER_NAME, is_inside, output_folder_command
+    from .output_folders import MARKER_NAME, RESTORE_COMMAND, is_inside, output_folder_command
 
     if is_inside(source, output):
         raise FacerestError(f"the output folder {output} holds the input {source}: choose another output folder")
@@ -303,10 +300,11 @@ def _check_restore_output(source: Path, output: Path) -> None:
 def _save_restored(result, output: Path, name: str) -> None:
     """Write the restored photo as OUTPUT/<name>.png and its faces as OUTPUT/faces/<name>_<index>.png."""
     from .images import save_image
+    from .output_folders import RESTORED_FACES_FOLDER
 
     save_image(result.images[0], output / f"{name}.png")
     for index, face in enumerate(result.restored_faces[0]):
-        save_image(face, output / "faces" / f"{name}_{index:02d}.png")
+        save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png")
 
 
 def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
@@ -314,7 +312,7 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
     sub-folders (by extension; broken links too, to be listed as failed), each named by its path in the folder
     without extension; and the sub-folders left out because they hold restore's output (known by its marker)."""
     from .images import IMAGE_EXTENSIONS
-    from .output_folders import MARKER_NAME, output_folder_command
+    from .output_folders import MARKER_NAME, RESTORE_COMMAND, output_folder_command
 
     if not source.exists():
         raise FacerestError(f"input not found: {source}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 import cv2
 import numpy as np
@@ -27,8 +27,8 @@ DEFAULT_MAX_PIXELS = 64_000_000
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
 
-def list_images(folder: Union[str, os.PathLike]) -> list[Path]:
-    """The image files of ``folder`` (by extension, not recursive), sorted by name.
+def list_images(folder: Union[str, os.PathLike], recursive: bool = False) -> list[Path]:
+    """The image files of ``folder`` (by extension; with ``recursive``, those of its sub-folders too), sorted by path.
 
     Raises ``FacerestError`` when the folder is missing, is not a folder, or holds no image files.
     """
@@ -37,9 +37,10 @@ def list_images(folder: Union[str, os.PathLike]) -> list[Path]:
         raise FacerestError(f"folder not found: {folder}")
     if not folder.is_dir():
         raise FacerestError(f"not a folder: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    paths = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
-        raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+        raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}" + (" or its sub-folders" if recursive else ""))
     return paths
 
 
@@ -193,11 +194,38 @@ def pair_by_stem(lq_dir: Union[str, os.PathLike], hq_dir: Union[str, os.PathLike
     Raises ``FacerestError`` (one line) for a missing or empty folder, two images with one name in a
     folder, or names found in only one of the folders.
     """
-    lq_by_name, hq_by_name = index_by_stem(list_images(lq_dir)), index_by_stem(list_images(hq_dir))
-    if lq_by_name.keys() != hq_by_name.keys():
-        differences = (_unmatched(lq_by_name, hq_by_name, lq_dir), _unmatched(hq_by_name, lq_by_name, hq_dir))
-        raise FacerestError(f"file names differ between {lq_dir} and {hq_dir}: " + "; ".join(part for part in differences if part))
-    return [(lq_by_name[name], hq_by_name[name]) for name in sorted(lq_by_name)]
+    return pair_by_name(index_by_stem(list_images(lq_dir)), index_by_stem(list_images(hq_dir)), lq_dir, hq_dir)
+
+
+def pair_by_name(
+    first: dict[str, Path], second: dict[str, Path], first_dir: Union[str, os.PathLike], second_dir: Union[str, os.PathLike]
+) -> list[tuple[Path, Path]]:
+    """The paths of two folders' images (each by name) paired by name, sorted; ``FacerestError`` naming the names
+    found in only one of the folders."""
+    if first.keys() != second.keys():
+        differences = (_unmatched(first, second, first_dir), _unmatched(second, first, second_dir))
+        raise FacerestError(f"file names differ between {first_dir} and {second_dir}: " + "; ".join(part for part in differences if part))
+    return [(first[name], second[name]) for name in sorted(first)]
+
+
+def images_by_relative_name(folder: Union[str, os.PathLike], leave_out: Sequence[Path] = ()) -> dict[str, Path]:
+    """The image files of ``folder`` and its sub-folders by their path below ``folder`` without extension
+    (``CelebA/0001``, as ``restore`` names its outputs), sorted; files under a ``leave_out`` folder are left out.
+
+    Raises ``FacerestError`` for a missing folder, one without image files, or two images with one name.
+    """
+    folder = Path(folder)
+    by_name: dict[str, Path] = {}
+    for path in list_images(folder, recursive=True):
+        if any(path.is_relative_to(skipped) for skipped in leave_out):
+            continue
+        name = path.relative_to(folder).with_suffix("").as_posix()
+        if name in by_name:
+            raise FacerestError(f"two images share the name {name!r}: {by_name[name].name} and {path.name} in {path.parent}")
+        by_name[name] = path
+    if not by_name:
+        raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder} or its sub-folders")
+    return by_name
 
 
 def index_by_stem(paths: list[Path]) -> dict[str, Path]:

@@ -44,8 +44,11 @@ from torch import nn
 
 from .devices import resolve_device
 from .errors import FacerestError, ImageReadError
-from .images import image_to_tensor, list_images, load_image, pair_by_stem, resize_square, tensor_to_image
+from .images import (
+    image_to_tensor, images_by_relative_name, list_images, load_image, pair_by_name, resize_square, tensor_to_image
+)
 from .models.arcface import ArcFaceResNet18
+from .output_folders import RESTORE_COMMAND, RESTORED_FACES_FOLDER, output_folder_command
 from .table import Row, Table
 from .weights import find_weights, torch_hub_checkpoints_dir
 
@@ -607,7 +610,8 @@ def evaluate_folders(
     weights_dirs: Sequence[os.PathLike] = (),
     batch_size: int = 16,
 ) -> Evaluation:
-    """Score the images of ``restored_dir``, against those of ``gt_dir`` matched by file name without extension.
+    """Score the images of ``restored_dir`` and its sub-folders, against those of ``gt_dir`` matched by path below the
+    folder without extension (``restore``'s face crops, ``faces/``, left out).
 
     ``metrics`` are names from ``METRIC_COLUMNS``; by default every metric that applies: the no-reference ones
     (NIQE, and FID when ``fid_stats`` is given) without ``gt_dir``, all of them with it, plus ``lpips-random`` when
@@ -741,10 +745,14 @@ def _build_scorers(
 
 
 def _pair_files(restored_dir, gt_dir) -> list[tuple[Path, Path | None]]:
-    """(restored, ground truth) paths matched by file name without extension; one-line errors for any mismatch."""
+    """(restored, ground truth) paths of the two folders and their sub-folders, matched by path below the folder
+    without extension; in a folder that ``restore`` wrote, its face crops (``faces/``) are left out. One-line errors
+    for any mismatch."""
+    face_crops = [Path(restored_dir) / RESTORED_FACES_FOLDER] if output_folder_command(restored_dir) == RESTORE_COMMAND else []
+    restored = images_by_relative_name(restored_dir, leave_out=face_crops)
     if gt_dir is None:
-        return [(path, None) for path in list_images(restored_dir)]
-    return pair_by_stem(restored_dir, gt_dir)
+        return [(path, None) for path in restored.values()]
+    return pair_by_name(restored, images_by_relative_name(gt_dir), restored_dir, gt_dir)
 
 
 @dataclass

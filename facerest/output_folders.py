@@ -14,6 +14,8 @@ from pathlib import Path
 from .errors import FacerestError
 
 MARKER_NAME = ".facerest-output"
+RESTORE_COMMAND = "restore"  # the name in the marker of restore's output folders
+RESTORED_FACES_FOLDER = "faces"  # restore's sub-folder of face crops: OUTPUT/faces/<name>_<index>.png
 
 
 def mark_output_folder(folder: str | os.PathLike, command: str) -> None:

@@ -14,8 +14,9 @@ from torch import nn
 
 from facerest import metrics
 from facerest.errors import FacerestError
-from facerest.images import image_to_tensor, list_images, load_image
+from facerest.images import image_to_tensor, list_images, load_image, save_image
 from facerest.models.arcface import ArcFaceResNet18
+from facerest.output_folders import RESTORE_COMMAND, RESTORED_FACES_FOLDER, mark_output_folder
 from facerest.weights import MissingWeightsError
 
 
@@ -296,6 +297,27 @@ def test_evaluate_folder_errors(tmp_path, paired_folders):
         metrics.evaluate_folders(lq, hq, metrics=["psnr"])
     with pytest.raises(FacerestError, match="unknown metric 'psnr2'"):
         metrics.evaluate_folders(lq, metrics=["psnr2"])
+
+
+def test_evaluate_reads_sub_folders_as_restore_writes_them_and_leaves_out_its_face_crops(tmp_path, faces):
+    # restore keeps an input folder's sub-folders (realworld_lq/CelebA/..., realworld_lq/LFW-Test/...), where two
+    # images may share a file name, and puts its face crops under OUTPUT/faces/
+    restored, gt = tmp_path / "restored", tmp_path / "gt"
+    for index, sub_folder in enumerate(["CelebA", "LFW-Test"]):
+        save_image(blur(faces[index], 2.0), restored / sub_folder / "0001.png")
+        save_image(faces[index], gt / sub_folder / "0001.jpg")
+        save_image(faces[index][:64, :64], restored / RESTORED_FACES_FOLDER / sub_folder / "0001_00.png")
+    mark_output_folder(restored, RESTORE_COMMAND)
+
+    row = metrics.evaluate_folders(restored, gt, metrics=["psnr"]).rows[0]
+    pairs = [(restored / name / "0001.png", gt / name / "0001.jpg") for name in ("CelebA", "LFW-Test")]
+    expected = np.mean([metrics.psnr([load_image(a)], [load_image(b)])[0] for a, b in pairs])
+    assert row["Count"] == 2 and row["PSNR↑ (RGB)"] == pytest.approx(expected, abs=1e-3)
+    assert metrics.evaluate_folders(restored, metrics=["niqe"]).rows[0]["Count"] == 2
+
+    (gt / "LFW-Test" / "0001.jpg").rename(gt / "LFW-Test" / "0002.jpg")
+    with pytest.raises(FacerestError, match=r"file names differ .*only in .*restored \(LFW-Test/0001\)"):
+        metrics.evaluate_folders(restored, gt, metrics=["psnr"])
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
