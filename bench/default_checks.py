@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/default", help="a saved pipeline (default: models/default)")
     parser.add_argument("--steps", type=int, default=None, help="IDM steps (default: the model's)")
     parser.add_argument("--strength", type=float, default=None, help="IDM start (default: the pipeline's)")
+    parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the ancestral update)")
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of: " + ", ".join(PARTS))
     parser.add_argument("--testset", type=Path, default=Path("runs/testset256"), help="make-testset's folder")
     parser.add_argument("--shared", type=Path, default=Path("../shared"), help="the shared data and weights")
@@ -101,7 +102,7 @@ def main() -> None:
         parser.error(f"unknown part {', '.join(unknown)}: choose from {', '.join(PARTS)}")
 
     pipeline = FaceRestorePipeline.from_pretrained(args.model)
-    settings = dict(num_inference_steps=args.steps, strength=args.strength, output_type="np", progress=False)
+    settings = dict(num_inference_steps=args.steps, strength=args.strength, eta=args.eta, output_type="np", progress=False)
     niqe_params = load_niqe_params(extra_dirs=[args.shared / "weights"])
     checks = {
         "whole": lambda: check_whole_photos(pipeline, settings, args.shared),
