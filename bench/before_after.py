@@ -16,26 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerest.faces import FaceDetector
+from facerest.faces import FaceDetector, face_window
 from facerest.images import list_images, load_image, save_image
-from facerest.metrics import gradient_sharpness
+from facerest.metrics import gradient_sharpness, halved
 
 TILE = 128  # side of one face tile in the picture, px
 COLUMNS = 4  # before/after pairs per row
-
-
-def face_window(box: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:
-    """The face's box grown to a square of 1.2 times its longer side, clipped to the photo."""
-    x1, y1, x2, y2 = box
-    side = 1.2 * max(x2 - x1, y2 - y1)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    top, left = int(max(cy - side / 2, 0)), int(max(cx - side / 2, 0))
-    bottom, right = int(min(cy + side / 2, shape[0])), int(min(cx + side / 2, shape[1]))
-    return slice(top, bottom), slice(left, right)
-
-
-def halved(image: np.ndarray) -> np.ndarray:
-    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
 def compare_faces(input_dir: Path, output_dir: Path, detector: FaceDetector) -> list[dict]:
