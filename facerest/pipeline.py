@@ -6,7 +6,8 @@ what the model changed (restored minus degraded face, times `fidelity`) back int
 
 Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
-model restores is replaced by its restoration.
+model restores is replaced by its restoration. A face that the change leaves less sharp (`never_blur`) keeps the
+photo's pixels.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
 from .errors import FacerestError, ImageReadError
-from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face
+from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
     DEFAULT_MAX_PIXELS, ImageSource, animation_note, image_to_tensor, load_image, resize_square, tensor_to_image
 )
+from .metrics import gradient_sharpness, halved
 from .models.gfpgan import GFPGANModel
 from .models.idm import IDMScheduler, idm_sample
 
@@ -363,6 +365,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         aligned: bool = False,
         upscale: int = 1,
         fidelity: float = DEFAULT_FIDELITY,
+        never_blur: bool = True,
         num_inference_steps: int | None = None,
         strength: float | None = None,
         eta: float | None = 0.0,
@@ -391,6 +394,11 @@ class FaceRestorePipeline(DiffusionPipeline):
             fidelity (`float`, defaults to `DEFAULT_FIDELITY`):
                 From 0 to 1, how much of the model's change to each face is kept: 0 returns the input face, 1 the
                 full restoration (in the band the model resolves; the photo's detail above it is always kept).
+            never_blur (`bool`, defaults to `True`):
+                In photos (not `aligned`): a face whose box the restoration leaves less sharp than the photo had it,
+                both as it is and halved (the mean gradient, `gradient_sharpness`), keeps the photo's pixels, with a
+                message; the model smoothed it rather than restored it (a clean, sharp face). `False` pastes every
+                restoration.
             num_inference_steps (`int`, *optional*):
                 IDM steps of the full schedule (default: `default_inference_steps`), see
                 [`~FaceRestorePipeline.restore_faces`].
@@ -448,7 +456,7 @@ class FaceRestorePipeline(DiffusionPipeline):
                 faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")
-                photos.append(self._restore_photo(photo, faces, upscale, restore))
+                photos.append(self._restore_photo(photo, faces, upscale, restore, never_blur))
         for photo, source in zip(photos, sources):
             note = animation_note(source)
             if note is not None:
@@ -464,18 +472,26 @@ class FaceRestorePipeline(DiffusionPipeline):
             messages=[photo.messages for photo in photos],
         )
 
-    def _restore_photo(self, photo: np.ndarray, faces: list, upscale: int, restore) -> "_RestoredPhoto":
-        """Align each face at 512 px, restore it at the model's size, and add the model's change back into the photo."""
+    def _restore_photo(self, photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool) -> "_RestoredPhoto":
+        """Align each face at 512 px, restore it at the model's size, and add the model's change back into the photo;
+        with `never_blur`, a face that the change leaves less sharp (`_made_blurrier`) keeps the photo's pixels."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
         crops, affines = zip(*(align_face(photo, face.landmarks, ALIGN_SIZE) for face in faces))
-        restored, corrections = restore([resize_square(crop, self.face_size) for crop in crops])
+        lq_faces = [resize_square(crop, self.face_size) for crop in crops]
+        restored, corrections = restore(lq_faces)
         corrections = [resize_square(correction, ALIGN_SIZE) for correction in corrections]
+        messages = []
+        if never_blur:
+            blurred = _made_blurrier(photo, add_face_corrections(photo, corrections, list(affines)), boxes)
+            for index in np.flatnonzero(blurred):
+                restored[index], corrections[index] = lq_faces[index], np.zeros_like(corrections[index])
+                messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
         pasted = add_face_corrections(photo, corrections, list(affines), upscale)
-        return _RestoredPhoto(pasted, restored, boxes, landmarks, [])
+        return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
 
     def _restore_aligned(self, faces: list[np.ndarray], names: list[str], upscale: int, restore) -> list["_RestoredPhoto"]:
         """Restore aligned faces at the model's size and add the model's change to each face at its own size."""
@@ -491,6 +507,18 @@ class FaceRestorePipeline(DiffusionPipeline):
             landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
             photos.append(_RestoredPhoto(np.clip(np.rint(image), 0, 255).astype(np.uint8), [restored_face], boxes, landmarks, []))
         return photos
+
+
+def _made_blurrier(photo: np.ndarray, restored_photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """For each face box, whether the restored photo is less sharp there than the photo, both as it is and with both
+    halved (`gradient_sharpness` of `face_window`): a face whose finest pixels only lost noise, halftone dots or
+    compression blocks keeps its sharpness halved; a face the model smoothed loses it at both sizes."""
+
+    def sharpness(image: np.ndarray) -> np.ndarray:
+        return np.array([gradient_sharpness(image), gradient_sharpness(halved(image))])
+
+    windows = [face_window(box, photo.shape) for box in boxes]
+    return np.array([np.all(sharpness(restored_photo[window]) < sharpness(photo[window])) for window in windows], bool)
 
 
 def _kept_changes(lq_faces: list[np.ndarray], restored: list[np.ndarray], fidelity: float):

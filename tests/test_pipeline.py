@@ -18,7 +18,8 @@ from PIL import Image
 from facerest import FaceRestorePipeline, IDMScheduler
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, align_face, face_paste_mask
-from facerest.images import list_images, load_image
+from facerest.images import image_to_tensor, list_images, load_image, resize_square, tensor_to_image
+from facerest.metrics import gradient_sharpness
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH
 from conftest import shared_path
 from test_faces import EXPECTED_FACES
@@ -393,7 +394,7 @@ def test_whole_photos(gfpgan, retinaface):
     print("\nfaces found / expected per photo of whole_imgs")
     for path in list_images(shared_path("data", "whole_imgs")):
         photo = load_image(path)
-        output = gfpgan(path, detector=retinaface, output_type="np")
+        output = gfpgan(path, detector=retinaface, never_blur=False, output_type="np")
         found = len(output.restored_faces[0])
         print(f"  {path.name:26s} {found} / {EXPECTED_FACES[path.name]}")
         assert found == EXPECTED_FACES[path.name] == len(output.face_boxes[0]) == len(output.face_landmarks[0])
@@ -409,13 +410,13 @@ def test_whole_photos(gfpgan, retinaface):
 def test_whole_photo_upscaled(gfpgan, retinaface, name):
     path = shared_path("data", "whole_imgs", name)
     photo = load_image(path)
-    output = gfpgan(path, detector=retinaface, upscale=2, output_type="np", face_batch_size=1)
+    output = gfpgan(path, detector=retinaface, upscale=2, never_blur=False, output_type="np", face_batch_size=1)
     height, width = photo.shape[0] * 2, photo.shape[1] * 2
     assert output.images[0].shape == (height, width, 3)
     background = cv2.resize(photo, (width, height), interpolation=cv2.INTER_LANCZOS4)
     outside = _outside_masks(photo, output.face_landmarks[0], 2)
     np.testing.assert_array_equal(output.images[0][outside], background[outside])
-    batched = gfpgan(path, detector=retinaface, upscale=2, output_type="np", face_batch_size=8)
+    batched = gfpgan(path, detector=retinaface, upscale=2, never_blur=False, output_type="np", face_batch_size=8)
     # one batch or one face at a time: the same faces, up to float rounding (convolutions sum in another order)
     assert np.abs(batched.images[0].astype(int) - output.images[0]).max() <= 1
 
@@ -456,7 +457,9 @@ def test_a_model_that_changes_nothing_leaves_the_photo_as_it_was(gfpgan, retinaf
 def test_fidelity_scales_the_change_to_each_face(gfpgan, retinaface):
     path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
     photo = load_image(path).astype(np.float64)
-    outputs = {fidelity: gfpgan(path, detector=retinaface, fidelity=fidelity, output_type="np") for fidelity in (0, 0.5, 1)}
+    outputs = {
+        fidelity: gfpgan(path, detector=retinaface, fidelity=fidelity, never_blur=False, output_type="np") for fidelity in (0, 0.5, 1)
+    }
     np.testing.assert_array_equal(outputs[0].images[0], photo)  # 0: the input face
     full, half = outputs[1].images[0] - photo, outputs[0.5].images[0] - photo
     assert np.abs(full).mean() > 1.0  # the random restorer changes the faces
@@ -467,6 +470,37 @@ def test_fidelity_scales_the_change_to_each_face(gfpgan, retinaface):
     np.testing.assert_array_equal(aligned[0].images[0], face)
     np.testing.assert_array_equal(aligned[0].restored_faces[0][0], face)
     np.testing.assert_array_equal(aligned[1].images[0], aligned[1].restored_faces[0][0])  # at the model's size: its output
+
+
+def _restores_with(pipeline, monkeypatch, filter_face):
+    """Make the pipeline's model return ``filter_face`` of each degraded face (an RGB uint8 array function)."""
+
+    def restore_faces(lq, *args, **kwargs):
+        return torch.stack([image_to_tensor(filter_face(tensor_to_image(face))) for face in lq])
+
+    monkeypatch.setattr(pipeline, "restore_faces", restore_faces)
+
+
+def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface, monkeypatch):
+    path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
+    photo = load_image(path)
+    _restores_with(gfpgan, monkeypatch, lambda face: cv2.GaussianBlur(face, (0, 0), 1.0))
+    output = gfpgan(path, detector=retinaface, output_type="np")
+    np.testing.assert_array_equal(output.images[0], photo)
+    assert output.messages[0] == [f"face {index} left as it was: its restoration came out less sharp than the photo" for index in range(2)]
+    lq_faces = [resize_square(align_face(photo, points, ALIGN_SIZE)[0], FACE_SIZE) for points in output.face_landmarks[0]]
+    for face, lq in zip(output.restored_faces[0], lq_faces):
+        np.testing.assert_array_equal(face, lq)  # the faces returned are the ones in the photo: the inputs
+
+    blurred = gfpgan(path, detector=retinaface, never_blur=False, output_type="np")
+    assert blurred.messages[0] == []
+    for x1, y1, x2, y2 in blurred.face_boxes[0].astype(int):
+        window = np.s_[y1:y2, x1:x2]
+        assert gradient_sharpness(blurred.images[0][window]) < 0.95 * gradient_sharpness(photo[window])
+
+    _restores_with(gfpgan, monkeypatch, lambda face: cv2.addWeighted(face, 1.5, cv2.GaussianBlur(face, (0, 0), 1.0), -0.5, 0))
+    sharpened = gfpgan(path, detector=retinaface, output_type="np")
+    assert sharpened.messages[0] == [] and not np.array_equal(sharpened.images[0], photo)
 
 
 def test_fidelity_is_checked(gfpgan):
