@@ -215,26 +215,21 @@ def images_by_relative_name(folder: Union[str, os.PathLike], leave_out: Sequence
     Raises ``FacerestError`` for a missing folder, one without image files, or two images with one name.
     """
     folder = Path(folder)
-    by_name: dict[str, Path] = {}
-    for path in list_images(folder, recursive=True):
-        if any(path.is_relative_to(skipped) for skipped in leave_out):
-            continue
-        name = path.relative_to(folder).with_suffix("").as_posix()
-        if name in by_name:
-            raise FacerestError(f"two images share the name {name!r}: {by_name[name].name} and {path.name} in {path.parent}")
-        by_name[name] = path
-    if not by_name:
+    paths = [path for path in list_images(folder, recursive=True) if not any(path.is_relative_to(skipped) for skipped in leave_out)]
+    if not paths:
         raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder} or its sub-folders")
-    return by_name
+    return index_by_stem(paths, root=folder)
 
 
-def index_by_stem(paths: list[Path]) -> dict[str, Path]:
-    """Paths by file name without extension; ``FacerestError`` when two share one."""
+def index_by_stem(paths: list[Path], root: Path | None = None) -> dict[str, Path]:
+    """Paths by file name without extension (with ``root``: by path below ``root`` without extension,
+    ``CelebA/0001``); ``FacerestError`` when two share one."""
     by_stem: dict[str, Path] = {}
     for path in paths:
-        if path.stem in by_stem:
-            raise FacerestError(f"two images share the name {path.stem!r}: {by_stem[path.stem].name} and {path.name} in {path.parent}")
-        by_stem[path.stem] = path
+        name = path.stem if root is None else path.relative_to(root).with_suffix("").as_posix()
+        if name in by_stem:
+            raise FacerestError(f"two images share the name {name!r}: {by_stem[name].name} and {path.name} in {path.parent}")
+        by_stem[name] = path
     return by_stem
 
 

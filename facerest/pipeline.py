@@ -484,13 +484,16 @@ class FaceRestorePipeline(DiffusionPipeline):
         lq_faces = [resize_square(crop, self.face_size) for crop in crops]
         restored, corrections = restore(lq_faces)
         corrections = [resize_square(correction, ALIGN_SIZE) for correction in corrections]
+        pasted = add_face_corrections(photo, corrections, list(affines), upscale)
         messages = []
         if never_blur:
-            blurred = _made_blurrier(photo, add_face_corrections(photo, corrections, list(affines)), boxes)
-            for index in np.flatnonzero(blurred):
+            at_photo_size = pasted if upscale == 1 else add_face_corrections(photo, corrections, list(affines))
+            blurred = np.flatnonzero(_made_blurrier(photo, at_photo_size, boxes))
+            for index in blurred:
                 restored[index], corrections[index] = lq_faces[index], np.zeros_like(corrections[index])
                 messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
-        pasted = add_face_corrections(photo, corrections, list(affines), upscale)
+            if blurred.size:
+                pasted = add_face_corrections(photo, corrections, list(affines), upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
 
     def _restore_aligned(self, faces: list[np.ndarray], names: list[str], upscale: int, restore) -> list["_RestoredPhoto"]:
