@@ -104,7 +104,13 @@ def _add_restore_parser(commands) -> None:
         type=float,
         help="IDM and hybrid: noise level to start from, in (0, 1] (default 1 for IDM, 0.3 for hybrid)",
     )
-    restore.add_argument("--seed", type=int, default=0, help="seed of the IDM noise (default 0)")
+    restore.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the IDM noise, drawn afresh for each image: an image's result "
+        "does not depend on the other images of the folder (default 0)",
+    )
     restore.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     restore.add_argument("--dtype", choices=DTYPES, default="fp32", help="model precision (default fp32)")
     restore.add_argument(
@@ -240,7 +246,6 @@ def _restore(args) -> int:
     for folder in earlier_outputs:
         print(f"not restoring {folder}: it holds an earlier restore output")
     mark_output_folder(output, RESTORE_COMMAND)
-    generator = torch.Generator("cpu").manual_seed(args.seed)
 
     failed, faces_written, started = [], 0, time.perf_counter()
     for path, name in tqdm(inputs, unit="image", desc="restoring"):
@@ -252,7 +257,7 @@ def _restore(args) -> int:
                 fidelity=fidelity,
                 num_inference_steps=args.steps,
                 strength=args.strength,
-                generator=generator,
+                generator=torch.Generator("cpu").manual_seed(args.seed),  # per image: as if it were restored alone
                 only_center_face=args.only_center_face,
                 strict=args.strict,
                 detector=detector,

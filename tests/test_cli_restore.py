@@ -225,3 +225,17 @@ def test_a_config_value_of_the_wrong_type_is_one_error_line(models, face_folder,
     last = err.strip().splitlines()[-1]  # above it: the loading progress bars
     assert status == 2 and last.startswith(f"error: cannot load a FaceRestorePipeline from {tmp_path / 'model'}: ")
     assert "out_size" in last and "sixty-four" in last and "Traceback" not in err
+
+
+def test_an_images_result_does_not_depend_on_the_other_images_of_the_folder(models, tmp_path, capsys):
+    """The IDM noise is seeded afresh for each image: a face restored in a folder is the face restored alone."""
+    faces = list_images(shared_path("data", "ffhq256", "test"))[:2]
+    for folder, chosen in (("both", faces), ("alone", faces[1:])):
+        (tmp_path / folder).mkdir()
+        for path in chosen:
+            shutil.copy(path, tmp_path / folder / path.name)
+        arguments = ["-o", tmp_path / f"{folder}_out", "--model", models["idm"], "--aligned", "--steps", "2"]
+        assert _restore(capsys, tmp_path / folder, *arguments)[0] == 0
+    name = f"{faces[1].stem}.png"
+    in_folder, alone = load_image(tmp_path / "both_out" / name), load_image(tmp_path / "alone_out" / name)
+    assert np.array_equal(in_folder, alone)
