@@ -131,6 +131,12 @@ def _add_restore_parser(commands) -> None:
     )
     restore.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
     restore.add_argument("--strict", action="store_true", help="count a photo without a face as failed")
+    restore.add_argument(
+        "--paste-every-face",
+        action="store_true",
+        help="photos: paste every restored face, even one whose restoration came out less sharp than the photo had "
+        "it (default: such a face keeps the photo's pixels, with a note)",
+    )
     restore.set_defaults(handler=_restore)
 
 
@@ -260,6 +266,7 @@ def _restore(args) -> int:
                 generator=torch.Generator("cpu").manual_seed(args.seed),  # per image: as if it were restored alone
                 only_center_face=args.only_center_face,
                 strict=args.strict,
+                never_blur=not args.paste_every_face,
                 detector=detector,
                 output_type="np",
                 progress=False,

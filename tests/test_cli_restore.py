@@ -2,12 +2,15 @@
 
 import shutil
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from facerest.cli import main
-from facerest.images import list_images, load_image
+from facerest.images import image_to_tensor, list_images, load_image, tensor_to_image
+from facerest.pipeline import FaceRestorePipeline
 from conftest import shared_path
 from test_faces import EXPECTED_FACES
 from tiny_pipelines import FACE_SIZE, save_tiny_pipelines
@@ -239,3 +242,21 @@ def test_an_images_result_does_not_depend_on_the_other_images_of_the_folder(mode
     name = f"{faces[1].stem}.png"
     in_folder, alone = load_image(tmp_path / "both_out" / name), load_image(tmp_path / "alone_out" / name)
     assert np.array_equal(in_folder, alone)
+
+
+def test_a_face_the_model_would_blur_is_left_as_it_was_unless_every_face_is_pasted(models, tmp_path, capsys, monkeypatch):
+    def blurring_restore_faces(self, lq, *args, **kwargs):
+        return torch.stack([image_to_tensor(cv2.GaussianBlur(tensor_to_image(face), (0, 0), 1.0)) for face in lq])
+
+    monkeypatch.setattr(FaceRestorePipeline, "restore_faces", blurring_restore_faces)
+    path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
+    (tmp_path / "in").mkdir()
+    shutil.copy(path, tmp_path / "in" / path.name)
+    detector = ["--model", models["gfpgan"], "--detector", "retinaface", "--detector-weights", shared_path("weights", "facexlib")]
+    status, out, _ = _restore(capsys, tmp_path / "in", "-o", tmp_path / "kept", *detector)
+    assert status == 0 and out.count("left as it was: its restoration came out less sharp than the photo") == 2
+    np.testing.assert_array_equal(load_image(tmp_path / "kept" / "gfpgan_Blake_Lively.png"), load_image(path))
+
+    status, out, _ = _restore(capsys, tmp_path / "in", "-o", tmp_path / "pasted", *detector, "--paste-every-face")
+    assert status == 0 and "left as it was" not in out
+    assert not np.array_equal(load_image(tmp_path / "pasted" / "gfpgan_Blake_Lively.png"), load_image(path))
