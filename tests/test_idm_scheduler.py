@@ -395,6 +395,7 @@ def test_model_timestep_is_identity_on_the_grid_and_continuous_between(beta_sche
     grid = scheduler.model_timestep(scheduler.alphas_cumprod)
     np.testing.assert_allclose(grid.numpy(), np.arange(T), rtol=0, atol=1e-4)
     assert scheduler.model_timestep(1.0).item() == -1.0 and scheduler.model_timestep(1.0).shape == ()
+    torch.testing.assert_close(scheduler.model_timestep(torch.arange(T)), grid, rtol=0, atol=1e-4)  # timesteps: their gamma_t
 
     t = torch.arange(T)
     levels = scheduler.sample_noise_level(t, generator=torch.Generator().manual_seed(1))

@@ -48,8 +48,7 @@ class IDMDenoiser(torch.nn.Module):
         """The UNet's `(sample, timestep)`: the preconditioned `x_t` concatenated with `x_d` along the channels, and
         the noise level as the UNet's timestep ([`IDMScheduler.model_timestep`])."""
         scaled = self.scheduler.scale_model_input(x_t, noise_level, condition=x_d)
-        gamma = self.scheduler._noise_level(noise_level)
-        timestep = self.scheduler.model_timestep(gamma).to(x_t.device)
+        timestep = self.scheduler.model_timestep(noise_level).to(x_t.device)
         return torch.cat([scaled, x_d], dim=1), timestep
 
     def forward(self, x_t: torch.Tensor, x_d: torch.Tensor, noise_level: torch.Tensor | float | int) -> torch.Tensor:

@@ -299,10 +299,11 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         gamma = gamma_prev + u * (gamma_t - gamma_prev)
         return gamma.to(device=timesteps.device, dtype=torch.float32)
 
-    def model_timestep(self, noise_level: torch.Tensor | float) -> torch.Tensor:
+    def model_timestep(self, noise_level: torch.Tensor | float | int) -> torch.Tensor:
         """
-        The denoiser's timestep input for a noise level gamma: the fractional timestep at which the schedule reaches
-        gamma (linear interpolation between the discrete gamma_t, with gamma_{-1} = 1 at timestep -1).
+        The denoiser's timestep input for a noise level gamma (or for integer timesteps, whose gamma_t it takes): the
+        fractional timestep at which the schedule reaches gamma (linear interpolation between the discrete gamma_t,
+        with gamma_{-1} = 1 at timestep -1).
 
         It is a continuous, monotone function of gamma, so the UNet is conditioned on the noise level itself, and it
         spreads the levels over the 0 .. T range the UNet's sinusoidal embedding is built for (gamma itself crowds the
@@ -310,15 +311,15 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
 
         Returns a float32 tensor of the shape of `noise_level`, on its device.
         """
-        noise_level = torch.as_tensor(noise_level)
-        gamma = noise_level.detach().to("cpu", torch.float64)
+        device = torch.as_tensor(noise_level).device
+        gamma = self._noise_level(torch.as_tensor(noise_level).detach())
         gammas = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])  # decreasing: timesteps -1 .. T-1
         gamma = gamma.clamp(min=gammas[-1].item(), max=1.0)
         upper = torch.searchsorted(-gammas, -gamma).clamp(1, len(gammas) - 1)  # gammas[upper] <= gamma
         lower = upper - 1  # gammas[lower] > gamma
         fraction = (gammas[lower] - gamma) / (gammas[lower] - gammas[upper])
         timestep = (lower - 1) + fraction
-        return timestep.to(device=noise_level.device, dtype=torch.float32)
+        return timestep.to(device=device, dtype=torch.float32)
 
     def _noise_level(self, noise_level: torch.Tensor | float | int, like: torch.Tensor | None = None) -> torch.Tensor:
         """gamma as a float64 CPU tensor, from gammas (floats) or from integer timesteps; with `like`, shaped to
