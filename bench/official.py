@@ -10,6 +10,7 @@ from pathlib import Path
 from .context import NOT_INSTALLED, Context
 
 OFFICIAL_SCRIPT = Path(__file__).resolve().parent / "official_gfpgan.py"
+REPO_ROOT = OFFICIAL_SCRIPT.parents[1]  # on the official side's PYTHONPATH: its own environment lacks facerest
 
 
 def official_side(ctx: Context, configs: dict, photos: list[Path], photo_config: str | None) -> dict:
@@ -36,7 +37,8 @@ def run_official(ctx: Context, configs: dict, photos: list[Path], photo_config: 
     spec_path, out_path = ctx.work / f"{tag}_spec.json", ctx.work / f"{tag}_result.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     ctx.log(f"official side: {python} {OFFICIAL_SCRIPT.name} ({len(photos)} photos)")
-    env = {**os.environ, "OMP_NUM_THREADS": str(ctx.threads)}
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": str(ctx.threads), "PYTHONPATH": python_path}
     done = subprocess.run(
         [python, str(OFFICIAL_SCRIPT), str(spec_path), str(out_path)], env=env, capture_output=True, text=True
     )

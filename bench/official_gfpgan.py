@@ -8,7 +8,8 @@ implementation"):
     /tmp/official-env/bin/pip install wheel
     /tmp/official-env/bin/pip install --no-deps --no-build-isolation gfpgan basicsr
 
-``facerest bench`` writes a spec (JSON), runs ``/tmp/official-env/bin/python bench/official_gfpgan.py SPEC OUT`` and
+``facerest bench`` writes a spec (JSON), runs ``/tmp/official-env/bin/python bench/official_gfpgan.py SPEC OUT`` with
+the repository on ``PYTHONPATH`` (for ``facerest``, whose detector settings it gives the same weights file) and
 reads OUT (JSON). For each GFPGANv1Clean configuration of the spec this script builds the official network with
 seeded random weights, saves them as an official checkpoint (``{"params_ema": ...}`` in a ``.pth``, which the
 bench converts into ``GFPGANModel`` with ``facerest.models.gfpgan.load_original_weights``) and times its forward
@@ -32,9 +33,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # facerest, for the detector settings it gives the same weights file
 
 
 def _import_official():
