@@ -5,15 +5,14 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from facerest.cli import main
-from facerest.images import image_to_tensor, list_images, load_image, tensor_to_image
+from facerest.images import list_images, load_image
 from facerest.pipeline import FaceRestorePipeline
 from conftest import shared_path
 from test_faces import EXPECTED_FACES
-from tiny_pipelines import FACE_SIZE, save_tiny_pipelines
+from tiny_pipelines import FACE_SIZE, restoring_with, save_tiny_pipelines
 
 
 @pytest.fixture(scope="module")
@@ -245,10 +244,8 @@ def test_an_images_result_does_not_depend_on_the_other_images_of_the_folder(mode
 
 
 def test_a_face_the_model_would_blur_is_left_as_it_was_unless_every_face_is_pasted(models, tmp_path, capsys, monkeypatch):
-    def blurring_restore_faces(self, lq, *args, **kwargs):
-        return torch.stack([image_to_tensor(cv2.GaussianBlur(tensor_to_image(face), (0, 0), 1.0)) for face in lq])
-
-    monkeypatch.setattr(FaceRestorePipeline, "restore_faces", blurring_restore_faces)
+    blurring = restoring_with(lambda face: cv2.GaussianBlur(face, (0, 0), 1.0))
+    monkeypatch.setattr(FaceRestorePipeline, "restore_faces", staticmethod(blurring))  # the CLI loads its own pipeline
     path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
     (tmp_path / "in").mkdir()
     shutil.copy(path, tmp_path / "in" / path.name)

@@ -78,7 +78,8 @@ def test_no_face_of_a_whole_photo_comes_out_blurrier(default):
         photo = load_image(path)
         output = default(photo, detector=detector, output_type="np", progress=False)
         for box in output.face_boxes[0]:
-            before, after = photo[face_window(box, photo.shape)], output.images[0][face_window(box, photo.shape)]
+            window = face_window(box, photo.shape)
+            before, after = photo[window], output.images[0][window]
             ratios.append([gradient_sharpness(image(after)) / gradient_sharpness(image(before)) for image in (np.asarray, halved)])
     ratios = np.array(ratios)
     print(f"\n{len(ratios)} faces, sharpness after / before: lowest {ratios[:, 0].min():.3f}, median {np.median(ratios[:, 0]):.3f}")

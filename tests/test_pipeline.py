@@ -18,12 +18,12 @@ from PIL import Image
 from facerest import FaceRestorePipeline, IDMScheduler
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, align_face, face_paste_mask
-from facerest.images import image_to_tensor, list_images, load_image, resize_square, tensor_to_image
+from facerest.images import list_images, load_image, resize_square
 from facerest.metrics import gradient_sharpness
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH
 from conftest import shared_path
 from test_faces import EXPECTED_FACES
-from tiny_pipelines import FACE_SIZE, KINDS, tiny_pipeline, tiny_restorer, tiny_unet
+from tiny_pipelines import FACE_SIZE, KINDS, restoring_with, tiny_pipeline, tiny_restorer, tiny_unet
 
 
 @pytest.fixture(scope="module")
@@ -472,19 +472,10 @@ def test_fidelity_scales_the_change_to_each_face(gfpgan, retinaface):
     np.testing.assert_array_equal(aligned[1].images[0], aligned[1].restored_faces[0][0])  # at the model's size: its output
 
 
-def _restores_with(pipeline, monkeypatch, filter_face):
-    """Make the pipeline's model return ``filter_face`` of each degraded face (an RGB uint8 array function)."""
-
-    def restore_faces(lq, *args, **kwargs):
-        return torch.stack([image_to_tensor(filter_face(tensor_to_image(face))) for face in lq])
-
-    monkeypatch.setattr(pipeline, "restore_faces", restore_faces)
-
-
 def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface, monkeypatch):
     path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
     photo = load_image(path)
-    _restores_with(gfpgan, monkeypatch, lambda face: cv2.GaussianBlur(face, (0, 0), 1.0))
+    monkeypatch.setattr(gfpgan, "restore_faces", restoring_with(lambda face: cv2.GaussianBlur(face, (0, 0), 1.0)))
     output = gfpgan(path, detector=retinaface, output_type="np")
     np.testing.assert_array_equal(output.images[0], photo)
     assert output.messages[0] == [f"face {index} left as it was: its restoration came out less sharp than the photo" for index in range(2)]
@@ -498,7 +489,8 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
         window = np.s_[y1:y2, x1:x2]
         assert gradient_sharpness(blurred.images[0][window]) < 0.95 * gradient_sharpness(photo[window])
 
-    _restores_with(gfpgan, monkeypatch, lambda face: cv2.addWeighted(face, 1.5, cv2.GaussianBlur(face, (0, 0), 1.0), -0.5, 0))
+    sharpening = restoring_with(lambda face: cv2.addWeighted(face, 1.5, cv2.GaussianBlur(face, (0, 0), 1.0), -0.5, 0))
+    monkeypatch.setattr(gfpgan, "restore_faces", sharpening)
     sharpened = gfpgan(path, detector=retinaface, output_type="np")
     assert sharpened.messages[0] == [] and not np.array_equal(sharpened.images[0], photo)
 

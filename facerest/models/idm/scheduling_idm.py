@@ -311,15 +311,15 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
 
         Returns a float32 tensor of the shape of `noise_level`, on its device.
         """
-        device = torch.as_tensor(noise_level).device
-        gamma = self._noise_level(torch.as_tensor(noise_level).detach())
+        noise_level = torch.as_tensor(noise_level).detach()
+        gamma = self._noise_level(noise_level)
         gammas = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])  # decreasing: timesteps -1 .. T-1
         gamma = gamma.clamp(min=gammas[-1].item(), max=1.0)
         upper = torch.searchsorted(-gammas, -gamma).clamp(1, len(gammas) - 1)  # gammas[upper] <= gamma
         lower = upper - 1  # gammas[lower] > gamma
         fraction = (gammas[lower] - gamma) / (gammas[lower] - gammas[upper])
         timestep = (lower - 1) + fraction
-        return timestep.to(device=device, dtype=torch.float32)
+        return timestep.to(device=noise_level.device, dtype=torch.float32)
 
     def _noise_level(self, noise_level: torch.Tensor | float | int, like: torch.Tensor | None = None) -> torch.Tensor:
         """gamma as a float64 CPU tensor, from gammas (floats) or from integer timesteps; with `like`, shaped to
