@@ -189,6 +189,7 @@ class FaceDetector:
         if largest is not None and max(height, width) * detection_scale > largest:
             large = [face for face in self._detect_on_copy(image, largest) if face.size * detection_scale > largest]
             faces = [face for face in faces if not any(_lies_inside(face, large_face) for large_face in large)] + large
+        faces = _best_of_nested(faces)
         minimum = self.min_face_size if min_face_size is None else min_face_size
         faces = [face for face in faces if face.size >= minimum]
         if only_center_face and faces:
@@ -210,6 +211,24 @@ class FaceDetector:
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)
         ]
+
+
+def _best_of_nested(faces: list[DetectedFace]) -> list[DetectedFace]:
+    """The faces without those whose box holds a better-scored face's centre, or whose centre such a face's box holds.
+
+    RetinaFace at times also scores a region around a face as a face (in a photo enlarged 2.5 times, a child's hair
+    bow as the eyes of a face whose mouth is the child's face): two boxes of which one holds the other's centre are
+    not two faces side by side, as the overlap that non-maximum suppression measures would let them be."""
+    kept = []
+    for face in sorted(faces, key=lambda face: -face.score):
+        if not any(_holds_centre(face, other) or _holds_centre(other, face) for other in kept):
+            kept.append(face)
+    return kept
+
+
+def _holds_centre(face: DetectedFace, other: DetectedFace) -> bool:
+    x, y = other.center
+    return bool(face.box[0] <= x <= face.box[2] and face.box[1] <= y <= face.box[3])
 
 
 def _lies_inside(face: DetectedFace, other: DetectedFace) -> bool:
