@@ -26,6 +26,11 @@ DEFAULT_MAX_PIXELS = 64_000_000
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
+# The most a monochrome image's chroma (Cr and Cb of YCrCb, 0-255) varies, as a standard deviation. Over the faces of
+# ../shared/data (ffhq256, realworld_lq, cropped_lq), gray ones measure 0, toned prints (sepia) 1-4.5, colour faces 6
+# and more: 3.0 stays half the least colourful face's; a toned face above it is restored as a colour face.
+MONOCHROME_MAX_CHROMA_STD = 3.0
+
 
 def list_images(folder: Union[str, os.PathLike], recursive: bool = False) -> list[Path]:
     """The image files of ``folder`` (by extension; with ``recursive``, those of its sub-folders too), sorted by path.
@@ -186,6 +191,21 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an (H, W, C) image to ``width`` x ``height``: area filter when the longer side shrinks, else bicubic."""
     interpolation = cv2.INTER_AREA if max(width, height) < max(image.shape[:2]) else cv2.INTER_CUBIC
     return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def is_monochrome(image: np.ndarray, max_chroma_std: float = MONOCHROME_MAX_CHROMA_STD) -> bool:
+    """Whether an image is gray or one-toned (sepia): neither of its chroma channels (YCrCb) varies by more than
+    `max_chroma_std` (standard deviation)."""
+    chroma = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)[..., 1:].reshape(-1, 2).astype(np.float32)
+    return bool(chroma.std(axis=0).max() <= max_chroma_std)
+
+
+def with_chroma_of(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`reference` with `image`'s luma (BT.601): the luma difference added to each of its channels, which keeps
+    its chroma (a gray reference gives a gray image)."""
+    luma_weights = np.array([0.299, 0.587, 0.114], np.float32)
+    luma_change = (image.astype(np.float32) - reference.astype(np.float32)) @ luma_weights
+    return np.clip(np.rint(reference + luma_change[..., None]), 0, 255).astype(np.uint8)
 
 
 def pair_by_stem(lq_dir: Union[str, os.PathLike], hq_dir: Union[str, os.PathLike]) -> list[tuple[Path, Path]]:

@@ -7,7 +7,7 @@ what the model changed (restored minus degraded face, times `fidelity`) back int
 Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
 model restores is replaced by its restoration. A face that the change leaves less sharp (`never_blur`) keeps the
-photo's pixels.
+photo's pixels, and a gray or sepia face keeps its tone (the restoration's luma, the input's chroma).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from safetensors import SafetensorError, safe_open
 from .errors import FacerestError, ImageReadError
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
-    DEFAULT_MAX_PIXELS, ImageSource, animation_note, image_to_tensor, load_image, resize_square, tensor_to_image
+    DEFAULT_MAX_PIXELS, ImageSource, animation_note, image_to_tensor, is_monochrome, load_image, resize_square,
+    tensor_to_image, with_chroma_of,
 )
 from .metrics import gradient_sharpness, halved
 from .models.gfpgan import GFPGANModel
@@ -385,7 +386,8 @@ class FaceRestorePipeline(DiffusionPipeline):
         Args:
             image (`PIL.Image.Image`, `np.ndarray`, path, `bytes`, or a list of them):
                 The photos: RGB uint8 arrays, PIL images, file paths or encoded bytes. EXIF orientation is applied;
-                gray, RGBA, CMYK and 16-bit images are converted to 8-bit RGB.
+                gray, RGBA, CMYK and 16-bit images are converted to 8-bit RGB. A gray or sepia face (`is_monochrome`)
+                keeps its tone: the restoration's luma with the input's chroma.
             aligned (`bool`, defaults to `False`):
                 Each input already is a square face aligned to the FFHQ template: detection is skipped, the face is
                 resized to `face_size`, restored, and returned at the input's size times `upscale`.
@@ -444,7 +446,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             """The restored faces (uint8, face_size) and the corrections (float32, restored minus degraded)."""
             lq = torch.stack([image_to_tensor(face) for face in lq_faces])
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
-            return _kept_changes(lq_faces, [tensor_to_image(face) for face in restored], fidelity)
+            restored = [_in_tone_of(tensor_to_image(face), lq_face) for face, lq_face in zip(restored, lq_faces)]
+            return _kept_changes(lq_faces, restored, fidelity)
 
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
         if aligned:  # the faces of all inputs restored together, in batches of face_batch_size
@@ -522,6 +525,12 @@ def _made_blurrier(photo: np.ndarray, restored_photo: np.ndarray, boxes: np.ndar
 
     windows = [face_window(box, photo.shape) for box in boxes]
     return np.array([np.all(sharpness(restored_photo[window]) < sharpness(photo[window])) for window in windows], bool)
+
+
+def _in_tone_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:
+    """A gray or sepia face stays so: the restoration's luma with the degraded face's chroma, not the colours the
+    model would give it (CodeFormer's script, too, keeps gray faces gray)."""
+    return with_chroma_of(restored_face, lq_face) if is_monochrome(lq_face) else restored_face
 
 
 def _kept_changes(lq_faces: list[np.ndarray], restored: list[np.ndarray], fidelity: float):

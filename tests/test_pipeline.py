@@ -18,7 +18,7 @@ from PIL import Image
 from facerest import FaceRestorePipeline, IDMScheduler
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, align_face, face_paste_mask
-from facerest.images import list_images, load_image, resize_square
+from facerest.images import is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH
 from conftest import shared_path
@@ -493,6 +493,42 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
     monkeypatch.setattr(gfpgan, "restore_faces", sharpening)
     sharpened = gfpgan(path, detector=retinaface, output_type="np")
     assert sharpened.messages[0] == [] and not np.array_equal(sharpened.images[0], photo)
+
+
+def _sepia(image: np.ndarray) -> np.ndarray:
+    """A one-toned print: gray, warmed by a constant tint."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+    return np.clip(gray + np.array([24.0, 8.0, -12.0]), 0, 255).astype(np.uint8)
+
+
+def test_a_gray_or_sepia_face_keeps_its_tone(gfpgan, retinaface, monkeypatch):
+    """A model that tints faces red (as the default model tinted gray faces pink) does so only to colour faces: a
+    gray photo comes back gray and a sepia face sepia, with the model's change to their luma."""
+    reddening = restoring_with(lambda face: np.clip(face.astype(np.int16) + [40, 0, 0], 0, 255).astype(np.uint8))
+    monkeypatch.setattr(gfpgan, "restore_faces", reddening)
+    photo = load_image(shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg"))
+    gray_photo = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    output = gfpgan(gray_photo, detector=retinaface, never_blur=False, output_type="np")
+    assert len(output.restored_faces[0]) == 2 and not np.array_equal(output.images[0], gray_photo)
+    restored_photo = output.images[0]
+    assert (restored_photo[..., 0] == restored_photo[..., 1]).all() and (restored_photo[..., 1] == restored_photo[..., 2]).all()
+    assert all(is_monochrome(face) for face in output.restored_faces[0])  # gray, but for the crop's border beyond the photo
+
+    face = resize_square(photo[:512, :512], FACE_SIZE)
+    sepia_face = _sepia(face)
+    restored_sepia = gfpgan(sepia_face, aligned=True, output_type="np").images[0]
+    chroma = cv2.cvtColor(restored_sepia, cv2.COLOR_RGB2YCrCb)[..., 1:] - cv2.cvtColor(sepia_face, cv2.COLOR_RGB2YCrCb)[..., 1:]
+    assert not np.array_equal(restored_sepia, sepia_face) and np.abs(chroma.astype(np.int8)).max() <= 1
+    restored_colour = gfpgan(face, aligned=True, output_type="np").images[0].astype(np.int16)
+    assert (restored_colour - face)[..., 0].mean() > 35  # a colour face takes the model's colours
+
+
+def test_monochrome_faces_are_told_from_colour_faces():
+    colour = [load_image(path) for path in list_images(shared_path("data", "ffhq256", "test"))[:50]]
+    assert not any(is_monochrome(face) for face in colour)
+    gray = [np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2) for face in colour]
+    assert all(is_monochrome(face) for face in gray) and all(is_monochrome(_sepia(face)) for face in colour)
+    np.testing.assert_array_equal(with_chroma_of(colour[0], gray[1])[..., 0], with_chroma_of(colour[0], gray[1])[..., 2])
 
 
 def test_fidelity_is_checked(gfpgan):
