@@ -22,8 +22,8 @@ The restore function is the API endpoint `/restore`:
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
     before_after, faces, png, info, details = client.predict(
-        handle_file("photo.jpg"), "default", False, 2, 25, 0.3, 0, 1.0, api_name="/restore"
-    )  # image, model, aligned, upscale, steps, strength, seed, fidelity
+        handle_file("photo.jpg"), "default", False, 2, 25, 0.3, 0, 1.0, False, api_name="/restore"
+    )  # image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face (optional, False)
 
 The model menu, one request (check -> restore -> files) and the result's text are the library's, `facerest.demo`
 (`load_models`, `restore`), which the tests call without a browser; here are the configuration (`model_specs`,
@@ -177,7 +177,10 @@ def restore_endpoint(
     file paths (before/after, faces, PNG), the info and the details."""
     import gradio as gr
 
-    def endpoint(image, model, aligned, upscale, steps, strength, seed, fidelity, progress=gr.Progress(track_tqdm=True)):
+    def endpoint(
+        image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face=False,
+        progress=gr.Progress(track_tqdm=True),
+    ):  # fmt: skip
         progress(0, desc="starting")
         prune_outputs(output_dir)
         entry = registry.entries.get(model)
@@ -195,6 +198,7 @@ def restore_endpoint(
                 strength=strength if registry.diffusion_settings(model).live else None,  # a GAN takes none
                 seed=seed,
                 fidelity=fidelity,
+                paste_every_face=bool(paste_every_face),
                 output_dir=output_dir,
                 max_pixels=max_pixels,
                 max_output_pixels=max_output_pixels,
@@ -255,6 +259,10 @@ def build_demo(
                     0.0, 1.0, value=DEFAULT_FIDELITY, step=0.05, label="Fidelity", elem_id="fidelity",
                     info="how much of the model's change to each face is kept: 0 the input face, 1 the full restoration",
                 )
+                paste_every_face = gr.Checkbox(
+                    label="Paste every face", value=False, elem_id="paste-every-face",
+                    info="also where the restoration is less sharp than the photo (such faces are left as they were)",
+                )
                 with gr.Accordion("Diffusion (IDM and hybrid models)", open=diffusion):
                     steps = gr.Slider(
                         1, MAX_STEPS, value=default_steps, step=1, label="Diffusion steps",
@@ -284,7 +292,7 @@ def build_demo(
         model.change(on_model_change, model, [steps, strength, seed], api_visibility="private", queue=False)
         button.click(
             restore_endpoint(registry, detector, output_dir, max_pixels, max_output_pixels),
-            inputs=[image, model, aligned, upscale, steps, strength, seed, fidelity],
+            inputs=[image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face],
             outputs=[slider, faces, download, info, details],
             api_name="restore",
             concurrency_limit=concurrency,

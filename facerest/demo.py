@@ -254,13 +254,15 @@ def restore(
     strength: float | None = None,
     seed: int = 0,
     fidelity: float = DEFAULT_FIDELITY,
+    paste_every_face: bool = False,
     output_dir: str | os.PathLike | None = None,
     max_pixels: int = SERVER_MAX_PIXELS,
     max_output_pixels: int = SERVER_MAX_OUTPUT_PIXELS,
 ) -> RestoreResult:
     """Restore one photo (or aligned face) with the named model; `FacerestError` says what is wrong with the
     request. `strength` applies to IDM and hybrid models (None: the pipeline's `default_strength`); `fidelity` (0:
-    the input face, 1: the full restoration) to all."""
+    the input face, 1: the full restoration) to all; `paste_every_face` pastes a face's restoration even where it
+    is less sharp than the photo (the pipeline's `never_blur=False`)."""
     upscale, steps, seed = check_request(image, upscale, steps, strength, seed)
     source_name = Path(image).name if isinstance(image, (str, os.PathLike)) else "image"
     with _named_errors(source_name):
@@ -268,7 +270,7 @@ def restore(
     check_output_size(photo, upscale, max_output_pixels, source_name)
 
     entry, pipeline = registry.entry(model), registry.pipeline(model)
-    arguments = pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity)
+    arguments = pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face)
     started = time.perf_counter()
     with _named_errors(source_name):
         output = pipeline(photo, **arguments)
@@ -313,10 +315,13 @@ def check_output_size(photo: np.ndarray, upscale: int, max_output_pixels: int, s
         )
 
 
-def pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity) -> dict:
+def pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face) -> dict:
     """The keyword arguments of the pipeline's call (the image is decoded already, so no pixel limit); the IDM ones,
     at the pipeline's defaults where the request leaves them out, for IDM and hybrid models only."""
-    arguments = dict(aligned=bool(aligned), upscale=upscale, fidelity=fidelity, detector=detector, max_pixels=None)
+    arguments = dict(
+        aligned=bool(aligned), upscale=upscale, fidelity=fidelity, never_blur=not paste_every_face, detector=detector,
+        max_pixels=None,
+    )  # fmt: skip
     if pipeline.kind != "gfpgan":
         arguments.update(
             num_inference_steps=steps or pipeline.default_inference_steps,
@@ -383,6 +388,7 @@ def result_details(entry, pipeline, photo, output, arguments, seed, detector, se
         "output_size": list(output.images[0].size),
         "upscale": arguments["upscale"],
         "fidelity": arguments["fidelity"],
+        "paste_every_face": not arguments["never_blur"],
         "steps": arguments.get("num_inference_steps"),
         "strength": arguments.get("strength"),
         "seed": seed if pipeline.kind != "gfpgan" else None,

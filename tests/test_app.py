@@ -320,8 +320,9 @@ def test_client_restore_endpoint(server, tmp_path):
 
     photo_path = shared_path("data", "whole_imgs", "codeformer_00.jpg")
     before_after, faces, png, info, details = client.predict(
-        handle_file(str(photo_path)), "gfpgan", False, 2, 25, 0.3, 0, 1.0, api_name="/restore"
-    )
+        handle_file(str(photo_path)), "gfpgan", False, 2, 25, 0.3, 0, 1.0, True, api_name="/restore"
+    )  # the last, paste_every_face, is optional: the calls below leave it out
+    assert details["paste_every_face"] is True
     with PIL.Image.open(photo_path) as photo:
         expected_size = (photo.width * 2, photo.height * 2)
     with PIL.Image.open(png) as result:
@@ -339,6 +340,7 @@ def test_client_restore_endpoint(server, tmp_path):
     with PIL.Image.open(png) as result, PIL.Image.open(face_path) as face:
         assert result.size == face.size
     assert details["kind"] == "idm" and details["steps"] == 4 and details["seed"] == 7 and details["detector"] is None
+    assert details["paste_every_face"] is False
 
 
 @pytest.mark.slow

@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import time
 
+import cv2
 import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, shared_path
 from facerest import FacerestError, ImageReadError, demo
 from facerest.faces import FaceDetector
 from facerest.pipeline import DEFAULT_HYBRID_STRENGTH, DEFAULT_INFERENCE_STEPS, FaceRestorePipeline
-from tiny_pipelines import save_tiny_pipelines
+from tiny_pipelines import restoring_with, save_tiny_pipelines
 
 DETECTOR_WEIGHTS = SHARED / "weights" / "facexlib"
 
@@ -172,6 +173,25 @@ def test_restore_function_messages(tiny_models, detector, tmp_path):
     assert unchanged.details["fidelity"] == 0.0 and "**Fidelity:** 0" in unchanged.info
     with pytest.raises(FacerestError, match="fidelity must be a number from 0"):
         run(face, aligned=True, fidelity=1.5)
+
+
+def test_a_face_the_model_would_blur_is_left_as_it_was_unless_every_face_is_pasted(tiny_models, detector, tmp_path, monkeypatch):
+    blurring = restoring_with(lambda face: cv2.GaussianBlur(face, (0, 0), 1.0))
+    monkeypatch.setattr(FaceRestorePipeline, "restore_faces", staticmethod(blurring))
+    registry = demo.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
+    photo = np.asarray(PIL.Image.open(path).convert("RGB"))
+
+    def run(**options):
+        return demo.restore(registry, detector, str(path), "gfpgan", upscale=1, output_dir=tmp_path, **options)
+
+    kept = run()
+    assert kept.details["paste_every_face"] is False and len(kept.details["messages"]) == 2
+    assert "left as it was" in kept.info
+    np.testing.assert_array_equal(np.asarray(kept.image), photo)
+    pasted = run(paste_every_face=True)
+    assert pasted.details["paste_every_face"] is True and pasted.details["messages"] == []
+    assert not np.array_equal(np.asarray(pasted.image), photo)
 
 
 def test_a_detector_fallback_is_one_short_note_and_long_seeds_are_refused_briefly(tiny_models, tmp_path):
