@@ -7,7 +7,9 @@ what the model changed (restored minus degraded face, times `fidelity`) back int
 Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
 model restores is replaced by its restoration. A face that the change leaves less sharp (`never_blur`) keeps the
-photo's pixels, and a gray or sepia face keeps its tone (the restoration's luma, the input's chroma).
+photo's pixels. A face keeps the photo's lighting (the model's change over scales larger than a sixteenth of the
+face is dropped: `PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the restoration's luma, the input's
+chroma).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
+import cv2
 import numpy as np
 import PIL.Image
 import torch
@@ -52,6 +55,10 @@ MAX_SEED = 2**63 - 1  # the largest seed torch.Generator.manual_seed takes
 DEFAULT_INFERENCE_STEPS = 25
 # How much of the model's change to a face is kept: 0 returns the input face, 1 the full restoration.
 DEFAULT_FIDELITY = 1.0
+# In a photo, the model's change to a face at scales above this fraction of the face's size (its exposure, the contrast
+# and colour cast over the face) is dropped, so that the face keeps the lighting of the photo around it: the model
+# learnt to undo the degradation's brightness and colour jitter, and so lit up the faces of a dark photo as patches.
+PHOTO_LIGHTING_SCALE = 1 / 16
 # Faces restored in one forward pass unless told otherwise (GFP-GAN on the CPU: one, see `default_face_batch_size`).
 DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
@@ -390,7 +397,8 @@ class FaceRestorePipeline(DiffusionPipeline):
                 keeps its tone: the restoration's luma with the input's chroma.
             aligned (`bool`, defaults to `False`):
                 Each input already is a square face aligned to the FFHQ template: detection is skipped, the face is
-                resized to `face_size`, restored, and returned at the input's size times `upscale`.
+                resized to `face_size`, restored, and returned at the input's size times `upscale`; it takes the
+                model's whole change, its lighting too (a face in a photo keeps the photo's, `PHOTO_LIGHTING_SCALE`).
             upscale (`int`, defaults to 1):
                 Enlarge the output 1 to 4 times; the background is resized with Lanczos interpolation.
             fidelity (`float`, defaults to `DEFAULT_FIDELITY`):
@@ -442,11 +450,14 @@ class FaceRestorePipeline(DiffusionPipeline):
         sources = list(image) if isinstance(image, (list, tuple)) else [image]
         face_detector = None if aligned else self.face_detector(detector)
 
-        def restore(lq_faces: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-            """The restored faces (uint8, face_size) and the corrections (float32, restored minus degraded)."""
+        def restore(lq_faces: list[np.ndarray], in_photo: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            """The restored faces (uint8, face_size) and the corrections (float32, restored minus degraded); faces
+            `in_photo` keep the photo's lighting."""
             lq = torch.stack([image_to_tensor(face) for face in lq_faces])
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
             restored = [_in_tone_of(tensor_to_image(face), lq_face) for face, lq_face in zip(restored, lq_faces)]
+            if in_photo:
+                restored = [_in_lighting_of(face, lq_face) for face, lq_face in zip(restored, lq_faces)]
             return _kept_changes(lq_faces, restored, fidelity)
 
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
@@ -485,7 +496,7 @@ class FaceRestorePipeline(DiffusionPipeline):
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
         crops, affines = zip(*(align_face(photo, face.landmarks, ALIGN_SIZE) for face in faces))
         lq_faces = [resize_square(crop, self.face_size) for crop in crops]
-        restored, corrections = restore(lq_faces)
+        restored, corrections = restore(lq_faces, in_photo=True)
         corrections = [resize_square(correction, ALIGN_SIZE) for correction in corrections]
         pasted = add_face_corrections(photo, corrections, list(affines), upscale)
         messages = []
@@ -504,7 +515,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         for face, name in zip(faces, names):
             if face.shape[0] != face.shape[1]:
                 raise ImageReadError(name, f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]}")
-        restored, corrections = restore([resize_square(face, self.face_size) for face in faces])
+        restored, corrections = restore([resize_square(face, self.face_size) for face in faces], in_photo=False)
         photos = []
         for face, restored_face, correction in zip(faces, restored, corrections):
             width, size = face.shape[1], face.shape[1] * upscale
@@ -531,6 +542,14 @@ def _in_tone_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:
     """A gray or sepia face stays so: the restoration's luma with the degraded face's chroma, not the colours the
     model would give it (CodeFormer's script, too, keeps gray faces gray)."""
     return with_chroma_of(restored_face, lq_face) if is_monochrome(lq_face) else restored_face
+
+
+def _in_lighting_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:
+    """The restored face with the degraded face's lighting: the model's change less its part at scales above
+    `PHOTO_LIGHTING_SCALE` of the face (a Gaussian blur of the change)."""
+    change = restored_face.astype(np.float32) - lq_face.astype(np.float32)
+    change -= cv2.GaussianBlur(change, (0, 0), PHOTO_LIGHTING_SCALE * lq_face.shape[0])
+    return np.clip(np.rint(lq_face + change), 0, 255).astype(np.uint8)
 
 
 def _kept_changes(lq_faces: list[np.ndarray], restored: list[np.ndarray], fidelity: float):

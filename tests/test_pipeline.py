@@ -17,7 +17,7 @@ from PIL import Image
 
 from facerest import FaceRestorePipeline, IDMScheduler
 from facerest.errors import FacerestError, ImageReadError
-from facerest.faces import FaceDetector, align_face, face_paste_mask
+from facerest.faces import FaceDetector, align_face, face_paste_mask, face_window
 from facerest.images import is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH
@@ -493,6 +493,24 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
     monkeypatch.setattr(gfpgan, "restore_faces", sharpening)
     sharpened = gfpgan(path, detector=retinaface, output_type="np")
     assert sharpened.messages[0] == [] and not np.array_equal(sharpened.images[0], photo)
+
+
+def test_a_face_in_a_photo_keeps_the_photos_lighting(gfpgan, retinaface, monkeypatch):
+    """A model that brightens faces and sharpens them (as the default lit up a dark photo's faces as patches): in a
+    photo only the sharpening reaches the faces; an aligned face takes the whole change."""
+    brightening_and_sharpening = restoring_with(
+        lambda face: cv2.addWeighted(face, 1.5, cv2.GaussianBlur(face, (0, 0), 1.0), -0.5, 40)
+    )
+    monkeypatch.setattr(gfpgan, "restore_faces", brightening_and_sharpening)
+    photo = (load_image(shared_path("data", "whole_imgs", "codeformer_01.jpg")) * 0.35).astype(np.uint8)  # a dark photo
+    output = gfpgan(photo, detector=retinaface, output_type="np")
+    assert len(output.face_boxes[0]) == 4 and output.messages[0] == []
+    for box in output.face_boxes[0]:
+        window = face_window(box, photo.shape)
+        assert abs(output.images[0][window].mean() - photo[window].mean()) < 1.0
+        assert gradient_sharpness(output.images[0][window]) > 1.1 * gradient_sharpness(photo[window])
+    face = resize_square(photo[: min(photo.shape[:2]), : min(photo.shape[:2])], FACE_SIZE)
+    assert gfpgan(face, aligned=True, output_type="np").images[0].mean() > face.mean() + 30
 
 
 def _sepia(image: np.ndarray) -> np.ndarray:
