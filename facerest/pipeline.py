@@ -7,8 +7,8 @@ what the model changed (restored minus degraded face, times `fidelity`) back int
 Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
 model restores is replaced by its restoration. A face that the change leaves less sharp (`never_blur`) keeps the
-photo's pixels. A face keeps the photo's lighting (the model's change over scales larger than a sixteenth of the
-face is dropped: `PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the restoration's luma, the input's
+photo's pixels. A face keeps the photo's lighting (a Gaussian blur at a sixteenth of the face:
+`PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the restoration's luma, the input's
 chroma).
 """
 
@@ -55,10 +55,12 @@ MAX_SEED = 2**63 - 1  # the largest seed torch.Generator.manual_seed takes
 DEFAULT_INFERENCE_STEPS = 25
 # How much of the model's change to a face is kept: 0 returns the input face, 1 the full restoration.
 DEFAULT_FIDELITY = 1.0
-# In a photo, the model's change to a face at scales above this fraction of the face's size (its exposure, the contrast
-# and colour cast over the face) is dropped, so that the face keeps the lighting of the photo around it: the model
-# learnt to undo the degradation's brightness and colour jitter, and so lit up the faces of a dark photo as patches.
+# In a photo, a face keeps the lighting of the photo around it (`_in_lighting_of`): what a Gaussian blur at this
+# fraction of the face's size keeps (its exposure, the colour cast over it) comes from the photo, not from the model,
+# which learnt to undo the degradation's brightness and colour jitter and so lit up the faces of a dark photo as patches.
 PHOTO_LIGHTING_SCALE = 1 / 16
+# Added to both lightings before their ratio is taken (0-255 units), so that near-black regions do not blow it up.
+LIGHTING_FLOOR = 8.0
 # Faces restored in one forward pass unless told otherwise (GFP-GAN on the CPU: one, see `default_face_batch_size`).
 DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
@@ -455,9 +457,10 @@ class FaceRestorePipeline(DiffusionPipeline):
             `in_photo` keep the photo's lighting."""
             lq = torch.stack([image_to_tensor(face) for face in lq_faces])
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
-            restored = [_in_tone_of(tensor_to_image(face), lq_face) for face, lq_face in zip(restored, lq_faces)]
+            restored = [tensor_to_image(face) for face in restored]
             if in_photo:
                 restored = [_in_lighting_of(face, lq_face) for face, lq_face in zip(restored, lq_faces)]
+            restored = [_in_tone_of(face, lq_face) for face, lq_face in zip(restored, lq_faces)]
             return _kept_changes(lq_faces, restored, fidelity)
 
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
@@ -545,11 +548,15 @@ def _in_tone_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:
 
 
 def _in_lighting_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:
-    """The restored face with the degraded face's lighting: the model's change less its part at scales above
-    `PHOTO_LIGHTING_SCALE` of the face (a Gaussian blur of the change)."""
-    change = restored_face.astype(np.float32) - lq_face.astype(np.float32)
-    change -= cv2.GaussianBlur(change, (0, 0), PHOTO_LIGHTING_SCALE * lq_face.shape[0])
-    return np.clip(np.rint(lq_face + change), 0, 255).astype(np.uint8)
+    """The restored face in the degraded face's lighting: the restoration's detail (itself less its Gaussian blur at
+    `PHOTO_LIGHTING_SCALE` of the face) on the degraded face's blur, scaled by the ratio of the two blurs, so that a
+    model that brightens a face by a factor leaves it as it was rather than with its detail brightened too (the ratio
+    kept within 1/4 and 4)."""
+    sigma = PHOTO_LIGHTING_SCALE * lq_face.shape[0]
+    restored, lq = restored_face.astype(np.float32), lq_face.astype(np.float32)
+    restored_lighting, lq_lighting = cv2.GaussianBlur(restored, (0, 0), sigma), cv2.GaussianBlur(lq, (0, 0), sigma)
+    gain = np.clip((lq_lighting + LIGHTING_FLOOR) / (restored_lighting + LIGHTING_FLOOR), 0.25, 4.0)
+    return np.clip(np.rint(lq_lighting + (restored - restored_lighting) * gain), 0, 255).astype(np.uint8)
 
 
 def _kept_changes(lq_faces: list[np.ndarray], restored: list[np.ndarray], fidelity: float):

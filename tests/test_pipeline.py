@@ -496,10 +496,10 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
 
 
 def test_a_face_in_a_photo_keeps_the_photos_lighting(gfpgan, retinaface, monkeypatch):
-    """A model that brightens faces and sharpens them (as the default lit up a dark photo's faces as patches): in a
-    photo only the sharpening reaches the faces; an aligned face takes the whole change."""
+    """A model that brightens faces 1.8 times and sharpens them (as the default lit up a dark photo's faces as
+    patches): in a photo only the sharpening reaches the faces; an aligned face takes the whole change."""
     brightening_and_sharpening = restoring_with(
-        lambda face: cv2.addWeighted(face, 1.5, cv2.GaussianBlur(face, (0, 0), 1.0), -0.5, 40)
+        lambda face: cv2.addWeighted(face, 2.7, cv2.GaussianBlur(face, (0, 0), 1.0), -0.9, 0)  # 1.8 x (1.5, -0.5)
     )
     monkeypatch.setattr(gfpgan, "restore_faces", brightening_and_sharpening)
     photo = (load_image(shared_path("data", "whole_imgs", "codeformer_01.jpg")) * 0.35).astype(np.uint8)  # a dark photo
@@ -508,9 +508,10 @@ def test_a_face_in_a_photo_keeps_the_photos_lighting(gfpgan, retinaface, monkeyp
     for box in output.face_boxes[0]:
         window = face_window(box, photo.shape)
         assert abs(output.images[0][window].mean() - photo[window].mean()) < 1.0
-        assert gradient_sharpness(output.images[0][window]) > 1.1 * gradient_sharpness(photo[window])
+        sharpness = gradient_sharpness(output.images[0][window]) / gradient_sharpness(photo[window])
+        assert 1.1 < sharpness < 1.5  # sharpened (1.17 alone), its detail not brightened too (1.85)
     face = resize_square(photo[: min(photo.shape[:2]), : min(photo.shape[:2])], FACE_SIZE)
-    assert gfpgan(face, aligned=True, output_type="np").images[0].mean() > face.mean() + 30
+    assert gfpgan(face, aligned=True, output_type="np").images[0].mean() > 1.7 * face.mean()
 
 
 def _sepia(image: np.ndarray) -> np.ndarray:
