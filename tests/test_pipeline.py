@@ -514,10 +514,13 @@ def test_a_face_in_a_photo_keeps_the_photos_lighting(gfpgan, retinaface, monkeyp
     assert gfpgan(face, aligned=True, output_type="np").images[0].mean() > 1.7 * face.mean()
 
 
+def _gray(image: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
 def _sepia(image: np.ndarray) -> np.ndarray:
     """A one-toned print: gray, warmed by a constant tint."""
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
-    return np.clip(gray + np.array([24.0, 8.0, -12.0]), 0, 255).astype(np.uint8)
+    return np.clip(_gray(image).astype(np.float32) + np.array([24.0, 8.0, -12.0]), 0, 255).astype(np.uint8)
 
 
 def test_a_gray_or_sepia_face_keeps_its_tone(gfpgan, retinaface, monkeypatch):
@@ -526,7 +529,7 @@ def test_a_gray_or_sepia_face_keeps_its_tone(gfpgan, retinaface, monkeypatch):
     reddening = restoring_with(lambda face: np.clip(face.astype(np.int16) + [40, 0, 0], 0, 255).astype(np.uint8))
     monkeypatch.setattr(gfpgan, "restore_faces", reddening)
     photo = load_image(shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg"))
-    gray_photo = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    gray_photo = _gray(photo)
     output = gfpgan(gray_photo, detector=retinaface, never_blur=False, output_type="np")
     assert len(output.restored_faces[0]) == 2 and not np.array_equal(output.images[0], gray_photo)
     restored_photo = output.images[0]
@@ -545,7 +548,7 @@ def test_a_gray_or_sepia_face_keeps_its_tone(gfpgan, retinaface, monkeypatch):
 def test_monochrome_faces_are_told_from_colour_faces():
     colour = [load_image(path) for path in list_images(shared_path("data", "ffhq256", "test"))[:50]]
     assert not any(is_monochrome(face) for face in colour)
-    gray = [np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2) for face in colour]
+    gray = [_gray(face) for face in colour]
     assert all(is_monochrome(face) for face in gray) and all(is_monochrome(_sepia(face)) for face in colour)
     np.testing.assert_array_equal(with_chroma_of(colour[0], gray[1])[..., 0], with_chroma_of(colour[0], gray[1])[..., 2])
 
