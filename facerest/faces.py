@@ -79,6 +79,11 @@ RETINAFACE_VARIANTS_BY_SHA256 = {
 # scores the real faces of ../shared/data/whole_imgs 0.98 or more, so 0.95 only removes doubtful boxes.
 DEFAULT_SCORE_THRESHOLDS = {"retinaface": 0.97, "mtcnn": 0.95}
 
+# The copies, as fractions of the detection size, that RetinaFace also looks for faces on (FaceDetector.detect),
+# and the smallest such copy, in pixels on its longer side.
+COARSE_DETECTION_SCALES = (0.5, 0.25, 0.125)
+SMALLEST_DETECTION_SIDE = 32
+
 
 @dataclass
 class DetectedFace:
@@ -114,6 +119,9 @@ class FaceDetector:
             (``DEFAULT_SCORE_THRESHOLDS``).
         max_detection_side: photos whose longer side exceeds this are shrunk for detection only (boxes and
             landmarks come back in the photo's pixels); ``None`` detects at full size.
+        coarse_scales: RetinaFace also looks for faces on copies this many times the detection size, where blurred
+            and noisy faces score higher (see ``detect``); ``()`` turns that off. MTCNN's own image pyramid already
+            shrinks the photo, so it ignores them.
 
     ``backend`` says which detector runs (``"retinaface"`` or ``"mtcnn"``) and ``name`` which exactly:
     ``"retinaface-resnet50"``, ``"retinaface-mobilenet0.25"`` or ``"mtcnn"``.
@@ -128,6 +136,7 @@ class FaceDetector:
         min_face_size: float = 0,
         score_threshold: float | None = None,
         max_detection_side: int | None = 1024,
+        coarse_scales: tuple[float, ...] = COARSE_DETECTION_SCALES,
     ):
         if backend not in BACKENDS:
             raise FacerestError(f"unknown face detector {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -141,8 +150,12 @@ class FaceDetector:
             )
         if min_face_size < 0:
             raise FacerestError(f"min_face_size must be 0 or more, got {min_face_size}")
-        if max_detection_side is not None and max_detection_side < 32:
-            raise FacerestError(f"max_detection_side must be at least 32 pixels, got {max_detection_side}")
+        if max_detection_side is not None and max_detection_side < SMALLEST_DETECTION_SIDE:
+            raise FacerestError(
+                f"max_detection_side must be at least {SMALLEST_DETECTION_SIDE} pixels, got {max_detection_side}"
+            )
+        if not all(0 < scale < 1 for scale in coarse_scales):
+            raise FacerestError(f"coarse_scales must lie between 0 and 1, got {tuple(coarse_scales)}")
         self.device = torch.device(device)
         self.min_face_size = min_face_size
         self.max_detection_side = max_detection_side
@@ -166,6 +179,7 @@ class FaceDetector:
             self.name = "mtcnn"
             self._detect_faces = _MTCNN(self.device)
         self.score_threshold = DEFAULT_SCORE_THRESHOLDS[self.backend] if score_threshold is None else score_threshold
+        self.coarse_scales = tuple(coarse_scales) if self.backend == "retinaface" else ()
 
     def detect(
         self, image: np.ndarray, only_center_face: bool = False, min_face_size: float | None = None
@@ -180,11 +194,22 @@ class FaceDetector:
         on a larger face, a portrait filling the frame, it finds parts of it instead, eye regions scored as faces.
         So it also runs on a copy whose longer side is ``largest_face``: each face found there that is larger than
         that at the detection size replaces the detections lying mostly inside it.
+
+        A blurred or noisy face (an old print, a face shrunk and enlarged again) scores too low at the photo's size
+        and higher once shrunk, where its blur spans fewer pixels and its noise is averaged: RetinaFace also runs on
+        copies ``coarse_scales`` times the detection size (down to ``SMALLEST_DETECTION_SIDE``), and each face found
+        there and not on a finer copy is added (the finest copy's landmarks are the most precise).
         """
         _check_image(image, "image")
         height, width = image.shape[:2]
         faces = self._detect_on_copy(image, self.max_detection_side)
-        detection_scale = min(1.0, (self.max_detection_side or max(height, width)) / max(height, width))
+        detection_side = min(self.max_detection_side or max(height, width), max(height, width))
+        for scale in self.coarse_scales:
+            if scale * detection_side < SMALLEST_DETECTION_SIDE:
+                continue
+            coarse = self._detect_on_copy(image, round(scale * detection_side))
+            faces += [face for face in coarse if not any(_nested(face, finer) for finer in faces)]
+        detection_scale = detection_side / max(height, width)
         largest = self._detect_faces.largest_face
         if largest is not None and max(height, width) * detection_scale > largest:
             large = [face for face in self._detect_on_copy(image, largest) if face.size * detection_scale > largest]
@@ -221,9 +246,14 @@ def _best_of_nested(faces: list[DetectedFace]) -> list[DetectedFace]:
     not two faces side by side, as the overlap that non-maximum suppression measures would let them be."""
     kept = []
     for face in sorted(faces, key=lambda face: -face.score):
-        if not any(_holds_centre(face, other) or _holds_centre(other, face) for other in kept):
+        if not any(_nested(face, other) for other in kept):
             kept.append(face)
     return kept
+
+
+def _nested(face: DetectedFace, other: DetectedFace) -> bool:
+    """Whether either face's box holds the other's centre."""
+    return _holds_centre(face, other) or _holds_centre(other, face)
 
 
 def _holds_centre(face: DetectedFace, other: DetectedFace) -> bool:

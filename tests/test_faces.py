@@ -213,6 +213,35 @@ def test_a_face_filling_a_large_portrait_is_one_face(retinaface_detector, ffhq_t
         _assert_one_face_at(retinaface_detector.detect(portrait), expected, f"{name} at {side} px padded by {pad}")
 
 
+@pytest.mark.parametrize("name", PORTRAIT_FACES)
+def test_a_noisy_face_shrunk_and_enlarged_again_is_found(retinaface_detector, ffhq_test_dir, name):
+    """An FFHQ face shrunk to 48 px, noised there and enlarged back to 256 px in a 640 x 480 photo, as an old print's
+    face: found once, its landmarks at the template's. (At the photo's size alone, ``coarse_scales=()``, RetinaFace
+    scored 01002's and 01017's below the threshold; on the copies shrunk 2, 4 and 8 times, 0.99 or more.)"""
+    face = load_image(ffhq_test_dir / name)
+    small = cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small += np.random.default_rng(0).normal(0, 16, small.shape)
+    photo = np.full((480, 640, 3), (90, 110, 140), np.uint8)
+    photo[100:356, 300:556] = cv2.resize(np.clip(small, 0, 255).astype(np.uint8), (256, 256), interpolation=cv2.INTER_CUBIC)
+    expected = FFHQ_TEMPLATE_512 / 2 + np.array([300, 100], np.float32)
+    _assert_one_face_at(retinaface_detector.detect(photo), expected, f"{name} shrunk to 48 px and noised")
+
+
+@pytest.mark.parametrize(
+    "folder, name",
+    [
+        ("cropped_lq", "codeformer_gray_089_Miley_Cyrus_00.png"),  # a halftone print
+        ("cropped_lq", "vqfr_029_Blake_Lively_00_lq.png"),  # a halftone print
+        ("realworld_lq/WebPhoto-Test", "00013_00.png"),  # a blurred, faded child's face
+    ],
+)
+def test_blurred_and_halftone_aligned_faces_are_found(retinaface_detector, folder, name):
+    """Real low-quality faces, aligned at 512 px, that RetinaFace found only on shrunk copies: one face each, its
+    landmarks at the FFHQ template's."""
+    image = load_image(shared_path("data", *folder.split("/"), name))
+    _assert_one_face_at(retinaface_detector.detect(image), FFHQ_TEMPLATE_512, name)
+
+
 @pytest.mark.parametrize("name, index", [("gfpgan_Blake_Lively.jpg", 1), ("codeformer_03.jpg", 0)])
 def test_a_face_of_a_photo_enlarged_to_fill_the_frame_is_one_face(retinaface_results, retinaface_detector, name, index):
     image, found, _ = retinaface_results[name]
@@ -372,6 +401,9 @@ def test_bad_options_and_inputs():
         FaceDetector("dlib")
     with pytest.raises(FacerestError, match="unknown RetinaFace model"):
         FaceDetector("retinaface", retinaface_model="resnet18")
+    for scales in ((0.5, 1.0), (0,)):
+        with pytest.raises(FacerestError, match="coarse_scales must lie between 0 and 1"):
+            FaceDetector("mtcnn", coarse_scales=scales)
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="RGB uint8"):
         align_face(image.astype(np.float32), FFHQ_TEMPLATE_512)
