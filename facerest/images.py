@@ -196,8 +196,8 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def is_monochrome(image: np.ndarray, max_chroma_std: float = MONOCHROME_MAX_CHROMA_STD) -> bool:
     """Whether an image is gray or one-toned (sepia): neither of its chroma channels (YCrCb) varies by more than
     `max_chroma_std` (standard deviation)."""
-    chroma = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)[..., 1:].reshape(-1, 2).astype(np.float32)
-    return bool(chroma.std(axis=0).max() <= max_chroma_std)
+    _, std = cv2.meanStdDev(cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb))
+    return bool(std[1:].max() <= max_chroma_std)
 
 
 def with_chroma_of(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
