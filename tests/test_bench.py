@@ -232,6 +232,21 @@ def test_before_after_script_finds_a_blurred_face_blurrier(tmp_path):
     assert load_image(tmp_path / "faces.png").shape[0] > 0
 
 
+def test_detection_recall_script_finds_more_faces_with_the_shrunk_copies():
+    script = Path(__file__).resolve().parents[1] / "bench" / "detection_recall.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(shared_path("data", "ffhq256", "test")), "--face-size", "128", "--count", "8",
+         "--detector-weights", str(shared_path("weights", "facexlib"))],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^\| 128 \| 8 \| ([^|]+) \| (\d+) \| ([\d.]+) \| (\d+) \| (\d+) \|$", done.stdout, flags=re.M)
+    assert [row[0] for row in rows] == ["photo size only", "and shrunk 2x, 4x, 8x"]
+    (_, found_full, *_), (_, found_shrunk, error, false_in_photos, false_on_backgrounds) = rows
+    assert int(found_full) < int(found_shrunk) <= 8  # 6 and 8 when written
+    assert 0 < float(error) < 0.5 and int(false_in_photos) + int(false_on_backgrounds) <= 1
+
+
 def test_degradation_throughput_script_prints_its_table(tmp_path):
     script = Path(__file__).resolve().parents[1] / "bench" / "degradation_throughput.py"
     out = tmp_path / "throughput.md"
