@@ -45,7 +45,7 @@ from torch import nn
 from .devices import resolve_device
 from .errors import FacerestError, ImageReadError
 from .images import (
-    image_to_tensor, images_by_relative_name, list_images, load_image, pair_by_name, resize_square, tensor_to_image
+    image_to_tensor, images_by_relative_name, load_image, pair_by_name, resize_square, tensor_to_image
 )
 from .models.arcface import ArcFaceResNet18
 from .output_folders import RESTORE_COMMAND, RESTORED_FACES_FOLDER, output_folder_command
@@ -496,9 +496,10 @@ def frechet_distance(
 def folder_fid_statistics(
     folder: str | os.PathLike, model: FIDInception, batch_size: int = 32
 ) -> tuple[FIDStatistics, list[tuple[Path, str]]]:
-    """Inception statistics of the readable images of ``folder``, and the files skipped with the reason."""
+    """Inception statistics of the readable images of ``folder`` and its sub-folders (those ``evaluate`` scores), and
+    the files skipped with the reason."""
     features, skipped = [], []
-    for batch in read_pairs_in_batches([(path, None) for path in list_images(folder)], batch_size):
+    for batch in read_pairs_in_batches(_pair_files(folder, None), batch_size):
         skipped += batch.skipped
         if batch.images:
             features.append(inception_features(batch.images, model, batch_size))

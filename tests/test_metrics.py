@@ -208,6 +208,19 @@ def test_evaluate_fid_against_gt_folder_equals_fid_against_its_saved_statistics(
     assert metrics.evaluate_folders(hq, hq, metrics=["fid"]).rows[0]["FID↓"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_fid_statistics_of_a_folder_take_its_sub_folders_as_evaluate_does(tmp_path, paired_folders, monkeypatch):
+    lq, hq = paired_folders
+    for folder in (lq, hq):  # half of each folder's images moved into a sub-folder
+        (folder / "part").mkdir()
+        for path in sorted(path for path in folder.iterdir() if path.is_file())[::2]:
+            path.rename(folder / "part" / path.name)
+    monkeypatch.setattr(metrics.FIDInception, "from_pretrained", classmethod(lambda cls, **kwargs: PooledPixels()))
+    metrics.save_fid_statistics(hq, tmp_path / "hq.npz", model=PooledPixels())
+    against_folder = metrics.evaluate_folders(lq, hq, metrics=["fid"]).rows[0]["FID↓"]
+    against_statistics = metrics.evaluate_folders(lq, metrics=["fid"], fid_stats=tmp_path / "hq.npz").rows[0]["FID↓"]
+    assert against_statistics == pytest.approx(against_folder, rel=1e-9)
+
+
 # Identity ---------------------------------------------------------------------------------------------------------
 
 
