@@ -257,3 +257,23 @@ def test_a_face_the_model_would_blur_is_left_as_it_was_unless_every_face_is_past
     status, out, _ = _restore(capsys, tmp_path / "in", "-o", tmp_path / "pasted", *detector, "--paste-every-face")
     assert status == 0 and "left as it was" not in out
     assert not np.array_equal(load_image(tmp_path / "pasted" / "gfpgan_Blake_Lively.png"), load_image(path))
+
+
+def test_the_inputs_rgb_colour_profile_goes_with_its_outputs(models, face_folder, tmp_path, capsys):
+    """A photo tagged with an RGB colour profile (a phone's Display P3, here sRGB) keeps it in its outputs, whose
+    pixels are in that colour space; a profile of another colour space (Lab) or none leaves the outputs untagged."""
+    from PIL import ImageCms
+
+    srgb, lab = (ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes() for space in ("sRGB", "LAB"))
+    face = Image.open(face_folder / "a.png").convert("RGB")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face.save(photos / "tagged.jpg", icc_profile=srgb, quality=95)
+    face.save(photos / "lab.png", icc_profile=lab)
+    face.save(photos / "plain.png")
+    status, _, err = _restore(capsys, photos, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 0, err
+    out = tmp_path / "out"
+    assert Image.open(out / "tagged.png").info.get("icc_profile") == srgb
+    assert Image.open(out / "faces" / "tagged_00.png").info.get("icc_profile") == srgb
+    assert all("icc_profile" not in Image.open(out / name).info for name in ("lab.png", "plain.png"))
