@@ -32,7 +32,7 @@ import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
 from .faces import FaceDetector
-from .images import load_image
+from .images import load_image, rgb_colour_profile
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
 from .pipeline import (
@@ -276,7 +276,8 @@ def restore(
         output = pipeline(photo, **arguments)
     seconds = time.perf_counter() - started
 
-    png_path, before_path, after_path, face_paths = write_result_files(photo, output, source_name, output_dir)
+    colour_profile = rgb_colour_profile(image) if isinstance(image, (str, os.PathLike)) else None
+    png_path, before_path, after_path, face_paths = write_result_files(photo, output, source_name, output_dir, colour_profile)
     details = result_details(entry, pipeline, photo, output, arguments, seed, detector, seconds)
     return RestoreResult(
         image=output.images[0],
@@ -332,10 +333,15 @@ def pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, se
 
 
 def write_result_files(
-    photo: np.ndarray, output: FaceRestorePipelineOutput, source_name: str, output_dir: str | os.PathLike | None
+    photo: np.ndarray,
+    output: FaceRestorePipelineOutput,
+    source_name: str,
+    output_dir: str | os.PathLike | None,
+    colour_profile: bytes | None = None,
 ) -> tuple[Path, Path, Path, list[Path]]:
     """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG, the before and
-    after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the restored faces (PNG); returns their paths.
+    after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the restored faces (PNG), each tagged with the input's RGB
+    `colour_profile` when it has one; returns their paths.
 
     Files rather than PIL images go to Gradio: it writes a returned PIL image to a cache path named by the image's
     hash without a lock, so two requests with identical outputs could serve a half-written file; it copies returned
@@ -344,14 +350,15 @@ def write_result_files(
     folder = Path(output_dir or tempfile.gettempdir()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     png_path = folder / f"{Path(source_name).stem or 'image'}_restored.png"
-    restored.save(png_path, format="PNG", compress_level=1)  # level 6 takes ~5x longer on a 10 MP photo
+    profile = {} if colour_profile is None else {"icc_profile": colour_profile}
+    restored.save(png_path, format="PNG", compress_level=1, **profile)  # level 6 takes ~5x longer on a 10 MP photo
     size = preview_size(restored.size)
     before_path, after_path = folder / "before.webp", folder / "after.webp"
-    PIL.Image.fromarray(photo).resize(size, PIL.Image.LANCZOS).save(before_path, quality=90)
-    (restored if restored.size == size else restored.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90)
+    PIL.Image.fromarray(photo).resize(size, PIL.Image.LANCZOS).save(before_path, quality=90, **profile)
+    (restored if restored.size == size else restored.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90, **profile)
     face_paths = [folder / f"face_{index + 1}.png" for index in range(len(output.restored_faces[0]))]
     for face, path in zip(output.restored_faces[0], face_paths):
-        face.save(path)
+        face.save(path, **profile)
     return png_path, before_path, after_path, face_paths
 
 

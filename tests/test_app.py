@@ -342,6 +342,15 @@ def test_client_restore_endpoint(server, tmp_path):
     assert details["kind"] == "idm" and details["steps"] == 4 and details["seed"] == 7 and details["detector"] is None
     assert details["paste_every_face"] is False
 
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tagged = tmp_path / "tagged.jpg"
+    PIL.Image.open(face_path).convert("RGB").save(tagged, icc_profile=srgb, quality=95)
+    _, _, png, _, _ = client.predict(handle_file(str(tagged)), "gfpgan", True, 1, 4, 1.0, 0, 1.0, api_name="/restore")
+    with PIL.Image.open(png) as result:
+        assert result.info.get("icc_profile") == srgb  # the upload's colour profile reaches the result
+
 
 @pytest.mark.slow
 def test_client_errors_are_clear(server, tmp_path):

@@ -219,6 +219,20 @@ def test_a_large_photo_gets_a_preview_and_the_full_resolution_png(tiny_models, d
         assert before.size == (1676, 2048)
 
 
+def test_a_photos_rgb_colour_profile_goes_with_every_result_file(tiny_models, detector, tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = tmp_path / "tagged.jpg"
+    PIL.Image.open(shared_path("data", "whole_imgs", "codeformer_04.jpg")).save(source, icc_profile=srgb, quality=95)
+    registry = demo.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    result = demo.restore(registry, detector, str(source), "gfpgan", upscale=1, output_dir=tmp_path / "out")
+    assert result.face_paths
+    for path in [result.png_path, result.before_path, result.after_path, *result.face_paths]:
+        with PIL.Image.open(path) as written:
+            assert written.info.get("icc_profile") == srgb, path.name
+
+
 def test_previews_are_at_most_the_preview_side_and_old_results_are_pruned(tmp_path):
     assert demo.preview_size((4000, 1000)) == (demo.PREVIEW_MAX_SIDE, 512)
     assert demo.preview_size((300, 200)) == (300, 200)
