@@ -43,7 +43,7 @@ def count_detections(detector: FaceDetector, photos: list) -> dict:
     for photo, background, (top, left), size, clean_landmarks in photos:
         eye_distance = np.linalg.norm(clean_landmarks[1] - clean_landmarks[0])
         for face in detector.detect(photo):
-            if top <= face.center[1] <= top + size and left <= face.center[0] <= left + size:
+            if _centre_in_square(face, top, left, size):
                 landmark_errors.append(np.linalg.norm(face.landmarks - clean_landmarks, axis=1).max() / eye_distance)
             else:
                 false_in_photos += 1
@@ -59,9 +59,13 @@ def count_detections(detector: FaceDetector, photos: list) -> dict:
 def _landmarks_in_square(faces: list, top: int, left: int, size: int) -> np.ndarray:
     """The landmarks of the face whose box centre lies in the square, else the FFHQ template's there."""
     for face in faces:
-        if top <= face.center[1] <= top + size and left <= face.center[0] <= left + size:
+        if _centre_in_square(face, top, left, size):
             return face.landmarks
     return FFHQ_TEMPLATE_512 * (size / 512) + np.array([left, top], np.float32)
+
+
+def _centre_in_square(face, top: int, left: int, size: int) -> bool:
+    return top <= face.center[1] <= top + size and left <= face.center[0] <= left + size
 
 
 def main() -> None:

@@ -228,7 +228,7 @@ def _restore(args) -> int:
 
     from .errors import ImageReadError
     from .devices import resolve_device
-    from .images import rgb_colour_profile
+    from .images import colour_profile_options
     from .output_folders import RESTORE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
 
@@ -276,7 +276,7 @@ def _restore(args) -> int:
             failed.append((path, error.reason if isinstance(error, ImageReadError) else str(error)))
             continue
         try:
-            _save_restored(result, output, name, rgb_colour_profile(path))
+            _save_restored(result, output, name, colour_profile_options(path))
         except OSError as error:
             failed.append((path, f"cannot save the result: {error.strerror or error}"))
             continue
@@ -310,16 +310,15 @@ def _check_restore_output(source: Path, output: Path) -> None:
         )
 
 
-def _save_restored(result, output: Path, name: str, colour_profile: bytes | None) -> None:
-    """Write the restored photo as OUTPUT/<name>.png and its faces as OUTPUT/faces/<name>_<index>.png, each with the
-    input's RGB colour profile when it had one (its pixels are in that colour space)."""
+def _save_restored(result, output: Path, name: str, save_options: dict) -> None:
+    """Write the restored photo as OUTPUT/<name>.png and its faces as OUTPUT/faces/<name>_<index>.png, each saved with
+    `save_options` (the input's colour profile: the pixels are in its colour space)."""
     from .images import save_image
     from .output_folders import RESTORED_FACES_FOLDER
 
-    profile = {} if colour_profile is None else {"icc_profile": colour_profile}
-    save_image(result.images[0], output / f"{name}.png", **profile)
+    save_image(result.images[0], output / f"{name}.png", **save_options)
     for index, face in enumerate(result.restored_faces[0]):
-        save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **profile)
+        save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options)
 
 
 def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[Path]]:

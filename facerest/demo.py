@@ -32,7 +32,7 @@ import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
 from .faces import FaceDetector
-from .images import load_image, rgb_colour_profile
+from .images import colour_profile_options, load_image
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
 from .pipeline import (
@@ -276,8 +276,8 @@ def restore(
         output = pipeline(photo, **arguments)
     seconds = time.perf_counter() - started
 
-    colour_profile = rgb_colour_profile(image) if isinstance(image, (str, os.PathLike)) else None
-    png_path, before_path, after_path, face_paths = write_result_files(photo, output, source_name, output_dir, colour_profile)
+    save_options = colour_profile_options(image) if isinstance(image, (str, os.PathLike)) else {}
+    png_path, before_path, after_path, face_paths = write_result_files(photo, output, source_name, output_dir, save_options)
     details = result_details(entry, pipeline, photo, output, arguments, seed, detector, seconds)
     return RestoreResult(
         image=output.images[0],
@@ -337,11 +337,11 @@ def write_result_files(
     output: FaceRestorePipelineOutput,
     source_name: str,
     output_dir: str | os.PathLike | None,
-    colour_profile: bytes | None = None,
+    save_options: dict | None = None,
 ) -> tuple[Path, Path, Path, list[Path]]:
     """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG, the before and
-    after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the restored faces (PNG), each tagged with the input's RGB
-    `colour_profile` when it has one; returns their paths.
+    after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the restored faces (PNG), each saved with `save_options`
+    (the input's colour profile, `colour_profile_options`); returns their paths.
 
     Files rather than PIL images go to Gradio: it writes a returned PIL image to a cache path named by the image's
     hash without a lock, so two requests with identical outputs could serve a half-written file; it copies returned
@@ -350,7 +350,7 @@ def write_result_files(
     folder = Path(output_dir or tempfile.gettempdir()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     png_path = folder / f"{Path(source_name).stem or 'image'}_restored.png"
-    profile = {} if colour_profile is None else {"icc_profile": colour_profile}
+    profile = save_options or {}
     restored.save(png_path, format="PNG", compress_level=1, **profile)  # level 6 takes ~5x longer on a 10 MP photo
     size = preview_size(restored.size)
     before_path, after_path = folder / "before.webp", folder / "after.webp"

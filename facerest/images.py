@@ -105,16 +105,17 @@ def save_image(image: np.ndarray, path: Union[str, os.PathLike], **save_kwargs) 
     Image.fromarray(image).save(path, **save_kwargs)
 
 
-def rgb_colour_profile(path: Union[str, os.PathLike]) -> bytes | None:
-    """The ICC colour profile embedded in an image file when it describes RGB (a phone photo's Display P3, say), so
-    that an RGB image made from it can carry it; None without one, for a gray or CMYK one, or an unreadable file."""
+def colour_profile_options(path: Union[str, os.PathLike]) -> dict:
+    """PIL save options that tag an RGB image made from the image file at `path` with that file's ICC colour profile
+    (a phone photo's Display P3, say): ``{"icc_profile": ...}`` when it embeds an RGB one, else ``{}`` (none, a gray
+    or CMYK one, or an unreadable file)."""
     try:
         with Image.open(path) as pil:  # reads the header only
             profile = pil.info.get("icc_profile")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
+        return {}
     # an ICC profile's header holds its data colour space at bytes 16-19
-    return profile if isinstance(profile, bytes) and profile[16:20] == b"RGB " else None
+    return {"icc_profile": profile} if isinstance(profile, bytes) and profile[16:20] == b"RGB " else {}
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
