@@ -504,16 +504,17 @@ class FaceRestorePipeline(DiffusionPipeline):
         lq_faces = [resize_square(crop, self.face_size) for crop in crops]
         restored, corrections = restore(lq_faces, in_photo=True)
         corrections = [resize_square(correction, ALIGN_SIZE) for correction in corrections]
-        pasted = add_face_corrections(photo, corrections, list(affines), upscale)
-        messages = []
-        if never_blur:
-            at_photo_size = pasted if upscale == 1 else add_face_corrections(photo, corrections, list(affines))
+        pasted, messages = None, []
+        if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
+            at_photo_size = add_face_corrections(photo, corrections, list(affines))
             blurred = np.flatnonzero(_made_blurrier(photo, at_photo_size, boxes))
             for index in blurred:
                 restored[index], corrections[index] = lq_faces[index], np.zeros_like(corrections[index])
                 messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
-            if blurred.size:
-                pasted = add_face_corrections(photo, corrections, list(affines), upscale)
+            if upscale == 1 and not blurred.size:
+                pasted = at_photo_size
+        if pasted is None:
+            pasted = add_face_corrections(photo, corrections, list(affines), upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
 
     def _restore_aligned(self, faces: list[np.ndarray], names: list[str], upscale: int, restore) -> list["_RestoredPhoto"]:

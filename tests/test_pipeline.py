@@ -17,7 +17,7 @@ from PIL import Image
 
 from facerest import FaceRestorePipeline, IDMScheduler
 from facerest.errors import FacerestError, ImageReadError
-from facerest.faces import FaceDetector, align_face, face_paste_mask, face_window
+from facerest.faces import FaceDetector, add_face_corrections, align_face, face_paste_mask, face_window
 from facerest.images import is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH
@@ -482,6 +482,9 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
     lq_faces = [resize_square(align_face(photo, points, ALIGN_SIZE)[0], FACE_SIZE) for points in output.face_landmarks[0]]
     for face, lq in zip(output.restored_faces[0], lq_faces):
         np.testing.assert_array_equal(face, lq)  # the faces returned are the ones in the photo: the inputs
+    enlarged = gfpgan(path, detector=retinaface, upscale=2, output_type="np")  # checked at the photo's size
+    assert enlarged.messages[0] == output.messages[0]
+    np.testing.assert_array_equal(enlarged.images[0], add_face_corrections(photo, [], [], 2))  # only enlarged
 
     blurred = gfpgan(path, detector=retinaface, never_blur=False, output_type="np")
     assert blurred.messages[0] == []
