@@ -16,10 +16,13 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from .errors import FacerestError, ImageReadError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+register_heif_opener()  # phone photos: HEIC/HEIF (AVIF is Pillow's own)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif")
 
 # 64 megapixels: a 8000 x 8000 photo. Larger inputs are refused before their pixels are decoded.
 DEFAULT_MAX_PIXELS = 64_000_000

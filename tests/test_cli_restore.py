@@ -277,3 +277,25 @@ def test_the_inputs_rgb_colour_profile_goes_with_its_outputs(models, face_folder
     assert Image.open(out / "tagged.png").info.get("icc_profile") == srgb
     assert Image.open(out / "faces" / "tagged_00.png").info.get("icc_profile") == srgb
     assert all("icc_profile" not in Image.open(out / name).info for name in ("lab.png", "plain.png"))
+
+
+def test_phone_photo_formats_are_restored(models, face_folder, tmp_path, capsys):
+    """HEIC/HEIF (an iPhone's photos, read through pillow-heif) and AVIF are read like any other image."""
+    face = Image.open(face_folder / "a.png").convert("RGB")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = {"phone.heic": "phone", "camera.heif": "camera", "web.avif": "web"}
+    for file_name in names:
+        face.save(photos / file_name, quality=90)
+        decoded = load_image(photos / file_name)  # close to the face it was made from (the codecs are lossy)
+        assert np.abs(decoded.astype(int) - np.asarray(face, int)).mean() < 4.0, file_name
+    exif = face.getexif()
+    exif[0x0112] = 6  # EXIF orientation: turn 90 degrees clockwise to view; turned once, as a JPEG's is
+    face.save(tmp_path / "turned.heic", exif=exif.tobytes(), quality=90)
+    turned = load_image(tmp_path / "turned.heic")
+    assert np.abs(turned.astype(int) - np.rot90(np.asarray(face, int), k=-1)).mean() < 4.0
+    status, out, err = _restore(capsys, photos, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 0 and "failed" not in err, err
+    assert "restored 3 of 3 images (3 faces)" in out
+    for name in names.values():
+        assert load_image(tmp_path / "out" / f"{name}.png").shape == (face.height, face.width, 3)
