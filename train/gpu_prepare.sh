@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prepare, on this machine, what train/gpu_run.sh needs on the lent GPU machine (no internet there, no diffusers):
-#   .gpu_carry/wheels/                    the wheels of the Python packages missing there (diffusers, at our pin;
-#                                         pure Python, so any platform's pip fetches the one that machine's 3.12 takes)
+#   .gpu_carry/wheels/                    the wheels of the Python packages missing there, at our pins, for that
+#                                         machine's Python 3.12: diffusers (pure Python) and pillow-heif
 #   .gpu_carry/shared/data/ffhq256/       the training faces (train/) and the held-out faces of the test set (test/)
-# .gpu_carry/ is git-ignored and travels with the run tool's carry=[".gpu_carry"] (about 21 MiB of the 64 allowed).
+# .gpu_carry/ is git-ignored and travels with the run tool's carry=[".gpu_carry"] (about 27 MiB of the 64 allowed).
 #
 #   bash train/gpu_prepare.sh             # from the repository root; PYTHON=... for another interpreter
 set -euo pipefail
@@ -16,9 +16,10 @@ CARRY=.gpu_carry
 rm -rf "$CARRY"
 mkdir -p "$CARRY/wheels" "$CARRY/shared/data"
 # the GPU machine's image holds torch, transformers, accelerate, huggingface_hub, safetensors, opencv and scipy
-# (/work/.library/device/KINDS.md); of what facerest and the training scripts import, only diffusers is missing
+# and pillow (/work/.library/device/KINDS.md); of what facerest and the training scripts import, diffusers and
+# pillow-heif (a binary wheel, for that machine's Python 3.12) are missing
 "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d "$CARRY/wheels" \
-    "$(grep -E '^diffusers==' requirements.txt)"
+    "$(grep -E '^diffusers==' requirements.txt)" "$(grep -E '^pillow-heif==' requirements.txt)"
 cp -r "$SHARED/data/ffhq256" "$CARRY/shared/data/"
 du -sh "$CARRY"/wheels "$CARRY"/shared "$CARRY"
