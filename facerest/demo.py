@@ -337,7 +337,7 @@ def write_result_files(
     output: FaceRestorePipelineOutput,
     source_name: str,
     output_dir: str | os.PathLike | None,
-    save_options: dict | None = None,
+    save_options: dict,
 ) -> tuple[Path, Path, Path, list[Path]]:
     """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG, the before and
     after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the restored faces (PNG), each saved with `save_options`
@@ -350,15 +350,14 @@ def write_result_files(
     folder = Path(output_dir or tempfile.gettempdir()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     png_path = folder / f"{Path(source_name).stem or 'image'}_restored.png"
-    profile = save_options or {}
-    restored.save(png_path, format="PNG", compress_level=1, **profile)  # level 6 takes ~5x longer on a 10 MP photo
+    restored.save(png_path, format="PNG", compress_level=1, **save_options)  # level 6 takes ~5x longer on a 10 MP photo
     size = preview_size(restored.size)
     before_path, after_path = folder / "before.webp", folder / "after.webp"
-    PIL.Image.fromarray(photo).resize(size, PIL.Image.LANCZOS).save(before_path, quality=90, **profile)
-    (restored if restored.size == size else restored.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90, **profile)
+    PIL.Image.fromarray(photo).resize(size, PIL.Image.LANCZOS).save(before_path, quality=90, **save_options)
+    (restored if restored.size == size else restored.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90, **save_options)
     face_paths = [folder / f"face_{index + 1}.png" for index in range(len(output.restored_faces[0]))]
     for face, path in zip(output.restored_faces[0], face_paths):
-        face.save(path, **profile)
+        face.save(path, **save_options)
     return png_path, before_path, after_path, face_paths
 
 
