@@ -343,3 +343,29 @@ def test_max_train_minutes_stops_with_a_checkpoint_and_the_final_save(ffhq_train
     assert [path.name for path in tmp_path.glob("checkpoint-*")] == ["checkpoint-1"]
     assert_same_weights(tmp_path / "unet", tmp_path / "checkpoint-1" / "unet_ema")
     assert FaceRestorePipeline.from_pretrained(tmp_path).kind == "idm"
+
+
+def test_degradation_overrides_reach_the_training_pairs(reference_run, ffhq_train_dir, tmp_path):
+    """--degradation_overrides replaces fields of the recipe: with every stage off the pairs are clean pairs."""
+    def first_loss(name: str, *extra: str) -> float:
+        args = [
+            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
+            "--pretrained_model_name_or_path", str(reference_run), "--output_dir", str(tmp_path / name),
+            "--train_batch_size", "2", "--max_train_steps", "1", "--learning_rate", "0", "--validation_steps", "100", *extra,
+        ]  # fmt: skip
+        done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return float(re.search(r"loss=([\d.]+)", done.stderr).group(1))
+
+    nothing = {"blur_sigma": None, "downsample_range": None, "noise_range": None, "jpeg_range": None,
+               "color_jitter_prob": 0, "gray_prob": 0, "photometric_jitter_prob": 0}  # fmt: skip
+    undegraded = first_loss("undegraded", "--degradation_overrides", json.dumps(nothing))
+    assert undegraded == first_loss("clean_pairs", "--clean_prob", "1")
+    assert undegraded != first_loss("recipe")
+
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_steps", "1", "--output_dir",
+         str(tmp_path / "refused"), "--degradation_overrides", '{"jpeg_range": [40, 101]}'],
+        cwd=REPO_ROOT, env=environment(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "--degradation_overrides: jpeg_range must be" in refused.stderr

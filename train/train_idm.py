@@ -131,6 +131,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="fraction of training faces left undegraded (clean pairs teach the model to keep a face that needs nothing)",
     )
+    train.add_argument(
+        "--degradation_overrides",
+        type=json.loads,
+        default={},
+        help="JSON object of DegradationConfig fields over GFP-GAN's recipe, e.g. CodeFormer's wider ranges "
+        '\'{"downsample_range": [0.8, 16], "jpeg_range": [40, 100]}\'',
+    )
     train.add_argument("--train_batch_size", type=int, default=16, help="batch size per process")
     train.add_argument("--max_train_steps", type=int, required=True, help="optimisation steps per (intrinsic) round")
     train.add_argument(
@@ -200,12 +207,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--replace_fraction must lie in [0, 1]")
     if not isinstance(args.unet_overrides, dict):
         parser.error("--unet_overrides must be a JSON object")
+    try:
+        degradation_config(args)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--degradation_overrides: {error}")
     if args.pretrained_model_name_or_path:
         shaping = ("unet_overrides", "num_train_timesteps", "beta_schedule", "prediction_type", "sigma_data")
         changed = [f"--{name}" for name in shaping if getattr(args, name) != parser.get_default(name)]
         if changed:
             parser.error(f"{', '.join(changed)} cannot change a pretrained model (--pretrained_model_name_or_path)")
     return args
+
+
+def degradation_config(args: argparse.Namespace) -> DegradationConfig:
+    """GFP-GAN's degradation recipe with --clean_prob and the --degradation_overrides fields."""
+    if not isinstance(args.degradation_overrides, dict):
+        raise TypeError("must be a JSON object of DegradationConfig fields")
+    return DegradationConfig(**{"clean_prob": args.clean_prob, **args.degradation_overrides})
 
 
 def load_pretrained_idm(name_or_path: str, resolution: int) -> tuple[UNet2DModel, IDMScheduler]:
@@ -447,7 +465,7 @@ def main(args: argparse.Namespace) -> None:
         dataset = DegradedFaceDataset(
             round_pool(args, round_index),
             args.resolution,
-            config=DegradationConfig(clean_prob=args.clean_prob),
+            config=degradation_config(args),
             flip=not args.no_flip,
             seed=args.seed,
             crop_size=args.crop_size,
