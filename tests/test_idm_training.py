@@ -68,6 +68,19 @@ def kill_when(args: list[str], ready, what: str) -> None:
     assert alive, f"the run ended before {what}: {stderr[-3000:]}"
 
 
+def fine_tune_first_loss(train_dir: Path, pretrained: Path, output_dir: Path, *extra: str) -> float:
+    """Fine-tune `pretrained` for two steps at learning rate 0 (the weights cannot move); returns the first step's loss."""
+    args = [
+        "--train_data_dir", str(train_dir), "--max_train_samples", "4", "--resolution", "32",
+        "--pretrained_model_name_or_path", str(pretrained), "--output_dir", str(output_dir),
+        "--train_batch_size", "2", "--max_train_steps", "2", "--learning_rate", "0", "--checkpointing_steps", "2",
+        "--validation_steps", "100", *extra,
+    ]  # fmt: skip
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return float(re.search(r"loss=([\d.]+)", done.stderr).group(1))
+
+
 def unet_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "diffusion_pytorch_model.safetensors")
 
@@ -246,19 +259,7 @@ def test_resumed_run_scores_a_complete_pass_that_lacks_niqe(ffhq_train_dir, tmp_
 
 
 def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_train_dir, tmp_path):
-    def fine_tune(pretrained: Path, output_dir: Path) -> float:
-        """Two steps at learning rate 0 (the weights cannot move); returns the first step's loss."""
-        args = [
-            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
-            "--pretrained_model_name_or_path", str(pretrained), "--output_dir", str(output_dir),
-            "--train_batch_size", "2", "--max_train_steps", "2", "--learning_rate", "0", "--checkpointing_steps", "2",
-            "--validation_steps", "100",
-        ]  # fmt: skip
-        done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return float(re.search(r"loss=([\d.]+)", done.stderr).group(1))
-
-    loss = fine_tune(reference_run, tmp_path / "fine_tuned")
+    loss = fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "fine_tuned")
     assert_same_weights(tmp_path / "fine_tuned" / "unet", reference_run / "unet")  # bit for bit
     assert IDMScheduler.from_pretrained(tmp_path / "fine_tuned" / "scheduler").config == IDMScheduler.from_pretrained(reference_run / "scheduler").config
 
@@ -272,7 +273,7 @@ def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_tra
         shutil.copy(reference_run / "model_index.json", pretrained)
         (pretrained / "scheduler").mkdir()
         (pretrained / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": prediction_type}))
-        losses[prediction_type] = fine_tune(pretrained, tmp_path / f"fine_tuned_{prediction_type}")
+        losses[prediction_type] = fine_tune_first_loss(ffhq_train_dir, pretrained, tmp_path / f"fine_tuned_{prediction_type}")
         assert IDMScheduler.from_pretrained(tmp_path / f"fine_tuned_{prediction_type}" / "scheduler").config.prediction_type == prediction_type
     assert len(set(losses.values())) == 4, losses
 
@@ -348,14 +349,7 @@ def test_max_train_minutes_stops_with_a_checkpoint_and_the_final_save(ffhq_train
 def test_degradation_overrides_reach_the_training_pairs(reference_run, ffhq_train_dir, tmp_path):
     """--degradation_overrides replaces fields of the recipe: with every stage off the pairs are clean pairs."""
     def first_loss(name: str, *extra: str) -> float:
-        args = [
-            "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
-            "--pretrained_model_name_or_path", str(reference_run), "--output_dir", str(tmp_path / name),
-            "--train_batch_size", "2", "--max_train_steps", "1", "--learning_rate", "0", "--validation_steps", "100", *extra,
-        ]  # fmt: skip
-        done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return float(re.search(r"loss=([\d.]+)", done.stderr).group(1))
+        return fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / name, *extra)
 
     nothing = {"blur_sigma": None, "downsample_range": None, "noise_range": None, "jpeg_range": None,
                "color_jitter_prob": 0, "gray_prob": 0, "photometric_jitter_prob": 0}  # fmt: skip
