@@ -357,9 +357,11 @@ def test_degradation_overrides_reach_the_training_pairs(reference_run, ffhq_trai
     assert undegraded == first_loss("clean_pairs", "--clean_prob", "1")
     assert undegraded != first_loss("recipe")
 
-    refused = subprocess.run(
-        [sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_steps", "1", "--output_dir",
-         str(tmp_path / "refused"), "--degradation_overrides", '{"jpeg_range": [40, 101]}'],
-        cwd=REPO_ROOT, env=environment(), capture_output=True, text=True,
-    )  # fmt: skip
-    assert refused.returncode != 0 and "--degradation_overrides: jpeg_range must be" in refused.stderr
+    refusals = {'{"jpeg_range": [40, 101]}': "jpeg_range must be", '{"clean_prob": 0.5}': "give clean_prob as --clean_prob"}
+    for overrides, message in refusals.items():
+        refused = subprocess.run(
+            [sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_steps", "1",
+             "--output_dir", str(tmp_path / "refused"), "--degradation_overrides", overrides],
+            cwd=REPO_ROOT, env=environment(), capture_output=True, text=True,
+        )  # fmt: skip
+        assert refused.returncode != 0 and f"--degradation_overrides: {message}" in refused.stderr, refused.stderr

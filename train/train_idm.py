@@ -223,6 +223,8 @@ def degradation_config(args: argparse.Namespace) -> DegradationConfig:
     """GFP-GAN's degradation recipe with --clean_prob and the --degradation_overrides fields."""
     if not isinstance(args.degradation_overrides, dict):
         raise TypeError("must be a JSON object of DegradationConfig fields")
+    if "clean_prob" in args.degradation_overrides:
+        raise ValueError("give clean_prob as --clean_prob, not among the overrides")
     return DegradationConfig(**{"clean_prob": args.clean_prob, **args.degradation_overrides})
 
 
