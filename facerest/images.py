@@ -122,8 +122,9 @@ def colour_profile_options(path: Union[str, os.PathLike]) -> dict:
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
-    return uint8_to_tensor(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]. A copy: a read-only array (`np.asarray` of a PIL image) is
+    fine."""
+    return uint8_to_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1))
 
 
 def uint8_to_tensor(pixels: torch.Tensor) -> torch.Tensor:
