@@ -351,6 +351,18 @@ def test_client_restore_endpoint(server, tmp_path):
     with PIL.Image.open(png) as result:
         assert result.info.get("icc_profile") == srgb  # the upload's colour profile reaches the result
 
+    phone = tmp_path / "phone.heic"  # an iPhone's photo: HEIC, stored on its side with an EXIF orientation
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    with PIL.Image.open(photo_path) as photo:
+        photo.save(phone, exif=exif.tobytes(), quality=90)
+        upright_size = (photo.height, photo.width)
+    _, _, png, _, details = client.predict(
+        handle_file(str(phone)), "gfpgan", False, 1, 4, 1.0, 0, 1.0, api_name="/restore"
+    )
+    with PIL.Image.open(png) as result:
+        assert result.size == upright_size and details["output_size"] == list(upright_size)
+
 
 @pytest.mark.slow
 def test_client_errors_are_clear(server, tmp_path):
