@@ -225,7 +225,7 @@ def degradation_config(args: argparse.Namespace) -> DegradationConfig:
         raise TypeError("must be a JSON object of DegradationConfig fields")
     if "clean_prob" in args.degradation_overrides:
         raise ValueError("give clean_prob as --clean_prob, not among the overrides")
-    return DegradationConfig(**{"clean_prob": args.clean_prob, **args.degradation_overrides})
+    return DegradationConfig(clean_prob=args.clean_prob, **args.degradation_overrides)
 
 
 def load_pretrained_idm(name_or_path: str, resolution: int) -> tuple[UNet2DModel, IDMScheduler]:
