@@ -55,7 +55,7 @@ def list_images(folder: Union[str, os.PathLike], recursive: bool = False) -> lis
 def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode ``source`` (path, encoded bytes, PIL image or array) to an RGB uint8 array.
 
-    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB;
+    EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and float images are converted to 8-bit RGB;
     an alpha channel is dropped. Raises ``ImageReadError`` saying why an image cannot be used.
     """
     name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
@@ -167,6 +167,9 @@ def _pil_to_rgb(pil: Image.Image, name, max_pixels: int | None) -> np.ndarray:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageReadError(name, f"image too large: {width}x{height}, the limit is {max_pixels:,} pixels")
     pil = ImageOps.exif_transpose(pil)
+    if pil.mode == "F" and np.asarray(pil).max() > 1.0:
+        # Pillow's float images (``convert("F")``, most float TIFFs) hold 0-255; a [0, 1] one is scaled below.
+        return _array_to_rgb(np.asarray(pil).clip(0, 255).round().astype(np.uint8), name)
     if pil.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _array_to_rgb(np.asarray(pil), name)
     if pil.mode != "RGB":

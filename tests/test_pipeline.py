@@ -246,6 +246,18 @@ def test_16_bit_png(gfpgan, tmp_path):
     assert output.images[0].shape == (64, 64, 3) and output.images[0].dtype == np.uint8
 
 
+def test_deep_images_keep_their_brightness(tmp_path):
+    gray = np.linspace(0, 255, 64 * 64).reshape(64, 64)
+    deep = {
+        "16-bit.png": Image.fromarray(np.round(gray * 257).astype(np.uint16)),
+        "float-0-255.tiff": Image.fromarray(gray.astype(np.float32)),  # Pillow's convention: convert("F")
+        "float-0-1.tiff": Image.fromarray((gray / 255).astype(np.float32)),
+    }
+    for name, image in deep.items():
+        loaded = load_image(_write(image, tmp_path / name))
+        assert np.abs(loaded[..., 0].astype(float) - gray).max() <= 1, name
+
+
 def test_cmyk_jpeg(gfpgan, mtcnn, tmp_path):
     path = _write(Image.new("CMYK", (64, 64), (0, 200, 200, 0)), tmp_path / "cmyk.jpg", quality=95)
     output = gfpgan(path, detector=mtcnn, output_type="np")
