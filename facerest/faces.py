@@ -84,6 +84,10 @@ DEFAULT_SCORE_THRESHOLDS = {"retinaface": 0.97, "mtcnn": 0.95}
 COARSE_DETECTION_SCALES = (0.5, 0.25, 0.125)
 SMALLEST_DETECTION_SIDE = 32
 
+# A face whose box is smaller than this at the detection size is looked for on a finer copy of a shrunk photo
+# (FaceDetector.detect): twice RetinaFace's smallest anchor, below which its scores fall short of the threshold.
+SMALL_FACE_AT_DETECTION_SIZE = 32
+
 
 @dataclass
 class DetectedFace:
@@ -119,6 +123,9 @@ class FaceDetector:
             (``DEFAULT_SCORE_THRESHOLDS``).
         max_detection_side: photos whose longer side exceeds this are shrunk for detection only (boxes and
             landmarks come back in the photo's pixels); ``None`` detects at full size.
+        small_face_detection_side: a photo shrunk for detection is also searched for small faces on a copy whose
+            longer side is at most this (see ``detect``); ``None`` turns that off. RetinaFace only, as
+            ``coarse_scales``.
         coarse_scales: RetinaFace also looks for faces on copies this many times the detection size, where blurred
             and noisy faces score higher (see ``detect``); ``()`` turns that off. MTCNN's own image pyramid already
             shrinks the photo, so it ignores them.
@@ -136,6 +143,7 @@ class FaceDetector:
         min_face_size: float = 0,
         score_threshold: float | None = None,
         max_detection_side: int | None = 1024,
+        small_face_detection_side: int | None = 4096,
         coarse_scales: tuple[float, ...] = COARSE_DETECTION_SCALES,
     ):
         if backend not in BACKENDS:
@@ -153,6 +161,11 @@ class FaceDetector:
         if max_detection_side is not None and max_detection_side < SMALLEST_DETECTION_SIDE:
             raise FacerestError(
                 f"max_detection_side must be at least {SMALLEST_DETECTION_SIDE} pixels, got {max_detection_side}"
+            )
+        if small_face_detection_side is not None and small_face_detection_side < SMALLEST_DETECTION_SIDE:
+            raise FacerestError(
+                f"small_face_detection_side must be at least {SMALLEST_DETECTION_SIDE} pixels, "
+                f"got {small_face_detection_side}"
             )
         if not all(0 < scale < 1 for scale in coarse_scales):
             raise FacerestError(f"coarse_scales must lie between 0 and 1, got {tuple(coarse_scales)}")
@@ -180,6 +193,7 @@ class FaceDetector:
             self._detect_faces = _MTCNN(self.device)
         self.score_threshold = DEFAULT_SCORE_THRESHOLDS[self.backend] if score_threshold is None else score_threshold
         self.coarse_scales = tuple(coarse_scales) if self.backend == "retinaface" else ()
+        self.small_face_detection_side = small_face_detection_side if self.backend == "retinaface" else None
 
     def detect(
         self, image: np.ndarray, only_center_face: bool = False, min_face_size: float | None = None
@@ -199,6 +213,11 @@ class FaceDetector:
         and higher once shrunk, where its blur spans fewer pixels and its noise is averaged: RetinaFace also runs on
         copies ``coarse_scales`` times the detection size (down to ``SMALLEST_DETECTION_SIDE``), and each face found
         there and not on a finer copy is added (the finest copy's landmarks are the most precise).
+
+        A photo shrunk to ``max_detection_side`` loses the faces that shrink below ``SMALL_FACE_AT_DETECTION_SIZE``
+        (a phone's group photo): it is also searched on a copy at most ``small_face_detection_side`` px, and each
+        face found there that would be that small is added, unless it lies inside a face twice its size (a part
+        of a large face, which RetinaFace finds on an enlarged copy).
         """
         _check_image(image, "image")
         height, width = image.shape[:2]
@@ -214,6 +233,13 @@ class FaceDetector:
         if largest is not None and max(height, width) * detection_scale > largest:
             large = [face for face in self._detect_on_copy(image, largest) if face.size * detection_scale > largest]
             faces = [face for face in faces if not any(_lies_inside(face, large_face) for large_face in large)] + large
+        if self.small_face_detection_side is not None and detection_scale < 1:
+            small = [
+                face
+                for face in self._detect_on_copy(image, self.small_face_detection_side)
+                if face.size * detection_scale < SMALL_FACE_AT_DETECTION_SIZE
+            ]
+            faces += [face for face in small if not any(_part_of(face, other) for other in faces)]
         faces = _best_of_nested(faces)
         minimum = self.min_face_size if min_face_size is None else min_face_size
         faces = [face for face in faces if face.size >= minimum]
@@ -267,6 +293,11 @@ def _lies_inside(face: DetectedFace, other: DetectedFace) -> bool:
     x2, y2 = np.minimum(face.box[2:], other.box[2:])
     overlap = max(x2 - x1, 0) * max(y2 - y1, 0)
     return overlap >= 0.5 * (face.box[2] - face.box[0]) * (face.box[3] - face.box[1])
+
+
+def _part_of(face: DetectedFace, other: DetectedFace) -> bool:
+    """Whether ``face`` lies mostly inside ``other`` and is less than half its size."""
+    return _lies_inside(face, other) and other.size > 2 * face.size
 
 
 def _retinaface_model_of(weights_dir: str | os.PathLike | None) -> str:

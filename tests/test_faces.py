@@ -416,3 +416,29 @@ def test_bad_options_and_inputs():
     for upscale in (0, 1.5):
         with pytest.raises(ValueError, match="upscale"):
             paste_faces(image, [crop], [affine], upscale=upscale)
+
+
+def _group_photo(ffhq_test_dir, crop: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A 4,000 x 3,000 px photo of 35 FFHQ faces (PORTRAIT_FACES in turn), each crop ``crop`` px, as a phone's
+    group photo; with each face's expected landmarks."""
+    faces = [load_image(ffhq_test_dir / name) for name in PORTRAIT_FACES]
+    photo = np.full((3000, 4000, 3), (120, 110, 100), np.uint8)
+    rng = np.random.default_rng(0)
+    expected = []
+    for index in range(35):
+        x, y = 150 + (index % 7) * 520 + rng.integers(0, 100), 200 + (index // 7) * 540 + rng.integers(0, 100)
+        face = cv2.resize(faces[index % len(faces)], (crop, crop), interpolation=cv2.INTER_AREA)
+        photo[y : y + crop, x : x + crop] = face
+        expected.append(FFHQ_TEMPLATE_512 * (crop / 512) + np.array([x, y], np.float32))
+    return photo, expected
+
+
+def test_every_face_of_a_large_group_photo_is_found(retinaface_detector, ffhq_test_dir):
+    """A phone-sized group photo, faces 96 px (their boxes about 48 px): each found once, its landmarks at the
+    template's. (On the photo shrunk to 1,024 px alone, ``small_face_detection_side=None``, RetinaFace found 1.)"""
+    photo, expected = _group_photo(ffhq_test_dir, crop=96)
+    found = retinaface_detector.detect(photo)
+    assert len(found) == len(expected), f"{len(found)} faces of {len(expected)}"
+    for landmarks in expected:
+        nearest = min(found, key=lambda face: np.linalg.norm(face.landmarks - landmarks))
+        _assert_one_face_at([nearest], landmarks, f"the face at {landmarks[2].round().tolist()}")
