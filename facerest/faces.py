@@ -84,8 +84,10 @@ DEFAULT_SCORE_THRESHOLDS = {"retinaface": 0.97, "mtcnn": 0.95}
 COARSE_DETECTION_SCALES = (0.5, 0.25, 0.125)
 SMALLEST_DETECTION_SIDE = 32
 
-# A face whose box is smaller than this at the detection size is looked for on a finer copy of a shrunk photo
-# (FaceDetector.detect): twice RetinaFace's smallest anchor, below which its scores fall short of the threshold.
+# A photo shrunk more than SMALL_FACE_SEARCH_SHRINK times for detection is also searched, on a finer copy, for the
+# faces whose boxes shrink below SMALL_FACE_AT_DETECTION_SIZE there (FaceDetector.detect): twice RetinaFace's
+# smallest anchor, below which its scores fall short of the threshold.
+SMALL_FACE_SEARCH_SHRINK = 2
 SMALL_FACE_AT_DETECTION_SIZE = 32
 
 
@@ -214,10 +216,11 @@ class FaceDetector:
         copies ``coarse_scales`` times the detection size (down to ``SMALLEST_DETECTION_SIDE``), and each face found
         there and not on a finer copy is added (the finest copy's landmarks are the most precise).
 
-        A photo shrunk to ``max_detection_side`` loses the faces that shrink below ``SMALL_FACE_AT_DETECTION_SIZE``
-        (a phone's group photo): it is also searched on a copy at most ``small_face_detection_side`` px, and each
-        face found there that would be that small is added, unless it lies inside a face twice its size (a part
-        of a large face, which RetinaFace finds on an enlarged copy).
+        A photo shrunk more than ``SMALL_FACE_SEARCH_SHRINK`` times (a phone's group photo) loses the faces that
+        shrink below ``SMALL_FACE_AT_DETECTION_SIZE``: it is also searched on a copy at most
+        ``small_face_detection_side`` px, and each face found there that would be that small is added, unless it
+        lies inside a face twice its size (a part of a large face, which RetinaFace finds on an enlarged copy).
+        Shrunk less, a photo loses only faces under about 40 px, not worth doubling its detection time for.
         """
         _check_image(image, "image")
         height, width = image.shape[:2]
@@ -233,7 +236,7 @@ class FaceDetector:
         if largest is not None and max(height, width) * detection_scale > largest:
             large = [face for face in self._detect_on_copy(image, largest) if face.size * detection_scale > largest]
             faces = [face for face in faces if not any(_lies_inside(face, large_face) for large_face in large)] + large
-        if self.small_face_detection_side is not None and detection_scale < 1:
+        if self.small_face_detection_side is not None and detection_scale * SMALL_FACE_SEARCH_SHRINK < 1:
             small = [
                 face
                 for face in self._detect_on_copy(image, self.small_face_detection_side)
