@@ -1,6 +1,8 @@
 """``python -m facerest restore``: aligned faces and whole photos, bad files listed, exit status."""
 
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -119,6 +121,25 @@ def test_missing_model_or_input(models, tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "face.png")
     status, _, err = _restore(capsys, tmp_path, "-o", tmp_path / "out", "--model", tmp_path / "no-model", "--aligned")
     assert status == 2 and err.strip() == f"error: model folder not found: {tmp_path / 'no-model'}"
+
+
+def test_help_and_option_errors_answer_before_torch_loads():
+    """``python -m facerest`` imports the library's modules on first use: its help and an option error come without
+    torch (it took 8 s to load it and diffusers and transformers)."""
+    probe = (
+        "import sys\n"
+        "from facerest.cli import main\n"
+        "for arguments in (['--help'], ['restore', '--help'], ['restore', 'photos', '-o', 'out']):\n"
+        "    try:\n"
+        "        main(arguments)\n"
+        "    except SystemExit as exit:\n"
+        "        print(arguments[-1], exit.code)\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    exits = [line for line in result.stdout.splitlines() if line in ("--help 0", "out 2") or line.startswith("torch")]
+    assert exits == ["--help 0", "--help 0", "out 2", "torch loaded: False"], result.stderr
+    assert "the following arguments are required: --model" in result.stderr
 
 
 def _snapshot(folder):
