@@ -191,12 +191,24 @@ def _array_to_rgb(array: np.ndarray, name) -> np.ndarray:
     elif array.dtype == np.uint16 or (np.issubdtype(array.dtype, np.integer) and array.max() > 255):
         array = np.round(array.astype(np.float64) / 65535.0 * 255.0).clip(0, 255).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.floating):
+        _check_unit_range(array, name)
         array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
     else:
         array = array.clip(0, 255).astype(np.uint8)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     return np.ascontiguousarray(array)
+
+
+def _check_unit_range(array: np.ndarray, name) -> None:
+    """A float image holds values in [0, 1] (half a level of 255 either side rounds into it)."""
+    low, high = float(np.min(array)), float(np.max(array))
+    if not (-0.5 / 255 <= low and high <= 1 + 0.5 / 255):  # NaN fails both
+        raise ImageReadError(
+            name,
+            f"a float image must hold values in [0, 1], this one holds {low:g} to {high:g} "
+            "(divide a 0-255 image by 255, or pass it as uint8)",
+        )
 
 
 def resize_square(image: np.ndarray, resolution: int) -> np.ndarray:

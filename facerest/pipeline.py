@@ -397,9 +397,9 @@ class FaceRestorePipeline(DiffusionPipeline):
 
         Args:
             image (`PIL.Image.Image`, `np.ndarray`, path, `bytes`, or a list of them):
-                The photos: RGB uint8 arrays, PIL images, file paths or encoded bytes. EXIF orientation is applied;
-                gray, RGBA, CMYK and 16-bit images are converted to 8-bit RGB. A gray or sepia face (`is_monochrome`)
-                keeps its tone: the restoration's luma with the input's chroma.
+                The photos: RGB uint8 arrays (float ones in [0, 1]), PIL images, file paths or encoded bytes. EXIF
+                orientation is applied; gray, RGBA, CMYK, 16-bit and float images are converted to 8-bit RGB. A gray
+                or sepia face (`is_monochrome`) keeps its tone: the restoration's luma with the input's chroma.
             aligned (`bool`, defaults to `False`):
                 Each input already is a square face aligned to the FFHQ template: detection is skipped, the face is
                 resized to `face_size`, restored, and returned at the input's size times `upscale`; it takes the

@@ -258,6 +258,15 @@ def test_deep_images_keep_their_brightness(tmp_path):
         assert np.abs(loaded[..., 0].astype(float) - gray).max() <= 1, name
 
 
+def test_a_float_array_outside_zero_to_one_is_refused_in_one_line():
+    photo = np.full((64, 64, 3), 200.0, np.float32)  # cv2.imread(...).astype(np.float32)
+    with pytest.raises(ImageReadError, match=r"a float image must hold values in \[0, 1\], this one holds 200 to 200"):
+        load_image(photo)
+    with pytest.raises(ImageReadError, match="holds nan"):
+        load_image(np.full((8, 8), np.nan))
+    np.testing.assert_array_equal(load_image(photo / 255), np.full((64, 64, 3), 200, np.uint8))
+
+
 def test_cmyk_jpeg(gfpgan, mtcnn, tmp_path):
     path = _write(Image.new("CMYK", (64, 64), (0, 200, 200, 0)), tmp_path / "cmyk.jpg", quality=95)
     output = gfpgan(path, detector=mtcnn, output_type="np")
