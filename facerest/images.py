@@ -65,6 +65,11 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         return _pil_to_rgb(source, name, max_pixels)
     if isinstance(source, bytes):
         return _open_and_convert(io.BytesIO(source), name, max_pixels)
+    if not isinstance(source, (str, os.PathLike)):
+        hint = "; for a (3, H, W) tensor in [0, 1], pass tensor.permute(1, 2, 0).cpu().numpy()"
+        raise ImageReadError(
+            name, "expected a file path, encoded bytes, a PIL image or an (H, W, 3) array" + (hint if _is_tensor(source) else "")
+        )
     path = Path(source)
     if not path.exists():
         raise ImageReadError(path, f"broken link to {os.readlink(path)}" if path.is_symlink() else "file not found")
@@ -183,7 +188,12 @@ def _array_to_rgb(array: np.ndarray, name) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 4:
         array = array[..., :3]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
-        raise ImageReadError(name, f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}")
+        channels_first = array.ndim == 3 and array.shape[0] in (1, 3, 4)
+        raise ImageReadError(
+            name,
+            f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}"
+            + (" (channels first: pass array.transpose(1, 2, 0))" if channels_first else ""),
+        )
     if array.size == 0:
         raise ImageReadError(name, "empty image (no pixels)")
     if array.dtype == np.uint8:
@@ -198,6 +208,10 @@ def _array_to_rgb(array: np.ndarray, name) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     return np.ascontiguousarray(array)
+
+
+def _is_tensor(source) -> bool:
+    return type(source).__module__.startswith("torch")
 
 
 def _check_unit_range(array: np.ndarray, name) -> None:

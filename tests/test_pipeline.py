@@ -267,6 +267,15 @@ def test_a_float_array_outside_zero_to_one_is_refused_in_one_line():
     np.testing.assert_array_equal(load_image(photo / 255), np.full((64, 64, 3), 200, np.uint8))
 
 
+def test_a_tensor_or_channels_first_array_is_refused_saying_how_to_pass_it():
+    with pytest.raises(ImageReadError, match=r"<Tensor>: expected a file path.*tensor.permute\(1, 2, 0\)"):
+        load_image(torch.rand(3, 16, 16))
+    with pytest.raises(ImageReadError, match=r"shape \(3, 16, 16\) \(channels first: pass array.transpose\(1, 2, 0\)\)"):
+        load_image(np.zeros((3, 16, 16), np.uint8))
+    with pytest.raises(ImageReadError, match="<NoneType>: expected a file path"):
+        load_image(None)
+
+
 def test_cmyk_jpeg(gfpgan, mtcnn, tmp_path):
     path = _write(Image.new("CMYK", (64, 64), (0, 200, 200, 0)), tmp_path / "cmyk.jpg", quality=95)
     output = gfpgan(path, detector=mtcnn, output_type="np")
