@@ -235,7 +235,7 @@ def _restore(args) -> int:
     source, output = Path(args.input), Path(args.output)
     _check_restore_output(source, output)
     check_writable_folder(output, "output folder")
-    inputs, earlier_outputs = _restore_inputs(source)
+    inputs, left_out = _restore_inputs(source)
     _check_whole("--seed", args.seed, 0, MAX_SEED)
     pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]))
     pipeline.to(resolve_device(args.device))
@@ -250,8 +250,8 @@ def _restore(args) -> int:
         )
         fallback = f" ({detector.fallback_reason})" if detector.fallback_reason else ""
         print(f"face detector: {detector.name}{fallback}")
-    for folder in earlier_outputs:
-        print(f"not restoring {folder}: it holds an earlier restore output")
+    for note in left_out:
+        print(note)
     mark_output_folder(output, RESTORE_COMMAND)
 
     failed, faces_written, started = [], 0, time.perf_counter()
@@ -321,10 +321,12 @@ def _save_restored(result, output: Path, name: str, save_options: dict) -> None:
         save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options)
 
 
-def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
+def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """The images to restore and their output names: the file itself, or a folder's images and those of its
     sub-folders (by extension; broken links too, to be listed as failed), each named by its path in the folder
-    without extension; and the sub-folders left out because they hold restore's output (known by its marker)."""
+    without extension; and a note on each thing left out: sub-folders that hold restore's output (known by its
+    marker), hidden files and folders (a name starting with ".": thumbnails, macOS's "._" resource forks) and
+    the "__MACOSX" folder of a zip made on a Mac."""
     from .images import IMAGE_EXTENSIONS
     from .output_folders import MARKER_NAME, RESTORE_COMMAND, output_folder_command
 
@@ -335,15 +337,23 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
     earlier_outputs = sorted(
         marker.parent for marker in source.rglob(MARKER_NAME) if output_folder_command(marker.parent) == RESTORE_COMMAND
     )
-    paths = sorted(
+    candidates = sorted(
         path
         for path in source.rglob("*")
         if (path.is_file() or (path.is_symlink() and not path.exists()))
         and path.suffix.lower() in IMAGE_EXTENSIONS
         and not any(path.is_relative_to(folder) for folder in earlier_outputs)
     )
+    paths = [path for path in candidates if not _is_hidden(path.relative_to(source))]
+    hidden = len(candidates) - len(paths)
+    left_out = [f"not restoring {folder}: it holds an earlier restore output" for folder in earlier_outputs]
+    if hidden:
+        left_out.append(f"not restoring {hidden} hidden image file(s) (a name starting with '.', or in __MACOSX/)")
     if not paths:
-        raise FacerestError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {source} or its sub-folders")
+        raise FacerestError(
+            f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {source} or its sub-folders"
+            + (f", only {hidden} hidden one(s)" if hidden else "")
+        )
     inputs = {}
     for path in paths:
         name = path.relative_to(source).with_suffix("").as_posix()
@@ -351,7 +361,11 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
             raise FacerestError(f"{inputs[name]} and {path.name} would both be written as {name}.png")
         inputs[name] = path
     _check_face_names(inputs, source)
-    return [(path, name) for name, path in inputs.items()], earlier_outputs
+    return [(path, name) for name, path in inputs.items()], left_out
+
+
+def _is_hidden(relative_path: Path) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative_path.parts)
 
 
 def _check_face_names(inputs: dict[str, Path], source: Path) -> None:

@@ -192,6 +192,25 @@ def test_earlier_outputs_inside_the_input_are_not_restored_again(models, face_fo
     assert {name: data for name, data in snapshot.items() if not name.startswith("restored")} == before
 
 
+def test_hidden_files_and_macos_zip_folders_are_left_out_with_a_note(models, face_folder, tmp_path, capsys):
+    """Thumbnails in a hidden folder, macOS's "._" resource forks and its zips' __MACOSX folder are not photos."""
+    (face_folder / ".thumbnails").mkdir()
+    shutil.copy(face_folder / "a.png", face_folder / ".thumbnails" / "a.png")
+    (face_folder / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    (face_folder / "__MACOSX").mkdir()
+    (face_folder / "__MACOSX" / "._b.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    arguments = ["--model", models["gfpgan"], "--aligned"]
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", *arguments)
+    assert status == 0 and "restored 2 of 2 images" in out, err
+    assert "not restoring 3 hidden image file(s) (a name starting with '.', or in __MACOSX/)" in out
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["a.png", "b.png"]
+    only_hidden = tmp_path / "only_hidden"
+    (only_hidden / ".cache").mkdir(parents=True)
+    shutil.copy(face_folder / "a.png", only_hidden / ".cache" / "a.png")
+    status, _, err = _restore(capsys, only_hidden, "-o", tmp_path / "out2", *arguments)
+    assert status == 2 and err.strip().endswith("or its sub-folders, only 1 hidden one(s)")
+
+
 def test_a_photo_named_like_another_photos_face_is_refused(models, face_folder, tmp_path, capsys):
     (face_folder / "faces").mkdir()
     shutil.copy(face_folder / "b.png", face_folder / "faces" / "a_00.png")
