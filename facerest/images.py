@@ -172,11 +172,11 @@ def _pil_to_rgb(pil: Image.Image, name, max_pixels: int | None) -> np.ndarray:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageReadError(name, f"image too large: {width}x{height}, the limit is {max_pixels:,} pixels")
     pil = ImageOps.exif_transpose(pil)
-    if pil.mode == "F" and np.asarray(pil).max() > 1.0:
-        # Pillow's float images (``convert("F")``, most float TIFFs) hold 0-255; a [0, 1] one is scaled below.
-        return _array_to_rgb(np.asarray(pil).clip(0, 255).round().astype(np.uint8), name)
     if pil.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return _array_to_rgb(np.asarray(pil), name)
+        array = np.asarray(pil)
+        if pil.mode == "F" and array.max() > 1.0:
+            array = array.clip(0, 255) / 255  # Pillow's float images (``convert("F")``, most float TIFFs) hold 0-255
+        return _array_to_rgb(array, name)
     if pil.mode != "RGB":
         pil = pil.convert("RGB")
     return np.asarray(pil, dtype=np.uint8).copy()
