@@ -263,3 +263,25 @@ def test_degradation_throughput_script_prints_its_table(tmp_path):
         ("torch batches on cpu, faces already loaded", "-"),
     ]  # fmt: skip
     assert all(float(rate) > 0 for _, _, _, rate, _ in rows)
+
+
+def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_path):
+    from tiny_pipelines import tiny_pipeline
+
+    tiny_pipeline("idm").save_pretrained(tmp_path / "idm")
+    script = Path(__file__).resolve().parents[1] / "bench" / "degradation_sweep.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--model", f"tiny={tmp_path / 'idm'}", "--model", f"again={tmp_path / 'idm'}",
+         "--faces", "2", "--out", str(tmp_path / "sweep")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cell = r"([+-][\d.]+) dB, ([+-][\d.]+), (\d)/2"
+    rows = re.findall(rf"^\| ([^|]+) \| ([\d.]+) \| ([\d.]+) \| {cell} \| {cell} \|$", (tmp_path / "sweep.md").read_text(), flags=re.M)
+    assert len(rows) == 9
+    input_psnr = {row[0]: float(row[1]) for row in rows}
+    assert all(10 < value < 45 for value in input_psnr.values())
+    assert input_psnr["downsampled 8x"] < input_psnr["downsampled 4x"]
+    assert input_psnr["noise, sigma 30"] < input_psnr["noise, sigma 15"]
+    assert input_psnr["JPEG quality 20"] < input_psnr["JPEG quality 40"]
+    assert all(row[3:6] == row[6:9] for row in rows)  # the same model, the same seeds: the same gains
