@@ -141,12 +141,13 @@ def build_model_card(
     license: str = "apache-2.0",
     tags: Sequence[str] = (),
     description: str | None = None,
+    limitations: str | None = None,
 ) -> ModelCard:
     """A model card for the saved pipeline in ``model_dir``, to be pushed as ``repo_id``.
 
     ``sample_grid`` is the image's path *inside the repository* (the caller copies the file there); the metrics
     table is read from ``metrics_file``. ``base_model`` is set for converted or fine-tuned models (e.g.
-    ``TencentARC/GFPGAN``).
+    ``TencentARC/GFPGAN``). ``limitations`` is this model's own, added to those of every restoration model.
     """
     summary = read_pipeline(model_dir)
     all_tags = list(dict.fromkeys([*BASE_TAGS, *KIND_TAGS[summary.kind], *tags]))
@@ -176,6 +177,7 @@ def build_model_card(
         "training budgets are blurry.",
         "",
     ]
+    lines += [limitations.strip(), ""] if limitations else []
     content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
     return ModelCard(content)
 

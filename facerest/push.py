@@ -32,6 +32,7 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
     card.add_argument("--license", default="apache-2.0", help="licence identifier for the metadata (default apache-2.0)")
     card.add_argument("--tag", action="append", default=[], help="extra tag; repeatable")
     card.add_argument("--description", help="a paragraph at the top of the card")
+    card.add_argument("--limitations", help="this model's own limitations, a paragraph under the card's general ones")
 
 
 class UsageError(Exception):
@@ -60,6 +61,7 @@ def card_options(args) -> dict:
         "license": args.license,
         "tags": args.tag,
         "description": args.description,
+        "limitations": args.limitations,
     }
 
 

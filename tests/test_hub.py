@@ -291,9 +291,12 @@ def test_push_dry_run_writes_the_repository_files(tmp_path, saved_pipelines, car
     folder, out = saved_pipelines["gfpgan"], tmp_path / "repo"
     assert push.main([str(folder), "tester/x", "--metrics", str(tmp_path / "missing.md")]) == 2
     assert "--metrics" in capsys.readouterr().err
-    args = [str(folder), "tester/x", "--dry-run", str(out), "--metrics", str(metrics), "--sample-grid", str(grid)]
+    args = [str(folder), "tester/x", "--dry-run", str(out), "--metrics", str(metrics), "--sample-grid", str(grid),
+            "--limitations", "Leaves JPEG blocks as they are."]  # fmt: skip
     assert push.main(args) == 0
     names = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert names == {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} | {"README.md", "sample_grid.png"}
     assert front_matter((out / "README.md").read_text())["tags"][:3] == ["face-restoration", "image-restoration", "facerest"]
+    limitations = (out / "README.md").read_text().split("## Limitations")[1]
+    assert "plausible detail" in limitations and limitations.rstrip().endswith("Leaves JPEG blocks as they are.")
     assert push.main(args) == 2  # the folder is no longer empty
