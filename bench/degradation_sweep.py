@@ -3,19 +3,21 @@
     python bench/degradation_sweep.py --model default=models/default --model other=runs/idm256noisy --faces 24
 
 `make-testset`'s recipe (and the training data) degrades a face as its 512-px photo would be, mixing blur, downsampling,
-noise and JPEG; this sweep applies each alone, at the 256-px face, some beyond the recipe's ranges (JPEG quality 20,
-noise that is not enlarged with the face), to show which a model undoes and which it leaves or worsens. Each cell is
+noise and JPEG; this sweep applies each alone (`degrade` with one stage on, and a motion blur the recipe lacks) at
+the 256-px face, some beyond the recipe's ranges (JPEG quality 20, noise that is not enlarged with the face), to show which a model undoes and which it leaves or worsens. Each cell is
 the mean PSNR (dB) and SSIM gain over the degraded input, and how many faces gained PSNR. The first `--faces` faces
 of `--faces-dir` are used, restored in batches of eight seeded 0, 8, 16, ... as `bench/default_checks.py` does.
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from facerest import FaceRestorePipeline
+from facerest.degradation import DegradationConfig, degrade
 from facerest.images import list_images, load_image
 from facerest.metrics import psnr, ssim
 from facerest.table import Table
@@ -23,18 +25,18 @@ from facerest.table import Table
 from default_checks import restore_aligned
 
 
-def jpeg(face: np.ndarray, quality: int) -> np.ndarray:
-    _, encoded = cv2.imencode(".jpg", face[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1])
+def one_stage(**stage) -> Callable[[np.ndarray, int], np.ndarray]:
+    """`degrade` with only the given stage of the recipe on, at the face's own pixels (no 512-px reference)."""
+    every_stage_off = dict(
+        reference_resolution=None, blur_sigma=None, downsample_range=None, noise_range=None, jpeg_range=None,
+        color_jitter_prob=0.0, gray_prob=0.0, photometric_jitter_prob=0.0,
+    )  # fmt: skip
+    config = DegradationConfig(**{**every_stage_off, **stage})
+    return lambda face, seed: degrade(face, config, seed=seed)
 
 
-def downsample(face: np.ndarray, factor: int) -> np.ndarray:
-    height, width = face.shape[:2]
-    small = cv2.resize(face, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
-def motion_blur(face: np.ndarray, length: int = 9, angle: float = 30.0) -> np.ndarray:
+def motion_blur(face: np.ndarray, seed: int, length: int = 9, angle: float = 30.0) -> np.ndarray:
+    """A straight-line blur, which the recipe (Gaussian kernels only) does not have."""
     kernel = np.zeros((length, length), np.float32)
     kernel[length // 2] = 1.0
     centre = (length / 2 - 0.5, length / 2 - 0.5)
@@ -42,21 +44,16 @@ def motion_blur(face: np.ndarray, length: int = 9, angle: float = 30.0) -> np.nd
     return cv2.filter2D(face, -1, kernel / kernel.sum())
 
 
-def noise(face: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    noisy = face + np.random.default_rng(seed).normal(0.0, sigma, face.shape)
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-
-
 DEGRADATIONS = {
-    "gaussian blur, sigma 3 px": lambda face, seed: cv2.GaussianBlur(face, (0, 0), 3),
-    "motion blur, 9 px at 30°": lambda face, seed: motion_blur(face),
-    "downsampled 4x": lambda face, seed: downsample(face, 4),
-    "downsampled 8x": lambda face, seed: downsample(face, 8),
-    "noise, sigma 15": lambda face, seed: noise(face, 15, seed),
-    "noise, sigma 30": lambda face, seed: noise(face, 30, seed),
-    "JPEG quality 20": lambda face, seed: jpeg(face, 20),
-    "JPEG quality 40": lambda face, seed: jpeg(face, 40),
-    "downsampled 4x, then JPEG 30": lambda face, seed: jpeg(downsample(face, 4), 30),
+    "gaussian blur, sigma 3 px": one_stage(blur_sigma=(3.0, 3.0), anisotropic_prob=0.0),
+    "motion blur, 9 px at 30°": motion_blur,
+    "downsampled 4x": one_stage(downsample_range=(4.0, 4.0)),
+    "downsampled 8x": one_stage(downsample_range=(8.0, 8.0)),
+    "noise, sigma 15": one_stage(noise_range=(15.0, 15.0)),
+    "noise, sigma 30": one_stage(noise_range=(30.0, 30.0)),
+    "JPEG quality 20": one_stage(jpeg_range=(20, 20)),
+    "JPEG quality 40": one_stage(jpeg_range=(40, 40)),
+    "downsampled 4x, JPEG 30 there": one_stage(downsample_range=(4.0, 4.0), jpeg_range=(30, 30)),
 }
 
 
