@@ -324,7 +324,7 @@ def _save_restored(result, output: Path, name: str, save_options: dict) -> None:
 def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """The images to restore and their output names: the file itself, or a folder's images and those of its
     sub-folders (by extension; broken links too, to be listed as failed), each named by its path in the folder
-    without extension; and a note on each thing left out: sub-folders that hold restore's output (known by its
+    without extension (``_output_names``); and a note on each thing left out: sub-folders that hold restore's output (known by its
     marker), hidden files and folders (a name starting with ".": thumbnails, macOS's "._" resource forks) and
     the "__MACOSX" folder of a zip made on a Mac."""
     from .images import IMAGE_EXTENSIONS
@@ -354,14 +354,25 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
             f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {source} or its sub-folders"
             + (f", only {hidden} hidden one(s)" if hidden else "")
         )
-    inputs = {}
-    for path in paths:
-        name = path.relative_to(source).with_suffix("").as_posix()
-        if name in inputs:
-            raise FacerestError(f"{inputs[name]} and {path.name} would both be written as {name}.png")
-        inputs[name] = path
+    inputs = _output_names(paths, source)
     _check_face_names(inputs, source)
     return [(path, name) for name, path in inputs.items()], left_out
+
+
+def _output_names(paths: list[Path], source: Path) -> dict[str, Path]:
+    """Each image by its output name: its path in ``source`` without extension, or, where two images differ only by
+    extension (photo.jpg and photo.png), with it (photo_jpg, photo_png), so that neither overwrites the other."""
+    from collections import Counter
+
+    stems = [path.relative_to(source).with_suffix("").as_posix() for path in paths]
+    shared_stems = {stem for stem, count in Counter(stems).items() if count > 1}
+    inputs = {}
+    for path, stem in zip(paths, stems):
+        name = f"{stem}_{path.suffix[1:]}" if stem in shared_stems else stem
+        if name in inputs:
+            raise FacerestError(f"{inputs[name]} and {path} would both be written as {name}.png: rename one of them")
+        inputs[name] = path
+    return inputs
 
 
 def _is_hidden(relative_path: Path) -> bool:

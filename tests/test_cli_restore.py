@@ -220,6 +220,19 @@ def test_a_photo_named_like_another_photos_face_is_refused(models, face_folder, 
            f"{face_folder / 'a.png'} go" in err
 
 
+def test_images_that_differ_only_by_extension_are_both_restored_under_names_with_it(models, face_folder, tmp_path, capsys):
+    Image.open(face_folder / "b.png").save(face_folder / "a.jpg", quality=95)
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 0 and "restored 3 of 3 images" in out, err
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["a_jpg.png", "a_png.png", "b.png"]
+    _restore(capsys, face_folder / "a.png", "-o", tmp_path / "a_alone", "--model", models["gfpgan"], "--aligned")
+    np.testing.assert_array_equal(load_image(tmp_path / "out" / "a_png.png"), load_image(tmp_path / "a_alone" / "a.png"))
+    shutil.copy(face_folder / "b.png", face_folder / "a_jpg.png")  # a third image already named as the first's output
+    status, _, err = _restore(capsys, face_folder, "-o", tmp_path / "out2", "--model", models["gfpgan"], "--aligned")
+    assert status == 2 and not (tmp_path / "out2").exists()
+    assert err.strip().endswith("would both be written as a_jpg.png: rename one of them")
+
+
 def test_an_unwritable_output_stops_before_the_first_image_and_a_failed_save_does_not_stop_the_run(
     models, face_folder, tmp_path, capsys
 ):
