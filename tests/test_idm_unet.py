@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from facerest.models.idm import IDM_UNET_BLOCK_OUT_CHANNELS, IDMScheduler, idm_unet_config, make_idm_unet
+from facerest.models.idm import IDM_UNET_BLOCK_OUT_CHANNELS, IDMScheduler, deepen_unet, idm_unet_config, make_idm_unet
 
 
 @pytest.mark.parametrize("resolution", [64, 128, 256, 512])
@@ -40,3 +40,19 @@ def test_overrides_and_bad_resolutions():
         idm_unet_config(96)
     with pytest.raises(ValueError, match="cannot be halved"):
         idm_unet_config(20, block_out_channels=(16, 32, 64, 64))
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_a_deepened_unet_computes_the_same_and_trains_its_new_layers(attention):
+    plain = dict(down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3)  # the shipped default's kind
+    torch.manual_seed(0)
+    unet = make_idm_unet(32, block_out_channels=(32, 32, 32), norm_num_groups=8, layers_per_block=1, **({} if attention else plain))
+    deeper = deepen_unet(unet)
+    assert deeper.config.layers_per_block == 2 and len(deeper.up_blocks[0].resnets) == 3
+    assert sum(p.numel() for p in deeper.parameters()) > 1.4 * sum(p.numel() for p in unet.parameters())
+    x, level = torch.randn(2, 6, 32, 32), torch.tensor([0.2, 0.8])
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(x, level).sample, unet(x, level).sample, rtol=0, atol=1e-6)
+    deeper(x, level).sample.square().mean().backward()
+    new_output_convs = [deeper.down_blocks[0].resnets[1].conv2, deeper.up_blocks[0].resnets[1].conv2]
+    assert all(conv.weight.grad.abs().sum() > 0 for conv in new_output_convs)

@@ -4,13 +4,15 @@ The UNet sees the noisy target concatenated with the degraded face (`in_channels
 noise, the clean face or its difference from the degraded one, see `IDMScheduler.prediction_type`). Every
 configuration goes down to 8x8, and the blocks working at 32x32, 16x16 and 8x8 (and the middle block) carry
 self-attention, as in SR3 / IDM. The noise level enters through the timestep input, as
-`IDMScheduler.model_timestep(gamma)`.
+`IDMScheduler.model_timestep(gamma)`. `deepen_unet` makes a trained UNet one layer per block deeper without
+changing what it computes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from diffusers import UNet2DModel
 
 # Channels per resolution level, from the input resolution down to 8x8.
@@ -65,3 +67,37 @@ def idm_unet_config(resolution: int, **overrides: Any) -> dict[str, Any]:
 def make_idm_unet(resolution: int, **overrides: Any) -> UNet2DModel:
     """A freshly initialised IDM denoiser, see [`idm_unet_config`]."""
     return UNet2DModel(**idm_unet_config(resolution, **overrides))
+
+
+
+def deepen_unet(unet: UNet2DModel) -> UNet2DModel:
+    """A UNet with one more layer per block (``layers_per_block`` + 1) that computes exactly what ``unet`` computes,
+    to fine-tune with more capacity from where ``unet`` stands.
+
+    Each down block gets a new last resnet (and attention) that passes its input through: its output convolution
+    (and the attention's output projection) starts at zero. Its skip connection then repeats the one before it, so
+    each up block keeps the old first resnet for that repeated skip and gets a new second one, fed the old first
+    one's skip, that passes the hidden state through its 1x1 shortcut and ignores the skip; the old later resnets
+    follow. New layers' other weights keep their fresh initialisation (they take effect as training moves the zeros).
+    """
+    deeper = UNet2DModel.from_config({**unet.config, "layers_per_block": unet.config.layers_per_block + 1})
+    old_weights = {_name_in_deeper_unet(name): value for name, value in unet.state_dict().items()}
+    weights = deeper.state_dict()
+    for name, value in weights.items():
+        if name in old_weights:
+            weights[name] = old_weights[name].clone()
+        elif ".conv2." in name or ".conv_shortcut." in name or ".to_out." in name:
+            weights[name] = torch.zeros_like(value)
+    for block, up_block in enumerate(deeper.up_blocks):
+        channels = up_block.resnets[1].out_channels
+        weights[f"up_blocks.{block}.resnets.1.conv_shortcut.weight"][:, :channels, 0, 0] = torch.eye(channels)
+    deeper.load_state_dict(weights)
+    return deeper if unet.dtype == deeper.dtype else deeper.to(unet.dtype)
+
+
+def _name_in_deeper_unet(name: str) -> str:
+    """The name of ``deepen_unet``'s copy of a weight: layer i > 0 of an up block moves to i + 1."""
+    parts = name.split(".")
+    if parts[0] == "up_blocks" and parts[2] in ("resnets", "attentions") and int(parts[3]) > 0:
+        parts[3] = str(int(parts[3]) + 1)
+    return ".".join(parts)
