@@ -323,10 +323,10 @@ def _save_restored(result, output: Path, name: str, save_options: dict) -> None:
 
 def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """The images to restore and their output names: the file itself, or a folder's images and those of its
-    sub-folders (by extension; broken links too, to be listed as failed), each named by its path in the folder
-    without extension (``_output_names``); and a note on each thing left out: sub-folders that hold restore's output (known by its
-    marker), hidden files and folders (a name starting with ".": thumbnails, macOS's "._" resource forks) and
-    the "__MACOSX" folder of a zip made on a Mac."""
+    sub-folders (by extension; broken links too, to be listed as failed), each named by ``_output_names``; and a
+    note on each thing left out: sub-folders that hold restore's output (known by its marker), hidden files and
+    folders (a name starting with ".": thumbnails, macOS's "._" resource forks) and the "__MACOSX" folder of a zip
+    made on a Mac."""
     from .images import IMAGE_EXTENSIONS
     from .output_folders import MARKER_NAME, RESTORE_COMMAND, output_folder_command
 

@@ -29,10 +29,10 @@ def main() -> None:
         difference = (deeper(sample, timestep).sample - unet(sample, timestep).sample).abs().max().item()
     pipeline.register_modules(unet=deeper)
     pipeline.save_pretrained(args.output_dir)
-    parameters = sum(parameter.numel() for parameter in deeper.parameters()) / 1e6
     print(
-        f"saved {args.output_dir}: layers_per_block {deeper.config.layers_per_block}, {parameters:.2f}M parameters "
-        f"(was {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M), largest output difference {difference:.1e}"
+        f"saved {args.output_dir}: layers_per_block {deeper.config.layers_per_block}, "
+        f"{deeper.num_parameters() / 1e6:.2f}M parameters (was {unet.num_parameters() / 1e6:.2f}M), "
+        f"largest output difference {difference:.1e}"
     )
 
 

@@ -69,7 +69,6 @@ def make_idm_unet(resolution: int, **overrides: Any) -> UNet2DModel:
     return UNet2DModel(**idm_unet_config(resolution, **overrides))
 
 
-
 def deepen_unet(unet: UNet2DModel) -> UNet2DModel:
     """A UNet with one more layer per block (``layers_per_block`` + 1) that computes exactly what ``unet`` computes,
     to fine-tune with more capacity from where ``unet`` stands.
