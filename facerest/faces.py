@@ -84,9 +84,10 @@ DEFAULT_SCORE_THRESHOLDS = {"retinaface": 0.97, "mtcnn": 0.95}
 COARSE_DETECTION_SCALES = (0.5, 0.25, 0.125)
 SMALLEST_DETECTION_SIDE = 32
 
-# A photo shrunk more than SMALL_FACE_SEARCH_SHRINK times for detection is also searched, on a finer copy, for the
-# faces whose boxes shrink below SMALL_FACE_AT_DETECTION_SIZE there (FaceDetector.detect): twice RetinaFace's
-# smallest anchor, below which its scores fall short of the threshold.
+# A photo shrunk more than SMALL_FACE_SEARCH_SHRINK times for detection, or shrunk at all and showing faces under
+# twice SMALL_FACE_AT_DETECTION_SIZE there or none, is also searched, on a finer copy, for the faces whose boxes shrink
+# below SMALL_FACE_AT_DETECTION_SIZE there (FaceDetector.detect): twice RetinaFace's smallest anchor, below which its
+# scores fall short of the threshold.
 SMALL_FACE_SEARCH_SHRINK = 2
 SMALL_FACE_AT_DETECTION_SIZE = 32
 
@@ -216,11 +217,12 @@ class FaceDetector:
         copies ``coarse_scales`` times the detection size (down to ``SMALLEST_DETECTION_SIDE``), and each face found
         there and not on a finer copy is added (the finest copy's landmarks are the most precise).
 
-        A photo shrunk more than ``SMALL_FACE_SEARCH_SHRINK`` times (a phone's group photo) loses the faces that
-        shrink below ``SMALL_FACE_AT_DETECTION_SIZE``: it is also searched on a copy at most
-        ``small_face_detection_side`` px, and each face found there that would be that small is added, unless it
-        lies inside a face twice its size (a part of a large face, which RetinaFace finds on an enlarged copy).
-        Shrunk less, a photo loses only faces under about 40 px, not worth doubling its detection time for.
+        A photo shrunk for detection loses the faces that shrink below ``SMALL_FACE_AT_DETECTION_SIZE``: it is
+        also searched on a copy at most ``small_face_detection_side`` px, and each face found there that would be
+        that small is added, unless it lies inside a face twice its size (a part of a large face, which RetinaFace
+        finds on an enlarged copy). That search doubles the detection time or more, so a photo shrunk at most
+        ``SMALL_FACE_SEARCH_SHRINK`` times has it only when it shows small faces (a group photo, whose smallest
+        faces are missed) or none: a portrait, whose face is large, does not.
         """
         _check_image(image, "image")
         height, width = image.shape[:2]
@@ -236,7 +238,7 @@ class FaceDetector:
         if largest is not None and max(height, width) * detection_scale > largest:
             large = [face for face in self._detect_on_copy(image, largest) if face.size * detection_scale > largest]
             faces = [face for face in faces if not any(_lies_inside(face, large_face) for large_face in large)] + large
-        if self.small_face_detection_side is not None and detection_scale * SMALL_FACE_SEARCH_SHRINK < 1:
+        if self._may_miss_small_faces(faces, detection_scale):
             small = [
                 face
                 for face in self._detect_on_copy(image, self.small_face_detection_side)
@@ -250,6 +252,15 @@ class FaceDetector:
             photo_center = np.array([width / 2, height / 2])
             faces = [min(faces, key=lambda face: np.linalg.norm(face.center - photo_center))]
         return sorted(faces, key=lambda face: face.box[0])
+
+    def _may_miss_small_faces(self, faces: list[DetectedFace], detection_scale: float) -> bool:
+        """Whether a photo detected at ``detection_scale`` of its size, where ``faces`` were found, is also searched
+        for small faces on a finer copy (see ``detect``)."""
+        if self.small_face_detection_side is None or detection_scale >= 1:
+            return False
+        if detection_scale * SMALL_FACE_SEARCH_SHRINK < 1 or not faces:
+            return True
+        return any(face.size * detection_scale < 2 * SMALL_FACE_AT_DETECTION_SIZE for face in faces)
 
     def _detect_on_copy(self, image: np.ndarray, max_side: int | None) -> list[DetectedFace]:
         """The faces found on a copy of ``image`` shrunk so its longer side is at most ``max_side`` (``None``: the

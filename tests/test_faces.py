@@ -418,27 +418,57 @@ def test_bad_options_and_inputs():
             paste_faces(image, [crop], [affine], upscale=upscale)
 
 
-def _group_photo(ffhq_test_dir, crop: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A 4,000 x 3,000 px photo of 35 FFHQ faces (PORTRAIT_FACES in turn), each crop ``crop`` px, as a phone's
-    group photo; with each face's expected landmarks."""
+def _group_photo(ffhq_test_dir, crop: int, width: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A ``width`` x 3/4 ``width`` px photo of 35 FFHQ faces (PORTRAIT_FACES in turn) in 7 columns and 5 rows, each
+    crop ``crop`` px, as a phone's group photo; with each face's expected landmarks."""
     faces = [load_image(ffhq_test_dir / name) for name in PORTRAIT_FACES]
-    photo = np.full((3000, 4000, 3), (120, 110, 100), np.uint8)
+    height = width * 3 // 4
+    photo = np.full((height, width, 3), (120, 110, 100), np.uint8)
+    column_step, row_step = (width - 300) // 7, (height - 300) // 5
+    jitter = min(100, column_step - crop, row_step - crop)
     rng = np.random.default_rng(0)
     expected = []
     for index in range(35):
-        x, y = 150 + (index % 7) * 520 + rng.integers(0, 100), 200 + (index // 7) * 540 + rng.integers(0, 100)
+        x = 150 + (index % 7) * column_step + rng.integers(0, jitter)
+        y = 150 + (index // 7) * row_step + rng.integers(0, jitter)
         face = cv2.resize(faces[index % len(faces)], (crop, crop), interpolation=cv2.INTER_AREA)
         photo[y : y + crop, x : x + crop] = face
         expected.append(FFHQ_TEMPLATE_512 * (crop / 512) + np.array([x, y], np.float32))
     return photo, expected
 
 
-def test_every_face_of_a_large_group_photo_is_found(retinaface_detector, ffhq_test_dir):
-    """A phone-sized group photo, faces 96 px (their boxes about 48 px): each found once, its landmarks at the
-    template's. (On the photo shrunk to 1,024 px alone, ``small_face_detection_side=None``, RetinaFace found 1.)"""
-    photo, expected = _group_photo(ffhq_test_dir, crop=96)
+@pytest.mark.parametrize(
+    "width, crop",
+    [
+        # a phone's photo, faces 96 px (boxes about 48 px): on the 1,024-px copy alone RetinaFace found 1
+        (4000, 96),
+        # shrunk less than twice, faces 56 px (boxes about 28 px): searched for small faces only because it shows
+        # some; without that search RetinaFace found 25
+        (2000, 56),
+    ],
+)
+def test_every_face_of_a_group_photo_is_found(retinaface_detector, ffhq_test_dir, width, crop):
+    """Each face of a group photo shrunk for detection is found once, its landmarks at the template's."""
+    photo, expected = _group_photo(ffhq_test_dir, crop, width)
     found = retinaface_detector.detect(photo)
     assert len(found) == len(expected), f"{len(found)} faces of {len(expected)}"
     for landmarks in expected:
         nearest = min(found, key=lambda face: np.linalg.norm(face.landmarks - landmarks))
         _assert_one_face_at([nearest], landmarks, f"the face at {landmarks[2].round().tolist()}")
+
+
+def test_a_portrait_shrunk_less_than_twice_is_not_searched_for_small_faces(
+    retinaface_detector, ffhq_test_dir, monkeypatch
+):
+    """A 1,600-px portrait, its one face large: no search on the finer copy, which would double its detection time."""
+    portrait = cv2.resize(load_image(ffhq_test_dir / PORTRAIT_FACES[0]), (1600, 1600), interpolation=cv2.INTER_CUBIC)
+    copy_sides = []
+    detect_on_copy = retinaface_detector._detect_on_copy
+
+    def recording_detect_on_copy(image, max_side):
+        copy_sides.append(max_side)
+        return detect_on_copy(image, max_side)
+
+    monkeypatch.setattr(retinaface_detector, "_detect_on_copy", recording_detect_on_copy)
+    assert len(retinaface_detector.detect(portrait)) == 1
+    assert retinaface_detector.small_face_detection_side not in copy_sides, copy_sides
