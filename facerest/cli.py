@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import FacerestError, shown_value
+
+if TYPE_CHECKING:  # the command line imports numpy, torch and the models only when a command runs
+    import numpy as np
 
 # --dtype choices -> torch dtype names
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -228,7 +232,7 @@ def _restore(args) -> int:
 
     from .errors import ImageReadError
     from .devices import resolve_device
-    from .images import colour_profile_options
+    from .images import colour_profile_options, load_alpha
     from .output_folders import RESTORE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
 
@@ -276,7 +280,7 @@ def _restore(args) -> int:
             failed.append((path, error.reason if isinstance(error, ImageReadError) else str(error)))
             continue
         try:
-            _save_restored(result, output, name, colour_profile_options(path))
+            _save_restored(result, output, name, load_alpha(path), colour_profile_options(path))
         except OSError as error:
             failed.append((path, f"cannot save the result: {error.strerror or error}"))
             continue
@@ -310,13 +314,15 @@ def _check_restore_output(source: Path, output: Path) -> None:
         )
 
 
-def _save_restored(result, output: Path, name: str, save_options: dict) -> None:
-    """Write the restored photo as OUTPUT/<name>.png and its faces as OUTPUT/faces/<name>_<index>.png, each saved with
-    `save_options` (the input's colour profile: the pixels are in its colour space)."""
-    from .images import save_image
+def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, save_options: dict) -> None:
+    """Write the restored photo as OUTPUT/<name>.png, with the input's transparency `alpha` when it has one, and its
+    faces as OUTPUT/faces/<name>_<index>.png, each saved with `save_options` (the input's colour profile: the pixels
+    are in its colour space)."""
+    from .images import save_image, with_alpha
     from .output_folders import RESTORED_FACES_FOLDER
 
-    save_image(result.images[0], output / f"{name}.png", **save_options)
+    photo = result.images[0] if alpha is None else with_alpha(result.images[0], alpha)
+    save_image(photo, output / f"{name}.png", **save_options)
     for index, face in enumerate(result.restored_faces[0]):
         save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options)
 

@@ -56,7 +56,7 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     """Decode ``source`` (path, encoded bytes, PIL image or array) to an RGB uint8 array.
 
     EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and float images are converted to 8-bit RGB;
-    an alpha channel is dropped. Raises ``ImageReadError`` saying why an image cannot be used.
+    an alpha channel is dropped (``load_alpha`` reads it). Raises ``ImageReadError`` saying why an image cannot be used.
     """
     name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
     if isinstance(source, np.ndarray):
@@ -106,8 +106,32 @@ def iter_images(paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[
             yield Path(path), None, error.reason
 
 
+def load_alpha(path: Union[str, os.PathLike], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """The transparency of the image file at ``path``, which ``load_image`` drops: its alpha channel as an (H, W) uint8
+    array, turned upright as ``load_image`` turns the image; None for an image without one or fully opaque, or a file
+    ``load_image`` refuses."""
+    try:
+        with Image.open(path) as pil:  # reads the header only
+            if max_pixels is not None and pil.width * pil.height > max_pixels:
+                return None
+            if "A" not in pil.getbands() and "transparency" not in pil.info:
+                return None
+            alpha = np.asarray(ImageOps.exif_transpose(pil).convert("RGBA").getchannel("A"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return alpha if alpha.min() < 255 else None
+
+
+def with_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with ``alpha`` resized to its size as a fourth channel: (H, W, 4) RGBA."""
+    height, width = image.shape[:2]
+    if alpha.shape != (height, width):
+        alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.dstack([image, alpha])
+
+
 def save_image(image: np.ndarray, path: Union[str, os.PathLike], **save_kwargs) -> None:
-    """Write an RGB uint8 array; the format follows the file extension."""
+    """Write an RGB (or RGBA) uint8 array; the format follows the file extension."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path, **save_kwargs)

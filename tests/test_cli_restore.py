@@ -332,6 +332,32 @@ def test_the_inputs_rgb_colour_profile_goes_with_its_outputs(models, face_folder
     assert all("icc_profile" not in Image.open(out / name).info for name in ("lab.png", "plain.png"))
 
 
+def test_the_inputs_transparency_goes_with_the_restored_photo(models, face_folder, tmp_path, capsys):
+    """A cut-out portrait (RGBA, transparent around the face) and a palette PNG with a transparent colour keep their
+    transparency in the restored photo, enlarged with it; an opaque RGBA image gives an RGB one, as do the faces."""
+    face = Image.open(face_folder / "a.png").convert("RGB")
+    alpha = np.full(face.size[::-1], 255, np.uint8)
+    alpha[:, : face.width // 4] = 0
+    alpha[:8] = 128
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.merge("RGBA", (*face.split(), Image.fromarray(alpha))).save(photos / "cutout.png")
+    face.convert("RGBA").save(photos / "opaque.png")
+    palette = face.convert("P")
+    palette.save(photos / "palette.png", transparency=int(np.asarray(palette)[0, -1]))
+    status, _, err = _restore(capsys, photos, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned", "--upscale", "2")
+    assert status == 0, err
+    out = tmp_path / "out"
+    cutout = Image.open(out / "cutout.png")
+    assert cutout.mode == "RGBA" and cutout.size == (2 * face.width, 2 * face.height)
+    expected = cv2.resize(alpha, cutout.size, interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(np.asarray(cutout.getchannel("A")), expected)
+    palette_out = Image.open(out / "palette.png")
+    assert palette_out.mode == "RGBA" and np.asarray(palette_out.getchannel("A"))[0, -1] == 0
+    assert Image.open(out / "opaque.png").mode == "RGB"
+    assert Image.open(out / "faces" / "cutout_00.png").mode == "RGB"
+
+
 def test_phone_photo_formats_are_restored(models, face_folder, tmp_path, capsys):
     """HEIC/HEIF (an iPhone's photos, read through pillow-heif) and AVIF are read like any other image."""
     face = Image.open(face_folder / "a.png").convert("RGB")
