@@ -32,7 +32,7 @@ import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
 from .faces import FaceDetector
-from .images import colour_profile_options, load_image
+from .images import colour_profile_options, load_alpha, load_image, with_alpha
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
 from .pipeline import (
@@ -276,8 +276,12 @@ def restore(
         output = pipeline(photo, **arguments)
     seconds = time.perf_counter() - started
 
-    save_options = colour_profile_options(image) if isinstance(image, (str, os.PathLike)) else {}
-    png_path, before_path, after_path, face_paths = write_result_files(photo, output, source_name, output_dir, save_options)
+    is_file = isinstance(image, (str, os.PathLike))
+    save_options = colour_profile_options(image) if is_file else {}
+    alpha = load_alpha(image, max_pixels=max_pixels) if is_file else None
+    png_path, before_path, after_path, face_paths = write_result_files(
+        photo, output, source_name, output_dir, alpha, save_options
+    )
     details = result_details(entry, pipeline, photo, output, arguments, seed, detector, seconds)
     return RestoreResult(
         image=output.images[0],
@@ -337,11 +341,13 @@ def write_result_files(
     output: FaceRestorePipelineOutput,
     source_name: str,
     output_dir: str | os.PathLike | None,
+    alpha: np.ndarray | None,
     save_options: dict,
 ) -> tuple[Path, Path, Path, list[Path]]:
-    """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG, the before and
-    after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the restored faces (PNG), each saved with `save_options`
-    (the input's colour profile, `colour_profile_options`); returns their paths.
+    """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG (transparent where
+    the input is, `alpha`: `load_alpha`), the before and after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the
+    restored faces (PNG), each saved with `save_options` (the input's colour profile, `colour_profile_options`);
+    returns their paths.
 
     Files rather than PIL images go to Gradio: it writes a returned PIL image to a cache path named by the image's
     hash without a lock, so two requests with identical outputs could serve a half-written file; it copies returned
@@ -350,7 +356,8 @@ def write_result_files(
     folder = Path(output_dir or tempfile.gettempdir()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     png_path = folder / f"{Path(source_name).stem or 'image'}_restored.png"
-    restored.save(png_path, format="PNG", compress_level=1, **save_options)  # level 6 takes ~5x longer on a 10 MP photo
+    full = restored if alpha is None else PIL.Image.fromarray(with_alpha(np.asarray(restored), alpha))
+    full.save(png_path, format="PNG", compress_level=1, **save_options)  # level 6 takes ~5x longer on a 10 MP photo
     size = preview_size(restored.size)
     before_path, after_path = folder / "before.webp", folder / "after.webp"
     PIL.Image.fromarray(photo).resize(size, PIL.Image.LANCZOS).save(before_path, quality=90, **save_options)

@@ -233,6 +233,20 @@ def test_a_photos_rgb_colour_profile_goes_with_every_result_file(tiny_models, de
             assert written.info.get("icc_profile") == srgb, path.name
 
 
+def test_a_transparent_uploads_full_resolution_png_keeps_its_transparency(tiny_models, detector, tmp_path):
+    photo = PIL.Image.open(shared_path("data", "whole_imgs", "codeformer_04.jpg")).convert("RGBA")
+    alpha = np.full(photo.size[::-1], 255, np.uint8)
+    alpha[: photo.height // 3] = 0
+    photo.putalpha(PIL.Image.fromarray(alpha))
+    photo.save(tmp_path / "cutout.png")
+    registry = demo.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    result = demo.restore(registry, detector, str(tmp_path / "cutout.png"), "gfpgan", upscale=2, output_dir=tmp_path / "out")
+    with PIL.Image.open(result.png_path) as png:
+        assert png.mode == "RGBA" and png.size == (2 * photo.width, 2 * photo.height)
+        expected = cv2.resize(alpha, png.size, interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(np.asarray(png.getchannel("A")), expected)
+
+
 def test_previews_are_at_most_the_preview_side_and_old_results_are_pruned(tmp_path):
     assert demo.preview_size((4000, 1000)) == (demo.PREVIEW_MAX_SIDE, 512)
     assert demo.preview_size((300, 200)) == (300, 200)
