@@ -345,7 +345,7 @@ def write_result_files(
     save_options: dict,
 ) -> tuple[Path, Path, Path, list[Path]]:
     """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG (transparent where
-    the input is, `alpha`: `load_alpha`), the before and after previews (WebP, at most `PREVIEW_MAX_SIDE`) and the
+    the input is, `alpha`: `load_alpha`), the before and after previews (WebP, at most `PREVIEW_MAX_SIDE`, transparent as the PNG is) and the
     restored faces (PNG), each saved with `save_options` (the input's colour profile, `colour_profile_options`);
     returns their paths.
 
@@ -358,10 +358,11 @@ def write_result_files(
     png_path = folder / f"{Path(source_name).stem or 'image'}_restored.png"
     full = restored if alpha is None else PIL.Image.fromarray(with_alpha(np.asarray(restored), alpha))
     full.save(png_path, format="PNG", compress_level=1, **save_options)  # level 6 takes ~5x longer on a 10 MP photo
+    before = PIL.Image.fromarray(photo if alpha is None else with_alpha(photo, alpha))
     size = preview_size(restored.size)
     before_path, after_path = folder / "before.webp", folder / "after.webp"
-    PIL.Image.fromarray(photo).resize(size, PIL.Image.LANCZOS).save(before_path, quality=90, **save_options)
-    (restored if restored.size == size else restored.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90, **save_options)
+    before.resize(size, PIL.Image.LANCZOS).save(before_path, quality=90, **save_options)
+    (full if full.size == size else full.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90, **save_options)
     face_paths = [folder / f"face_{index + 1}.png" for index in range(len(output.restored_faces[0]))]
     for face, path in zip(output.restored_faces[0], face_paths):
         face.save(path, **save_options)

@@ -233,7 +233,7 @@ def test_a_photos_rgb_colour_profile_goes_with_every_result_file(tiny_models, de
             assert written.info.get("icc_profile") == srgb, path.name
 
 
-def test_a_transparent_uploads_full_resolution_png_keeps_its_transparency(tiny_models, detector, tmp_path):
+def test_a_transparent_uploads_png_and_previews_keep_its_transparency(tiny_models, detector, tmp_path):
     photo = PIL.Image.open(shared_path("data", "whole_imgs", "codeformer_04.jpg")).convert("RGBA")
     alpha = np.full(photo.size[::-1], 255, np.uint8)
     alpha[: photo.height // 3] = 0
@@ -245,6 +245,12 @@ def test_a_transparent_uploads_full_resolution_png_keeps_its_transparency(tiny_m
         assert png.mode == "RGBA" and png.size == (2 * photo.width, 2 * photo.height)
         expected = cv2.resize(alpha, png.size, interpolation=cv2.INTER_LINEAR)
         np.testing.assert_array_equal(np.asarray(png.getchannel("A")), expected)
+    for preview_path in (result.before_path, result.after_path):
+        with PIL.Image.open(preview_path) as preview:
+            assert preview.mode == "RGBA", preview_path.name
+            preview_alpha = np.asarray(preview.getchannel("A"))
+            top, bottom = preview_alpha[: preview.height // 4], preview_alpha[preview.height // 2 :]
+            assert top.max() == 0 and bottom.min() == 255, preview_path.name
 
 
 def test_previews_are_at_most_the_preview_side_and_old_results_are_pruned(tmp_path):
