@@ -47,6 +47,7 @@ def motion_blur(face: np.ndarray, seed: int, length: int = 9, angle: float = 30.
 DEGRADATIONS = {
     "gaussian blur, sigma 3 px": one_stage(blur_sigma=(3.0, 3.0), anisotropic_prob=0.0),
     "motion blur, 9 px at 30°": motion_blur,
+    "downsampled 2x": one_stage(downsample_range=(2.0, 2.0)),
     "downsampled 4x": one_stage(downsample_range=(4.0, 4.0)),
     "downsampled 8x": one_stage(downsample_range=(8.0, 8.0)),
     "noise, sigma 15": one_stage(noise_range=(15.0, 15.0)),
