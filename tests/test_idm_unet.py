@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from facerest.models.idm import IDM_UNET_BLOCK_OUT_CHANNELS, IDMScheduler, deepen_unet, idm_unet_config, make_idm_unet
+from facerest.models.idm import IDM_UNET_BLOCK_OUT_CHANNELS, IDMScheduler, average_unets, deepen_unet, idm_unet_config, make_idm_unet
 
 
 @pytest.mark.parametrize("resolution", [64, 128, 256, 512])
@@ -56,3 +56,19 @@ def test_a_deepened_unet_computes_the_same_and_trains_its_new_layers(attention):
     deeper(x, level).sample.square().mean().backward()
     new_output_convs = [deeper.down_blocks[0].resnets[1].conv2, deeper.up_blocks[0].resnets[1].conv2]
     assert all(conv.weight.grad.abs().sum() > 0 for conv in new_output_convs)
+
+
+def test_averaged_unets_hold_the_mean_of_their_weights_and_refuse_different_shapes():
+    small = dict(block_out_channels=(32, 32, 32), norm_num_groups=8, layers_per_block=1)
+    torch.manual_seed(0)
+    first, second = make_idm_unet(32, **small), make_idm_unet(32, **small)
+    second.register_to_config(_name_or_path="elsewhere")  # where a fine-tune was loaded from does not matter
+    averaged = average_unets([first, second])
+    for name, value in averaged.state_dict().items():
+        torch.testing.assert_close(value, (first.state_dict()[name] + second.state_dict()[name]) / 2)
+    assert not torch.equal(averaged.state_dict()["conv_in.weight"], first.state_dict()["conv_in.weight"])
+    with torch.no_grad():  # averaging a model with itself changes nothing
+        x, level = torch.randn(1, 6, 32, 32), torch.tensor([0.5])
+        torch.testing.assert_close(average_unets([first, first])(x, level).sample, first(x, level).sample)
+    with pytest.raises(ValueError, match="differ in configuration"):
+        average_unets([first, deepen_unet(first)])

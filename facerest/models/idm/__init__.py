@@ -3,7 +3,7 @@
 from .denoiser import IDMDenoiser
 from .sampling_idm import idm_sample
 from .scheduling_idm import IDMScalings, IDMScheduler, IDMSchedulerOutput
-from .unet_idm import IDM_UNET_BLOCK_OUT_CHANNELS, deepen_unet, idm_unet_config, make_idm_unet
+from .unet_idm import IDM_UNET_BLOCK_OUT_CHANNELS, average_unets, deepen_unet, idm_unet_config, make_idm_unet
 
 __all__ = [
     "IDM_UNET_BLOCK_OUT_CHANNELS",
@@ -11,6 +11,7 @@ __all__ = [
     "IDMScalings",
     "IDMScheduler",
     "IDMSchedulerOutput",
+    "average_unets",
     "deepen_unet",
     "idm_sample",
     "idm_unet_config",

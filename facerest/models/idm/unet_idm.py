@@ -94,6 +94,25 @@ def deepen_unet(unet: UNet2DModel) -> UNet2DModel:
     return deeper if unet.dtype == deeper.dtype else deeper.to(unet.dtype)
 
 
+def average_unets(unets: list[UNet2DModel]) -> UNet2DModel:
+    """A UNet whose weights are the mean of ``unets``' (a "model soup": fine-tunes of one model, averaged), in the
+    first one's dtype. The UNets must share one configuration."""
+    first = unets[0]
+    for unet in unets[1:]:
+        if _architecture(unet) != _architecture(first):
+            raise ValueError("the UNets differ in configuration: only fine-tunes of one model can be averaged")
+    states = [unet.state_dict() for unet in unets]
+    mean = {name: (sum(state[name].double() for state in states) / len(states)).to(value.dtype) for name, value in states[0].items()}
+    averaged = UNet2DModel.from_config(first.config)
+    averaged.load_state_dict(mean)
+    return averaged.to(first.dtype)
+
+
+def _architecture(unet: UNet2DModel) -> dict:
+    """The UNet's configuration without the keys that say where it came from (``_name_or_path`` and the like)."""
+    return {key: value for key, value in unet.config.items() if not key.startswith("_")}
+
+
 def _name_in_deeper_unet(name: str) -> str:
     """The name of ``deepen_unet``'s copy of a weight: layer i > 0 of an up block moves to i + 1."""
     parts = name.split(".")
