@@ -102,10 +102,10 @@ def average_unets(unets: list[UNet2DModel]) -> UNet2DModel:
         if _architecture(unet) != _architecture(first):
             raise ValueError("the UNets differ in configuration: only fine-tunes of one model can be averaged")
     states = [unet.state_dict() for unet in unets]
-    mean = {name: (sum(state[name].double() for state in states) / len(states)).to(value.dtype) for name, value in states[0].items()}
+    mean = {name: sum(state[name].double() for state in states) / len(states) for name in states[0]}
     averaged = UNet2DModel.from_config(first.config)
     averaged.load_state_dict(mean)
-    return averaged.to(first.dtype)
+    return averaged if averaged.dtype == first.dtype else averaged.to(first.dtype)
 
 
 def _architecture(unet: UNet2DModel) -> dict:
