@@ -272,9 +272,13 @@ def test_fine_tuning_starts_from_the_pretrained_pipeline(reference_run, ffhq_tra
         shutil.copytree(reference_run / "unet", pretrained / "unet")
         shutil.copy(reference_run / "model_index.json", pretrained)
         (pretrained / "scheduler").mkdir()
-        (pretrained / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": prediction_type}))
+        (pretrained / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": prediction_type, "sigma_data": 0.5}))
         losses[prediction_type] = fine_tune_first_loss(ffhq_train_dir, pretrained, tmp_path / f"fine_tuned_{prediction_type}")
         assert IDMScheduler.from_pretrained(tmp_path / f"fine_tuned_{prediction_type}" / "scheduler").config.prediction_type == prediction_type
+        # the summary records the schedule the run trained with, not the command line's defaults
+        summary = json.loads((tmp_path / f"fine_tuned_{prediction_type}" / "training_summary.json").read_text())
+        assert summary["args"]["prediction_type"] == prediction_type
+        assert summary["args"]["sigma_data"] == 0.5
     assert len(set(losses.values())) == 4, losses
 
     def refused(*extra: str) -> str:

@@ -56,6 +56,8 @@ from facerest.training.testset_eval import evaluate_testset
 from facerest.training.utils import Deadline, command_line, first_pairs, log_validation_grid
 
 logger = get_logger(__name__, log_level="INFO")
+# the arguments that shape the noise schedule: a pretrained model brings its own
+SCHEDULE_ARGS = ("num_train_timesteps", "beta_schedule", "prediction_type", "sigma_data")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -212,7 +214,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except (TypeError, ValueError) as error:
         parser.error(f"--degradation_overrides: {error}")
     if args.pretrained_model_name_or_path:
-        shaping = ("unet_overrides", "num_train_timesteps", "beta_schedule", "prediction_type", "sigma_data")
+        shaping = ("unet_overrides", *SCHEDULE_ARGS)
         changed = [f"--{name}" for name in shaping if getattr(args, name) != parser.get_default(name)]
         if changed:
             parser.error(f"{', '.join(changed)} cannot change a pretrained model (--pretrained_model_name_or_path)")
@@ -402,6 +404,8 @@ def main(args: argparse.Namespace) -> None:
 
     if args.pretrained_model_name_or_path:
         unet, noise_scheduler = load_pretrained_idm(args.pretrained_model_name_or_path, args.resolution)
+        for name in SCHEDULE_ARGS:  # the training summary records the schedule this run trains with
+            setattr(args, name, noise_scheduler.config[name])
     else:
         unet = make_idm_unet(args.resolution, **args.unet_overrides)
         noise_scheduler = IDMScheduler(
