@@ -45,10 +45,11 @@ OFFICIAL_NAME = "gfpgan-v1.4"
 HYBRID_NAME = "hybrid"
 KIND_LABELS = {"gfpgan": "GFP-GAN", "idm": "IDM diffusion", "hybrid": "GFP-GAN + IDM"}
 
-# A public server's limits on one request: the input's pixels (checked before decoding) and the result's (input x
-# upscale^2). Lower than the library's own guard (images.DEFAULT_MAX_PIXELS, 64 MP, for files a user restores on
-# their own machine): a shared server bounds the memory and time any one visitor's upload can take.
-SERVER_MAX_PIXELS = 16_000_000
+# A public server's limits on one request: the input's pixels (checked before decoding; 50 MP takes the 48- and
+# 50-MP photos of today's phones) and the result's (input x upscale^2; a larger request is enlarged less, with a
+# note). Lower than the library's own guard (images.DEFAULT_MAX_PIXELS, 64 MP, for files a user restores on their own
+# machine): a shared server bounds the memory and time any one visitor's upload can take.
+SERVER_MAX_PIXELS = 50_000_000
 SERVER_MAX_OUTPUT_PIXELS = 64_000_000
 # The longer side of the before/after preview (the PNG keeps full resolution).
 PREVIEW_MAX_SIDE = 2048
@@ -267,7 +268,7 @@ def restore(
     source_name = Path(image).name if isinstance(image, (str, os.PathLike)) else "image"
     with _named_errors(source_name):
         photo = load_image(image, max_pixels=max_pixels)
-    check_output_size(photo, upscale, max_output_pixels, source_name)
+    upscale, upscale_note = fitting_upscale(photo, upscale, max_output_pixels, source_name)
 
     entry, pipeline = registry.entry(model), registry.pipeline(model)
     arguments = pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face)
@@ -292,7 +293,7 @@ def restore(
         face_paths=face_paths,
         info=result_info(entry, output, details),
         details=details,
-        warnings=result_warnings(output, aligned, upscale),
+        warnings=([upscale_note] if upscale_note else []) + result_warnings(output, aligned, upscale),
     )
 
 
@@ -309,15 +310,24 @@ def check_request(image, upscale, steps, strength, seed) -> tuple[int, int | Non
     return upscale, steps, seed
 
 
-def check_output_size(photo: np.ndarray, upscale: int, max_output_pixels: int, source_name: str) -> None:
-    """`ImageReadError` when the result (the photo enlarged `upscale` times) would exceed `max_output_pixels`."""
+def fitting_upscale(photo: np.ndarray, upscale: int, max_output_pixels: int, source_name: str) -> tuple[int, str | None]:
+    """The largest upscale up to the requested one whose result (the photo enlarged that many times) fits in
+    `max_output_pixels`, and a note when it is lower than the request, as CodeFormer's demo lowers its upscale for
+    large photos; `ImageReadError` when even the photo itself does not fit."""
     height, width = photo.shape[:2]
-    if width * height * upscale**2 > max_output_pixels:
+    fitting = next((factor for factor in range(upscale, 0, -1) if width * height * factor**2 <= max_output_pixels), None)
+    if fitting is None:
         raise ImageReadError(
             source_name,
-            f"image too large for upscale {upscale}: the result would be {width * upscale}x{height * upscale}, "
-            f"more than {max_output_pixels / 1e6:g} megapixels; choose a smaller upscale or a smaller image",
+            f"image too large: {width}x{height} is more than this server's {max_output_pixels / 1e6:g}-megapixel "
+            "limit on results; choose a smaller image",
         )
+    if fitting == upscale:
+        return upscale, None
+    return fitting, (
+        f"Enlarged {fitting}x instead of {upscale}x: at {upscale}x the result would be {width * upscale}x"
+        f"{height * upscale}, more than this server's {max_output_pixels / 1e6:g}-megapixel limit on results."
+    )
 
 
 def pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face) -> dict:

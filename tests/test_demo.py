@@ -149,8 +149,8 @@ def test_restore_function_messages(tiny_models, detector, tmp_path):
     PIL.Image.new("RGB", (300, 200), (120, 130, 140)).save(photo)
     with pytest.raises(ImageReadError, match="too large"):
         run(str(photo), max_pixels=10_000)
-    with pytest.raises(ImageReadError, match="too large for upscale 4"):
-        run(str(photo), upscale=4, max_output_pixels=500_000)
+    with pytest.raises(ImageReadError, match="more than this server's 0.05-megapixel limit on results"):
+        run(str(photo), upscale=1, max_output_pixels=50_000)
     with pytest.raises(ImageReadError, match="must be square"):
         run(str(photo), aligned=True)
     with pytest.raises(FacerestError, match="upscale"):
@@ -162,6 +162,13 @@ def test_restore_function_messages(tiny_models, detector, tmp_path):
     assert "no face found" in result.info
     with PIL.Image.open(result.png_path) as png:
         assert png.format == "PNG" and png.size == (600, 400)
+
+    lowered = run(str(photo), upscale=4, max_output_pixels=500_000)  # 1200x800 would not fit; 600x400 does
+    assert lowered.image.size == (600, 400) and lowered.details["upscale"] == 2
+    assert lowered.warnings[0] == (
+        "Enlarged 2x instead of 4x: at 4x the result would be 1200x800, more than this server's 0.5-megapixel limit "
+        "on results."
+    )
 
     aligned = run(np.full((128, 128, 3), 90, np.uint8), aligned=True, upscale=1)
     assert aligned.image.size == (128, 128) and len(aligned.faces) == 1
