@@ -7,6 +7,11 @@ background holds no face (a smooth colour field with fine texture), and the whol
 make-testset's recipe, seeded per face. A face counts as found when a detection's centre lies in its square; any
 other detection is a false face, counted also on each background alone. Run once at the photo's size only
 (`coarse_scales=()`) and once with the copies shrunk 2, 4 and 8 times (FaceDetector's default).
+
+Then group photos (`--group-photos N` of each size: 1280 x 960, 1600 x 1200, 2000 x 1500 px, shrunk to 1,024 px for
+detection), each of 12 faces of 50-130 px (boxes of about 28-72 px) on a textured background, blurred slightly
+(sigma 0.7 px) and saved as JPEG of quality 70: found with and without taking the faces the 1,024-px copy scores
+under the threshold from the small-face search (`weak_face_score`).
 """
 
 import argparse
@@ -16,7 +21,7 @@ import cv2
 import numpy as np
 
 from facerest.degradation import degrade
-from facerest.faces import FFHQ_TEMPLATE_512, FaceDetector
+from facerest.faces import FFHQ_TEMPLATE_512, WEAK_FACE_SCORE, FaceDetector
 from facerest.images import list_images, load_image
 from facerest.table import Table
 
@@ -33,6 +38,43 @@ def photo_with_a_face(face: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
     photo = background.copy()
     photo[top : top + size, left : left + size] = face
     return photo, background, (top, left)
+
+
+def group_photo(face_paths: list[Path], seed: int, width: int, height: int) -> tuple[np.ndarray, list[tuple]]:
+    """(photo, the (top, left, size) square of each face): 12 faces in a 4 x 3 grid of cells, each at a random size
+    and place in its cell."""
+    rng = np.random.default_rng(seed)
+    colours = cv2.resize(rng.uniform(40, 220, (3, 4, 3)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    texture = cv2.GaussianBlur(rng.normal(0, 25, (height, width)).astype(np.float32), (0, 0), 2)[..., None]
+    photo = np.clip(colours + texture, 0, 255).astype(np.uint8)
+    cell_width, cell_height = width // 4, height // 3
+    squares = []
+    for index in range(12):
+        size = int(rng.integers(50, 131))
+        left = (index % 4) * cell_width + int(rng.integers(0, cell_width - size))
+        top = (index // 4) * cell_height + int(rng.integers(0, cell_height - size))
+        face = load_image(face_paths[(12 * seed + index) % len(face_paths)])
+        photo[top : top + size, left : left + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
+        squares.append((top, left, size))
+    photo = cv2.GaussianBlur(photo, (0, 0), 0.7)
+    _, encoded = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR), squares  # both take BGR: the round trip keeps the channel order
+
+
+def count_group_detections(detector: FaceDetector, photos: list) -> tuple[int, int]:
+    """(faces found, false faces) over group photos: a detection whose centre lies in no face's square, or in the
+    square of a face found already, is false."""
+    found, false = 0, 0
+    for photo, squares in photos:
+        hits = set()
+        for face in detector.detect(photo):
+            inside = [index for index, (top, left, size) in enumerate(squares) if _centre_in_square(face, top, left, size)]
+            if inside and inside[0] not in hits:
+                hits.add(inside[0])
+            else:
+                false += 1
+        found += len(hits)
+    return found, false
 
 
 def count_detections(detector: FaceDetector, photos: list) -> dict:
@@ -74,6 +116,7 @@ def main() -> None:
     parser.add_argument("--face-size", type=int, nargs="+", default=[128, 256, 512], help="face sizes in the photos, px")
     parser.add_argument("--count", type=int, default=40, help="faces per size (the first in name order)")
     parser.add_argument("--detector-weights", default=None, help="RetinaFace weights folder (else facerest's default)")
+    parser.add_argument("--group-photos", type=int, default=8, help="group photos of each size (0: none)")
     args = parser.parse_args()
 
     detectors = {
@@ -96,6 +139,25 @@ def main() -> None:
             table.add(size, len(photos), label, *counts.values())
     table.notes.append(f"detector: {detector.name}, score threshold {detector.score_threshold}; faces from {args.faces_dir}")
     print(table.markdown())
+    if args.group_photos:
+        print()
+        print(group_photo_table(args.faces_dir, args.group_photos, args.detector_weights).markdown())
+
+
+def group_photo_table(faces_dir: Path, count: int, detector_weights: str | None) -> Table:
+    """Faces found in group photos with and without taking weakly scored small faces from the small-face search."""
+    face_paths = list_images(faces_dir)
+    sizes = ((1280, 960), (1600, 1200), (2000, 1500))
+    photos = [group_photo(face_paths, seed, *size) for seed in range(count) for size in sizes]
+    detectors = {
+        "threshold on the 1,024-px copy": FaceDetector("retinaface", weights_dir=detector_weights, weak_face_score=None),
+        f"and weak faces ({WEAK_FACE_SCORE}+) the finer copy finds": FaceDetector("retinaface", weights_dir=detector_weights),
+    }
+    table = Table(["Group photos", "Faces", "Detection", "Faces found", "False faces"])
+    for label, detector in detectors.items():
+        table.add(len(photos), 12 * len(photos), label, *count_group_detections(detector, photos))
+    table.notes.append(f"sizes {', '.join(f'{w}x{h}' for w, h in sizes)}; faces from {faces_dir} in name order")
+    return table
 
 
 if __name__ == "__main__":

@@ -90,6 +90,11 @@ SMALLEST_DETECTION_SIDE = 32
 # scores fall short of the threshold.
 SMALL_FACE_SEARCH_SHRINK = 2
 SMALL_FACE_AT_DETECTION_SIZE = 32
+# Faces up to twice that size often score a little under the threshold there (a face with a 42-px box in a 1,200-px
+# photo: 0.95 at 1,024 px, 0.99 at 1,200): such a face found on the finer copy is added too when the detection copy
+# scored it at least WEAK_FACE_SCORE. Found on the finer copy alone it may be a false face of an enlarged photo (a
+# hand in codeformer_02 enlarged 4x: 0.99 at 4,096 px, 0.87 at 1,024).
+WEAK_FACE_SCORE = 0.9
 
 
 @dataclass
@@ -129,6 +134,9 @@ class FaceDetector:
         small_face_detection_side: a photo shrunk for detection is also searched for small faces on a copy whose
             longer side is at most this (see ``detect``); ``None`` turns that off. RetinaFace only, as
             ``coarse_scales``.
+        weak_face_score: a small face that the detection copy scores at least this, under the threshold, is taken
+            from the finer copy of the small-face search when found there (see ``detect``); ``None`` turns that off.
+            RetinaFace only.
         coarse_scales: RetinaFace also looks for faces on copies this many times the detection size, where blurred
             and noisy faces score higher (see ``detect``); ``()`` turns that off. MTCNN's own image pyramid already
             shrinks the photo, so it ignores them.
@@ -147,6 +155,7 @@ class FaceDetector:
         score_threshold: float | None = None,
         max_detection_side: int | None = 1024,
         small_face_detection_side: int | None = 4096,
+        weak_face_score: float | None = WEAK_FACE_SCORE,
         coarse_scales: tuple[float, ...] = COARSE_DETECTION_SCALES,
     ):
         if backend not in BACKENDS:
@@ -170,6 +179,8 @@ class FaceDetector:
                 f"small_face_detection_side must be at least {SMALLEST_DETECTION_SIDE} pixels, "
                 f"got {small_face_detection_side}"
             )
+        if weak_face_score is not None and not 0 < weak_face_score < 1:
+            raise FacerestError(f"weak_face_score must lie between 0 and 1, got {weak_face_score}")
         if not all(0 < scale < 1 for scale in coarse_scales):
             raise FacerestError(f"coarse_scales must lie between 0 and 1, got {tuple(coarse_scales)}")
         self.device = torch.device(device)
@@ -197,6 +208,8 @@ class FaceDetector:
         self.score_threshold = DEFAULT_SCORE_THRESHOLDS[self.backend] if score_threshold is None else score_threshold
         self.coarse_scales = tuple(coarse_scales) if self.backend == "retinaface" else ()
         self.small_face_detection_side = small_face_detection_side if self.backend == "retinaface" else None
+        retinaface_weak_score = weak_face_score is not None and self.backend == "retinaface"
+        self.weak_face_score = min(weak_face_score, self.score_threshold) if retinaface_weak_score else None
 
     def detect(
         self, image: np.ndarray, only_center_face: bool = False, min_face_size: float | None = None
@@ -220,13 +233,18 @@ class FaceDetector:
         A photo shrunk for detection loses the faces that shrink below ``SMALL_FACE_AT_DETECTION_SIZE``: it is
         also searched on a copy at most ``small_face_detection_side`` px, and each face found there that would be
         that small is added, unless it lies inside a face twice its size (a part of a large face, which RetinaFace
-        finds on an enlarged copy). That search doubles the detection time or more, so a photo shrunk at most
-        ``SMALL_FACE_SEARCH_SHRINK`` times has it only when it shows small faces (a group photo, whose smallest
-        faces are missed) or none: a portrait, whose face is large, does not.
+        finds on an enlarged copy); so is each face up to twice that size that the detection copy scored under the
+        threshold but at least ``weak_face_score``. A face found on both copies is kept once, the better-scored.
+        That search doubles the detection time or more, so a photo shrunk at most ``SMALL_FACE_SEARCH_SHRINK`` times
+        has it only when it shows small faces (a group photo, whose smallest faces are missed) or none: a portrait,
+        whose face is large, does not.
         """
         _check_image(image, "image")
         height, width = image.shape[:2]
-        faces = self._detect_on_copy(image, self.max_detection_side)
+        faces, weak = self._detect_on_copy(image, self.max_detection_side, self.weak_face_score), []
+        if self.weak_face_score is not None:  # those under the threshold count only if the small-face search finds them
+            weak = [face for face in faces if face.score <= self.score_threshold]
+            faces = [face for face in faces if face.score > self.score_threshold]
         detection_side = min(self.max_detection_side or max(height, width), max(height, width))
         for scale in self.coarse_scales:
             if scale * detection_side < SMALLEST_DETECTION_SIDE:
@@ -243,6 +261,7 @@ class FaceDetector:
                 face
                 for face in self._detect_on_copy(image, self.small_face_detection_side)
                 if face.size * detection_scale < SMALL_FACE_AT_DETECTION_SIZE
+                or (face.size * detection_scale < 2 * SMALL_FACE_AT_DETECTION_SIZE and any(_nested(face, w) for w in weak))
             ]
             faces += [face for face in small if not any(_part_of(face, other) for other in faces)]
         faces = _best_of_nested(faces)
@@ -262,16 +281,19 @@ class FaceDetector:
             return True
         return any(face.size * detection_scale < 2 * SMALL_FACE_AT_DETECTION_SIZE for face in faces)
 
-    def _detect_on_copy(self, image: np.ndarray, max_side: int | None) -> list[DetectedFace]:
+    def _detect_on_copy(
+        self, image: np.ndarray, max_side: int | None, score_threshold: float | None = None
+    ) -> list[DetectedFace]:
         """The faces found on a copy of ``image`` shrunk so its longer side is at most ``max_side`` (``None``: the
-        image itself), with boxes and landmarks in ``image``'s pixels."""
+        image itself), with boxes and landmarks in ``image``'s pixels, scored above ``score_threshold`` (``None``: the
+        detector's)."""
         height, width = image.shape[:2]
         scale = 1.0
         if max_side is not None and max(height, width) > max_side:
             scale = max_side / max(height, width)
             small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-        boxes, landmarks, scores = self._detect_faces(image, self.score_threshold)
+        boxes, landmarks, scores = self._detect_faces(image, score_threshold or self.score_threshold)
         return [
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)

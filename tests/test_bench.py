@@ -236,10 +236,16 @@ def test_detection_recall_script_finds_more_faces_with_the_shrunk_copies():
     script = Path(__file__).resolve().parents[1] / "bench" / "detection_recall.py"
     done = subprocess.run(
         [sys.executable, str(script), str(shared_path("data", "ffhq256", "test")), "--face-size", "128", "--count", "8",
-         "--detector-weights", str(shared_path("weights", "facexlib"))],
+         "--detector-weights", str(shared_path("weights", "facexlib")), "--group-photos", "1"],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    group_rows = re.findall(r"^\| 3 \| 36 \| ([^|]+) \| (\d+) \| (\d+) \|$", done.stdout, flags=re.M)
+    assert [label for label, _, _ in group_rows] == [
+        "threshold on the 1,024-px copy", "and weak faces (0.9+) the finer copy finds",
+    ]  # fmt: skip
+    (_, found_threshold, false_threshold), (_, found_weak, false_weak) = group_rows
+    assert 30 <= int(found_threshold) <= int(found_weak) <= 36 and int(false_threshold) == int(false_weak) == 0
     rows = re.findall(r"^\| 128 \| 8 \| ([^|]+) \| (\d+) \| ([\d.]+) \| (\d+) \| (\d+) \|$", done.stdout, flags=re.M)
     assert [row[0] for row in rows] == ["photo size only", "and shrunk 2x, 4x, 8x"]
     (_, found_full, *_), (_, found_shrunk, error, false_in_photos, false_on_backgrounds) = rows

@@ -404,6 +404,8 @@ def test_bad_options_and_inputs():
     for scales in ((0.5, 1.0), (0,)):
         with pytest.raises(FacerestError, match="coarse_scales must lie between 0 and 1"):
             FaceDetector("mtcnn", coarse_scales=scales)
+    with pytest.raises(FacerestError, match="weak_face_score must lie between 0 and 1, got 1.5"):
+        FaceDetector("mtcnn", weak_face_score=1.5)
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="RGB uint8"):
         align_face(image.astype(np.float32), FFHQ_TEMPLATE_512)
@@ -465,10 +467,24 @@ def test_a_portrait_shrunk_less_than_twice_is_not_searched_for_small_faces(
     copy_sides = []
     detect_on_copy = retinaface_detector._detect_on_copy
 
-    def recording_detect_on_copy(image, max_side):
+    def recording_detect_on_copy(image, max_side, score_threshold=None):
         copy_sides.append(max_side)
-        return detect_on_copy(image, max_side)
+        return detect_on_copy(image, max_side, score_threshold)
 
     monkeypatch.setattr(retinaface_detector, "_detect_on_copy", recording_detect_on_copy)
     assert len(retinaface_detector.detect(portrait)) == 1
     assert retinaface_detector.small_face_detection_side not in copy_sides, copy_sides
+
+
+def test_a_small_face_scored_low_on_the_shrunk_copy_is_found_on_the_finer_one(retinaface_detector, ffhq_test_dir):
+    """A face with a 42-px box in a 1,200-px photo: on the 1,024-px copy it scores under the threshold (0.95, 36 px
+    there), on the photo itself above it (0.99); the search on the finer copy adds it, as `weak_face_score` says."""
+    photo = np.full((700, 1200, 3), 120, np.uint8)
+    photo[80:152, 40:112] = cv2.resize(load_image(ffhq_test_dir / "01000.jpg"), (72, 72), interpolation=cv2.INTER_AREA)
+    _, encoded = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    photo = cv2.imdecode(encoded, cv2.IMREAD_COLOR)  # both take BGR: the round trip keeps the channel order
+    assert retinaface_detector._detect_on_copy(photo, retinaface_detector.max_detection_side) == []
+    found = retinaface_detector.detect(photo)
+    assert len(found) == 1 and 40 <= found[0].center[0] <= 112 and 80 <= found[0].center[1] <= 152
+    weights = shared_path("weights", "facexlib")
+    assert FaceDetector("retinaface", "mobilenet0.25", weights_dir=weights, weak_face_score=None).detect(photo) == []
