@@ -488,3 +488,25 @@ def test_a_small_face_scored_low_on_the_shrunk_copy_is_found_on_the_finer_one(re
     assert len(found) == 1 and 40 <= found[0].center[0] <= 112 and 80 <= found[0].center[1] <= 152
     weights = shared_path("weights", "facexlib")
     assert FaceDetector("retinaface", "mobilenet0.25", weights_dir=weights, weak_face_score=None).detect(photo) == []
+
+
+def test_a_large_faces_mask_is_made_small_and_matches_the_full_size_one(monkeypatch):
+    """A 1,500-px face enlarged 2x (a 3,000-px window): its mask is feathered on a copy shrunk to at most
+    MAX_MASK_FEATHER and enlarged back, and differs from the mask made at full size only by a few hundredths."""
+    affine = np.array([[0.98, -0.1, 50.0], [0.1, 0.98, 20.0]]) * (512 / 1500)  # photo -> 512-px crop, tilted
+    feathered_sides = []
+    feathered = faces_module._feathered
+
+    def recording_feathered(inside, feather):
+        feathered_sides.append(max(inside.shape))
+        return feathered(inside, feather)
+
+    monkeypatch.setattr(faces_module, "_feathered", recording_feathered)
+    shrunk = face_paste_mask(affine, 512, (1700, 1700, 3), upscale=2)
+    assert feathered_sides and max(feathered_sides) < 3400 // 2, feathered_sides
+    monkeypatch.setattr(faces_module, "MAX_MASK_FEATHER", 10**6)
+    full_size = face_paste_mask(affine, 512, (1700, 1700, 3), upscale=2)
+    assert max(feathered_sides) > 3000
+    difference = np.abs(shrunk - full_size)
+    assert difference.max() < 0.1 and difference.mean() < 0.005, (difference.max(), difference.mean())
+    assert shrunk.max() == pytest.approx(1.0, abs=1e-3) and shrunk[full_size == 0].max() < 0.01
