@@ -331,11 +331,12 @@ def fitting_upscale(photo: np.ndarray, upscale: int, max_output_pixels: int, sou
 
 
 def pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face) -> dict:
-    """The keyword arguments of the pipeline's call (the image is decoded already, so no pixel limit); the IDM ones,
-    at the pipeline's defaults where the request leaves them out, for IDM and hybrid models only."""
+    """The keyword arguments of the pipeline's call (the image is decoded and its result's size checked already, so no
+    pixel limits); the IDM ones, at the pipeline's defaults where the request leaves them out, for IDM and hybrid
+    models only."""
     arguments = dict(
         aligned=bool(aligned), upscale=upscale, fidelity=fidelity, never_blur=not paste_every_face, detector=detector,
-        max_pixels=None,
+        max_pixels=None, max_output_pixels=None,
     )  # fmt: skip
     if pipeline.kind != "gfpgan":
         arguments.update(

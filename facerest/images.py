@@ -26,6 +26,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 
 # 64 megapixels: a 8000 x 8000 photo. Larger inputs are refused before their pixels are decoded.
 DEFAULT_MAX_PIXELS = 64_000_000
+# 256 megapixels: a 12-MP phone photo enlarged 4x (192 MP) passes, a 48-MP one enlarged 4x (770 MP; about 15 GB of
+# memory while its faces are pasted and minutes to write) is refused before any work.
+DEFAULT_MAX_OUTPUT_PIXELS = 256_000_000
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
@@ -95,6 +98,18 @@ def animation_note(source: ImageSource) -> str | None:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
     return f"an image of {frames} frames (animated): only the first was used" if frames > 1 else None
+
+
+def check_output_size(image: np.ndarray, upscale: int, max_output_pixels: int | None, name: str) -> None:
+    """`ImageReadError` naming `name` when `image` enlarged `upscale` times would exceed `max_output_pixels`."""
+    height, width = image.shape[:2]
+    if max_output_pixels is not None and width * height * upscale**2 > max_output_pixels:
+        raise ImageReadError(
+            name,
+            f"the result at upscale {upscale} would be {width * upscale}x{height * upscale}, "
+            f"{width * height * upscale**2 / 1e6:.0f} megapixels, more than the {max_output_pixels / 1e6:g}-megapixel "
+            "limit on results; choose a smaller upscale",
+        )
 
 
 def iter_images(paths, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:

@@ -34,8 +34,8 @@ from safetensors import SafetensorError, safe_open
 from .errors import FacerestError, ImageReadError
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
-    DEFAULT_MAX_PIXELS, ImageSource, animation_note, image_to_tensor, is_monochrome, load_image, resize_square,
-    tensor_to_image, with_chroma_of,
+    DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, animation_note, check_output_size, image_to_tensor,
+    is_monochrome, load_image, resize_square, tensor_to_image, with_chroma_of,
 )
 from .metrics import gradient_sharpness, halved
 from .models.gfpgan import GFPGANModel
@@ -388,6 +388,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         min_face_size: float | None = None,
         strict: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
         detector: DetectorSettings = None,
         output_type: str = "pil",
         progress: bool = True,
@@ -436,6 +437,9 @@ class FaceRestorePipeline(DiffusionPipeline):
                 Raise a `FacerestError` for a photo without a face, instead of returning it unchanged with a message.
             max_pixels (`int`, *optional*):
                 Refuse larger images before decoding their pixels (`None`: no limit).
+            max_output_pixels (`int`, *optional*):
+                Refuse an image whose result (the image enlarged `upscale` times) would be larger, before restoring
+                it (`None`: no limit).
             detector (`FaceDetector`, `str` or `dict`, *optional*):
                 The face detector or its settings, see [`~FaceRestorePipeline.face_detector`].
             output_type (`str`, defaults to `"pil"`):
@@ -466,13 +470,18 @@ class FaceRestorePipeline(DiffusionPipeline):
             restored = [_in_tone_of(face, lq_face) for face, lq_face in zip(restored, lq_faces)]
             return _kept_changes(lq_faces, restored, fidelity)
 
+        def load(source: ImageSource, name: str) -> np.ndarray:
+            image = load_image(source, max_pixels=max_pixels)
+            check_output_size(image, upscale, max_output_pixels, name)
+            return image
+
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
         if aligned:  # the faces of all inputs restored together, in batches of face_batch_size
-            photos = self._restore_aligned([load_image(source, max_pixels=max_pixels) for source in sources], names, upscale, restore)
+            photos = self._restore_aligned([load(source, name) for source, name in zip(sources, names)], names, upscale, restore)
         else:
             photos = []
             for name, source in zip(names, sources):
-                photo = load_image(source, max_pixels=max_pixels)
+                photo = load(source, name)
                 faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")

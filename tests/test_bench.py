@@ -291,3 +291,20 @@ def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_pa
     assert input_psnr["noise, sigma 30"] < input_psnr["noise, sigma 15"]
     assert input_psnr["JPEG quality 20"] < input_psnr["JPEG quality 40"]
     assert all(row[3:6] == row[6:9] for row in rows)  # the same model, the same seeds: the same gains
+
+
+def test_large_photo_script_times_the_app_and_the_pipeline():
+    script = Path(__file__).resolve().parents[1] / "bench" / "large_photo.py"
+    photo = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
+    runs = {}
+    for mode in ("app", "pipeline"):
+        done = subprocess.run(
+            [sys.executable, str(script), str(photo), "--resize", "1000x663", "--upscale", "2",
+             "--detector-weights", str(shared_path("weights", "facexlib"))] + (["--pipeline"] if mode == "pipeline" else []),
+            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs[mode] = done.stdout
+    for stdout in runs.values():
+        assert re.search(r"gfpgan_Blake_Lively\.jpg: 2 faces, result 2000x1326, [\d.]+ s$", stdout, flags=re.M), stdout
+        assert re.search(r"^peak memory [\d.]+ GiB$", stdout, flags=re.M), stdout

@@ -315,7 +315,7 @@ def test_one_pixel_image(gfpgan, mtcnn):
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_image_over_the_pixel_limit_is_refused_before_decoding(gfpgan, tmp_path):
+def test_images_and_results_over_the_pixel_limits_are_refused(gfpgan, mtcnn, tmp_path):
     # PNGs whose header claims a huge size but which hold one pixel: decoding them would fail as truncated.
     for side, message in [(10_000, "image too large: 10000x10000 = 100,000,000 pixels"), (100_000, "image too large")]:
         png = io.BytesIO()
@@ -330,6 +330,15 @@ def test_image_over_the_pixel_limit_is_refused_before_decoding(gfpgan, tmp_path)
     small = _write(Image.new("RGB", (20, 20)), tmp_path / "small.png")
     with pytest.raises(ImageReadError, match="the limit is 100"):
         gfpgan(small, aligned=True, max_pixels=100)
+    with pytest.raises(ImageReadError, match=(
+        r"small.png: the result at upscale 4 would be 80x80, 0 megapixels, more than the 0.005-megapixel limit on "
+        r"results; choose a smaller upscale"
+    )):  # fmt: skip
+        gfpgan(small, aligned=True, upscale=4, max_output_pixels=5_000)
+    assert gfpgan(small, aligned=True, upscale=3, max_output_pixels=5_000).images[0].size == (60, 60)
+    photo = np.zeros((3000, 6000, 3), np.uint8)  # 18 MP: 288 MP at 4x, over the default; no face sought
+    with pytest.raises(ImageReadError, match="image 0: the result at upscale 4 would be 24000x12000, 288 megapixels"):
+        gfpgan(photo, upscale=4, detector=mtcnn)
 
 
 def test_photo_without_a_face(gfpgan, mtcnn):
