@@ -293,7 +293,8 @@ class FaceDetector:
             scale = max_side / max(height, width)
             small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-        boxes, landmarks, scores = self._detect_faces(image, score_threshold or self.score_threshold)
+        threshold = self.score_threshold if score_threshold is None else score_threshold
+        boxes, landmarks, scores = self._detect_faces(image, threshold)
         return [
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)
