@@ -51,6 +51,7 @@ from facerest.demo import (
     MAX_STEPS, SERVER_MAX_OUTPUT_PIXELS, SERVER_MAX_PIXELS, ModelRegistry, limits_text, load_models, prune_outputs,
     restore,
 )
+from facerest.devices import resolve_device
 from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector
 from facerest.pipeline import DEFAULT_FIDELITY, MAX_UPSCALE
 
@@ -331,8 +332,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        device = resolve_device(args.device)
         specs = model_specs(args.model)
         print(f"loading models: {', '.join(specs)}", flush=True)
         registry = load_models(specs, device, offer_official=not args.no_official)

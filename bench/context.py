@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from facerest.devices import resolve_device
 from facerest.table import Table, significant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ class Context:
 
     @classmethod
     def start(cls, options: BenchOptions, log: Callable[[str], None], work: Path) -> "Context":
-        device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(options.device)
         if options.threads:
             torch.set_num_threads(options.threads)
         repeats = options.repeats or (2 if options.quick else 3)

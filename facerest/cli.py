@@ -241,8 +241,9 @@ def _restore(args) -> int:
     check_writable_folder(output, "output folder")
     inputs, left_out = _restore_inputs(source)
     _check_whole("--seed", args.seed, 0, MAX_SEED)
+    device = resolve_device(args.device)
     pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]))
-    pipeline.to(resolve_device(args.device))
+    pipeline.to(device)
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
     pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
     sampling = "" if pipeline.kind == "gfpgan" else f", {args.steps or pipeline.default_inference_steps} IDM steps"

@@ -70,6 +70,12 @@ def detector():
 # ------------------------------------------------------------------------------------- without a server
 
 
+def test_a_device_this_machine_lacks_is_one_error_line(tiny_models, capsys):
+    assert app.main(["--model", str(tiny_models["gfpgan"]), "--device", "cuda:99"]) == 2
+    error = capsys.readouterr().err
+    assert error.strip().startswith("error: device 'cuda:99' is not available") and "\n" not in error.strip()
+
+
 def test_no_model_configured_fails_naming_the_default_folder(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(app, "DEFAULT_MODEL_DIR", tmp_path / "models" / "default")
     monkeypatch.delenv(app.MODELS_ENV, raising=False)

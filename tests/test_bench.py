@@ -43,6 +43,12 @@ def test_facerest_bench_runs_the_repository_bench_from_a_checkout_only(tmp_path,
     assert build_parser().parse_args([]).sections == list(SECTIONS)
 
 
+def test_a_device_this_machine_lacks_is_one_error_line(tmp_path, capsys):
+    assert bench_main(["--quick", "--device", "cuda:99", "--out", str(tmp_path / "BENCHMARKS.md")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: device 'cuda:99' is not available")
+    assert not (tmp_path / "BENCHMARKS.md").exists()
+
+
 def test_report_is_written_with_the_machine_and_command(quick_report):
     out, text = quick_report
     assert text.startswith("# Benchmarks")

@@ -282,6 +282,12 @@ def test_a_config_value_of_the_wrong_type_is_one_error_line(models, face_folder,
     assert "out_size" in last and "sixty-four" in last and "Traceback" not in err
 
 
+def test_a_device_this_machine_lacks_is_one_error_line_before_anything_is_written(models, face_folder, tmp_path, capsys):
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--device", "cuda:99")
+    assert status == 2 and err.strip().startswith("error: device 'cuda:99' is not available") and "Traceback" not in err
+    assert "\n" not in err.strip() and not (tmp_path / "out").exists()
+
+
 def test_an_images_result_does_not_depend_on_the_other_images_of_the_folder(models, tmp_path, capsys):
     """The IDM noise is seeded afresh for each image: a face restored in a folder is the face restored alone."""
     faces = list_images(shared_path("data", "ffhq256", "test"))[:2]
