@@ -12,6 +12,7 @@ import argparse
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .model_card import SAMPLE_GRID_NAME, build_model_card, read_pipeline
@@ -35,8 +36,28 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
     card.add_argument("--limitations", help="this model's own limitations, a paragraph under the card's general ones")
 
 
+class HubError(Exception):
+    """A Hub call failed: the Hub refused it (a bad token, no rights) or could not be reached. One line: what was being
+    done and why it failed. The scripts report it as one `error:` line, exit status 1."""
+
+
+@contextmanager
+def reporting_hub_errors(action: str):
+    """Raise what the Hub calls inside raise when the Hub refuses them or cannot be reached as one `HubError` line,
+    ``"<action> failed: <why>"``: `HfHubHTTPError` and the HTTP library's own errors beneath it (a connection refused
+    or timed out is not an `HfHubHTTPError`), a file that cannot be read, a value the Hub client rejects."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except (*HfHubHTTPError.__bases__, OSError, ValueError) as error:
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HubError(f"{action} failed: {why}") from None
+
+
 class UsageError(Exception):
-    """Bad card options (a file that is not there): the scripts report it as one `error:` line, exit status 2."""
+    """Bad arguments (a card file that is not there, a Space source without app.py): the scripts report it as one
+    `error:` line, exit status 2."""
 
 
 def card_options(args) -> dict:
@@ -109,12 +130,13 @@ def push_pipeline(
     **card,
 ):
     """Create ``repo_id`` (if needed) and upload the pipeline with its card in one commit. Returns
-    ``(repo_url, commit_info)``. Raises `NotASavedPipeline` before any network call when ``model_dir`` is not one."""
+    ``(repo_url, commit_info)``. Raises `NotASavedPipeline` before any network call when ``model_dir`` is not one,
+    and `HubError` when the Hub refuses the upload or cannot be reached (``model_dir`` is left as it was)."""
     from huggingface_hub import HfApi
 
     model_dir = Path(model_dir)
     read_pipeline(model_dir)  # refuse early, before creating the repository
-    with tempfile.TemporaryDirectory(prefix="facerest-push-") as staging:
+    with reporting_hub_errors(f"pushing to {repo_id}"), tempfile.TemporaryDirectory(prefix="facerest-push-") as staging:
         kind = stage_repository(model_dir, repo_id, Path(staging), sample_grid=sample_grid, **card)
         api = HfApi(token=token)
         repo_url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)

@@ -22,7 +22,7 @@ from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
 from facerest.models.gfpgan.convert_original import (
     GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint, original_checkpoint_path
 )
-from facerest.push import UsageError, add_card_arguments, card_options, push_pipeline
+from facerest.push import HubError, UsageError, add_card_arguments, card_options, push_pipeline
 
 
 def parse_args(argv=None):
@@ -46,10 +46,6 @@ def parse_args(argv=None):
 BASE_MODEL = "TencentARC/GFPGAN"
 
 
-class PushError(Exception):
-    """The Hub refused or failed the upload: exit status 1."""
-
-
 def convert(args) -> GFPGANModel:
     if args.push_to_hub:  # check the card's files before the conversion
         try:
@@ -69,12 +65,9 @@ def convert(args) -> GFPGANModel:
     if args.push_to_hub:
         if not card["description"]:
             card["description"] = f"The official GFP-GAN checkpoint `{path.name}` converted to facerest's `GFPGANModel`."
-        try:
-            repo_url, commit = push_pipeline(
-                args.output, args.push_to_hub, private=args.private, sample_grid=args.sample_grid, **card
-            )
-        except OSError as error:  # HfHubHTTPError is an OSError
-            raise PushError(f"pushing to {args.push_to_hub} failed: {str(error).strip().splitlines()[0]}") from None
+        repo_url, commit = push_pipeline(
+            args.output, args.push_to_hub, private=args.private, sample_grid=args.sample_grid, **card
+        )
         print(f"pushed to {repo_url} ({commit.commit_url})")
     return model
 
@@ -86,7 +79,7 @@ def main(argv=None) -> int:
     except (FacerestError, ValueError) as error:  # ValueError: a configuration GFPGANConfig rejects
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except PushError as error:
+    except HubError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

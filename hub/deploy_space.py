@@ -24,14 +24,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from facerest.push import HubError, UsageError, reporting_hub_errors
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_VARIABLE = "FACEREST_MODELS"
 DEFAULT_HARDWARE = "cpu-basic"
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".*")
-
-
-class UsageError(Exception):
-    """Bad input: one `error:` line, exit status 2."""
 
 
 def parse_args(argv=None):
@@ -153,16 +151,14 @@ def deploy(args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from huggingface_hub.errors import HfHubHTTPError
-
     try:
-        deploy(args)
+        with reporting_hub_errors(f"deploying {args.space_id}"):
+            deploy(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"error: deploying {args.space_id} failed: {message}", file=sys.stderr)
+    except HubError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from facerest.model_card import NotASavedPipeline, read_pipeline
-from facerest.push import UsageError, add_card_arguments, card_options, push_pipeline, stage_repository
+from facerest.push import HubError, UsageError, add_card_arguments, card_options, push_pipeline, stage_repository
 
 
 def parse_args(argv=None):
@@ -61,8 +61,6 @@ def main(argv=None) -> int:
         )
         print(f"wrote the files of {args.repo_id} ({kind}) to {target}; nothing pushed")
         return 0
-    from huggingface_hub.errors import HfHubHTTPError
-
     try:
         repo_url, commit = push_pipeline(
             args.model_dir,
@@ -73,9 +71,8 @@ def main(argv=None) -> int:
             sample_grid=args.sample_grid,
             **card,
         )
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"error: pushing to {args.repo_id} failed: {message}", file=sys.stderr)
+    except HubError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"pushed {args.model_dir} to {repo_url} ({commit.commit_url})")
     return 0

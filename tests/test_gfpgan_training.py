@@ -194,6 +194,26 @@ def test_device_degradation_and_time_limit(ffhq_train_dir, tmp_path):
     assert_final_model_is_the_checkpoints_ema(out, 1)
 
 
+def test_a_failed_push_keeps_the_saved_model_and_says_how_to_push_it(ffhq_train_dir, tmp_path):
+    """The Hub cannot be reached at the end of a run: the model is saved, and one error line says how to push it."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY,
+        "--max_train_steps", "1", "--validation_steps", "10", "--output_dir", str(out), "--push_to_hub",
+        "--hub_model_id", "tester/tiny-gfpgan",
+    ]  # fmt: skip
+    nothing_listens = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_TOKEN": "hf_unused"}
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, env=subprocess_env() | nothing_listens | {"HF_HOME": str(tmp_path / "hf_home")},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-4000:]
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: pushing to tester/tiny-gfpgan failed: ") and "Traceback" not in result.stderr
+    assert error.endswith(f"push the saved model with: python hub/push.py {out} tester/tiny-gfpgan")
+    assert (out / "restorer" / "model.safetensors").is_file()
+
+
 # ----------------------------------------------------------------------------- multi-process and resume (slow)
 
 

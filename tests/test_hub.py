@@ -139,6 +139,29 @@ def test_push_refuses_a_bad_repo_id(saved_pipelines, capsys):
     assert len(err) == 1 and err[0].startswith("error: REPO_ID 'not a repo id!'")
 
 
+@pytest.fixture
+def unreachable_hub(monkeypatch, tmp_path):
+    """huggingface_hub pointed at a local port where nothing listens: every Hub call is refused a connection."""
+    import socket
+
+    import huggingface_hub.constants
+
+    with socket.socket() as probe:  # a free port, closed again
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
+    monkeypatch.setenv("HF_TOKEN", "hf_unused")
+
+
+def test_push_to_a_hub_that_cannot_be_reached_is_one_error_line(unreachable_hub, saved_pipelines, capsys):
+    push = load_script("push")
+    assert push.main([str(saved_pipelines["gfpgan"]), "tester/tiny"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: pushing to tester/tiny failed: ") and "refused" in err[0].lower()
+
+
 def test_push_then_load_by_repo_id(hub, tmp_path, saved_pipelines, card_inputs):
     metrics, grid = card_inputs
     command = tmp_path / "command.sh"
@@ -283,6 +306,13 @@ def test_deploy_space_refuses_without_app_py(tmp_path, space_source, capsys):
     assert deploy.main(["tester/demo", "--model", "tester/m", "--source", str(space_source)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "app.py not found" in err[0]
+
+
+def test_deploy_space_to_a_hub_that_cannot_be_reached_is_one_error_line(unreachable_hub, space_source, capsys):
+    deploy = load_script("deploy_space")
+    assert deploy.main(["tester/demo", "--model", "tester/m", "--source", str(space_source)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: deploying tester/demo failed: ") and "refused" in err[0].lower()
 
 
 def test_push_dry_run_writes_the_repository_files(tmp_path, saved_pipelines, card_inputs, capsys):

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -348,6 +349,27 @@ def test_max_train_minutes_stops_with_a_checkpoint_and_the_final_save(ffhq_train
     assert [path.name for path in tmp_path.glob("checkpoint-*")] == ["checkpoint-1"]
     assert_same_weights(tmp_path / "unet", tmp_path / "checkpoint-1" / "unet_ema")
     assert FaceRestorePipeline.from_pretrained(tmp_path).kind == "idm"
+
+
+def test_a_failed_push_keeps_the_saved_model_and_says_how_to_push_it(ffhq_train_dir, tmp_path):
+    """The Hub cannot be reached at the end of a run: the model is saved, and one error line says how to push it."""
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    args = [
+        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
+        "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(tmp_path / "run"), "--train_batch_size", "2",
+        "--max_train_steps", "1", "--validation_steps", "100", "--push_to_hub", "--hub_model_id", "tester/tiny-idm",
+    ]  # fmt: skip
+    hub = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_unused", "HF_HOME": str(tmp_path / "hf_home")}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment() | hub, capture_output=True, text=True
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: pushing to tester/tiny-idm failed: ") and "Traceback" not in result.stderr
+    assert error.endswith(f"push the saved model with: python hub/push.py {tmp_path / 'run'} tester/tiny-idm")
+    assert FaceRestorePipeline.from_pretrained(tmp_path / "run").kind == "idm"
 
 
 def test_degradation_overrides_reach_the_training_pairs(reference_run, ffhq_train_dir, tmp_path):
