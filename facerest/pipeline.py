@@ -677,8 +677,9 @@ def _local_folder(name_or_path: str | os.PathLike, download: dict) -> Path:
     try:
         return Path(snapshot_download(str(name_or_path), allow_patterns=patterns, **download))
     except Exception as error:  # network, authorisation and offline-cache errors come in many types
+        why = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # the Hub's run over lines
         raise FacerestError(
-            f"model {name_or_path!r} is neither a local folder nor a Hub repository that could be fetched: {error}"
+            f"model {name_or_path!r} is neither a local folder nor a Hub repository that could be fetched: {why}"
         ) from None
 
 
