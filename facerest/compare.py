@@ -18,8 +18,7 @@ import torch
 
 from .devices import resolve_device
 from .errors import FacerestError
-from .evaluation import aligned_restorer, restore_and_score
-from .images import pair_by_stem
+from .evaluation import aligned_restorer, restore_and_score, testset_pairs
 from .metrics import METRIC_COLUMNS, evaluate_folders
 from .pipeline import FaceRestorePipeline
 from .table import Row, Table
@@ -62,7 +61,7 @@ def compare_models(
     """
     testset_dir, output_dir = Path(testset_dir), Path(output_dir)
     lq_dir, hq_dir = testset_dir / "lq", testset_dir / "hq"
-    pairs = pair_by_stem(lq_dir, hq_dir)
+    pairs = testset_pairs(testset_dir)
     if not models:
         raise FacerestError("no models to compare; pass at least one --model NAME=PATH")
     if any(count < 1 for count in steps):

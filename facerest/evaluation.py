@@ -55,7 +55,7 @@ def restore_and_score(
     output_dir = None if output_dir is None else Path(output_dir)
     if batch_size < 1:
         raise FacerestError(f"batch_size must be a positive integer, got {batch_size}")
-    pairs = pair_by_stem(testset_dir / "lq", testset_dir / "hq")
+    pairs = testset_pairs(testset_dir)
     device = resolve_device(device)
     seconds = 0.0
 
@@ -84,6 +84,21 @@ def restore_and_score(
     )  # fmt: skip
     evaluation.restore_seconds = seconds
     return evaluation
+
+
+def testset_pairs(testset_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """The (LQ, HQ) image paths of the paired test set ``testset_dir``, matched by name; ``FacerestError`` (one line)
+    when it is not one: no ``lq/`` or ``hq/`` folder, or names found in only one of them."""
+    testset_dir = Path(testset_dir)
+    if not testset_dir.is_dir():
+        raise FacerestError(f"test set folder not found: {testset_dir}")
+    missing = [name for name in ("lq", "hq") if not (testset_dir / name).is_dir()]
+    if missing:
+        raise FacerestError(
+            f"{testset_dir} is not a paired test set: it has no {' or '.join(f'{name}/' for name in missing)} folder "
+            f"(python -m facerest make-testset HQ_FOLDER {testset_dir} writes one)"
+        )
+    return pair_by_stem(testset_dir / "lq", testset_dir / "hq")
 
 
 def aligned_restorer(

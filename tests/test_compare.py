@@ -77,3 +77,15 @@ def test_compare_arguments(testset, capsys):
     (testset.parent / "a-file").write_text("mine")
     assert main(["compare", "--testset", str(testset), "--model", "a=x", "--out", str(testset.parent / "a-file" / "t")]) == 2
     assert "error: cannot write into the folder of --out" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_test_set_is_one_error_line(testset, tmp_path, capsys):
+    (tmp_path / "photos" / "hq").mkdir(parents=True)
+    assert main(["compare", "--testset", str(tmp_path / "photos"), "--model", "a=x"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"error: {tmp_path / 'photos'} is not a paired test set: it has no lq/ folder "
+        f"(python -m facerest make-testset HQ_FOLDER {tmp_path / 'photos'} writes one)"
+    )
+    assert main(["compare", "--testset", str(tmp_path / "nowhere"), "--model", "a=x"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: test set folder not found: {tmp_path / 'nowhere'}"
