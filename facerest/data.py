@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset
 from .degradation import DegradationConfig, degrade, degrade_batch, noise_field, sample_degradation
 from .errors import FacerestError
 from .images import (
+    DEFAULT_MAX_PIXELS,
     image_to_tensor,
     index_by_stem,
     iter_images,
@@ -226,6 +228,11 @@ def make_testset(
     ``hq_dir`` may not lie inside ``out_dir``.
     """
     _check_positive_int("resolution", resolution)
+    if resolution * resolution > DEFAULT_MAX_PIXELS:
+        raise FacerestError(
+            f"resolution {resolution} makes faces of {resolution * resolution / 1e6:.0f} megapixels; at most "
+            f"{math.isqrt(DEFAULT_MAX_PIXELS)} px ({DEFAULT_MAX_PIXELS / 1e6:.0f} MP, the largest image facerest reads)"
+        )
     _check_non_negative_int("seed", seed)
     config = config or DegradationConfig()
     hq_dir, out_dir = Path(hq_dir), Path(out_dir)

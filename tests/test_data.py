@@ -205,6 +205,15 @@ def test_make_testset_leaves_an_earlier_set_as_it_was_when_it_fails(faces, tmp_p
     assert sorted(path.name for path in tmp_path.iterdir()) == ["faces", "set", "wide"]  # no partial folder left
 
 
+def test_make_testset_refuses_a_resolution_beyond_the_largest_image_before_any_work(faces, tmp_path):
+    testset = tmp_path / "set"
+    make_testset(faces, testset, resolution=32, seed=1)
+    earlier = _snapshot(testset)
+    with pytest.raises(FacerestError, match="resolution 100000 makes faces of 10000 megapixels; at most 8000 px"):
+        make_testset(faces, testset, resolution=100_000)
+    assert _snapshot(testset) == earlier
+
+
 def test_make_testset_refuses_a_source_inside_the_output(faces, tmp_path):
     testset = tmp_path / "set"
     make_testset(faces, testset, resolution=32, seed=1)
