@@ -27,3 +27,10 @@ def shown_value(value, limit: int = 24) -> str:
     if isinstance(value, int):
         return f"a number of {len(str(abs(value)))} digits"
     return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message as one line (a library's message may run over several: they are joined with "; "), or
+    its type's name when it has none."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__

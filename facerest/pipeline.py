@@ -31,7 +31,7 @@ from diffusers.utils import BaseOutput
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
-from .errors import FacerestError, ImageReadError
+from .errors import FacerestError, ImageReadError, one_line
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, animation_note, check_output_size, image_to_tensor,
@@ -224,8 +224,7 @@ class FaceRestorePipeline(DiffusionPipeline):
             return super().from_pretrained(folder, **kwargs)
         except (OSError, ValueError, TypeError, RuntimeError, SafetensorError, StrictDataclassError) as error:
             # TypeError and StrictDataclassError: a config.json value of the wrong type (multi-line messages)
-            reason = " ".join(str(error).split())
-            raise FacerestError(f"cannot load a FaceRestorePipeline from {folder}: {reason}") from None
+            raise FacerestError(f"cannot load a FaceRestorePipeline from {folder}: {one_line(error)}") from None
 
     @classmethod
     def hybrid(cls, gan: "FaceRestorePipeline", idm: "FaceRestorePipeline") -> "FaceRestorePipeline":
@@ -677,9 +676,9 @@ def _local_folder(name_or_path: str | os.PathLike, download: dict) -> Path:
     try:
         return Path(snapshot_download(str(name_or_path), allow_patterns=patterns, **download))
     except Exception as error:  # network, authorisation and offline-cache errors come in many types
-        why = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # the Hub's run over lines
         raise FacerestError(
-            f"model {name_or_path!r} is neither a local folder nor a Hub repository that could be fetched: {why}"
+            f"model {name_or_path!r} is neither a local folder nor a Hub repository that could be fetched: "
+            f"{one_line(error)}"
         ) from None
 
 

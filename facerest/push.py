@@ -15,6 +15,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import one_line
 from .model_card import SAMPLE_GRID_NAME, build_model_card, read_pipeline
 
 
@@ -51,8 +52,7 @@ def reporting_hub_errors(action: str):
     try:
         yield
     except (*HfHubHTTPError.__bases__, OSError, ValueError) as error:
-        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise HubError(f"{action} failed: {why}") from None
+        raise HubError(f"{action} failed: {one_line(error)}") from None
 
 
 class UsageError(Exception):
