@@ -529,7 +529,11 @@ class FaceRestorePipeline(DiffusionPipeline):
         """Restore aligned faces at the model's size and add the model's change to each face at its own size."""
         for face, name in zip(faces, names):
             if face.shape[0] != face.shape[1]:
-                raise ImageReadError(name, f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]}")
+                raise ImageReadError(
+                    name,
+                    f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]} (for a photo, turn aligned "
+                    "off: its faces are then found and aligned)",
+                )
         restored, corrections = restore([resize_square(face, self.face_size) for face in faces], in_photo=False)
         photos = []
         for face, restored_face, correction in zip(faces, restored, corrections):

@@ -198,7 +198,7 @@ def test_call_arguments_are_checked(gfpgan):
         gfpgan(face, aligned=True, upscale=5)
     with pytest.raises(FacerestError, match="output_type"):
         gfpgan(face, aligned=True, output_type="latent")
-    with pytest.raises(ImageReadError, match="must be square"):
+    with pytest.raises(ImageReadError, match=r"must be square, got 48x64 \(for a photo, turn aligned off"):
         gfpgan(np.zeros((64, 48, 3), np.uint8), aligned=True)
 
 
