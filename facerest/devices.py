@@ -19,11 +19,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         device = torch.device(device)
     except RuntimeError as error:
         raise FacerestError(f"unknown device {str(device)!r}: {error}") from None
-    count = _device_count(device.type)
+    count, name = _device_count(device.type), repr(str(device))
     if count == 0:
-        raise FacerestError(f"device {str(device)!r} is not available on this machine (torch finds no {device.type} device): use --device cpu")
+        raise FacerestError(
+            f"device {name} is not available on this machine (torch finds no {device.type} device): use --device cpu"
+        )
     if device.index is not None and device.index >= count:
-        raise FacerestError(f"device {str(device)!r} is not available: this machine has {count} {device.type} device(s), numbered from 0")
+        raise FacerestError(
+            f"device {name} is not available: this machine has {count} {device.type} device(s), numbered from 0"
+        )
     return device
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import REPO_ROOT, SHARED, shared_path
+from conftest import REPO_ROOT, SHARED, free_port, shared_path
 from facerest.demo import load_models
 from tiny_pipelines import save_tiny_pipelines
 
@@ -144,15 +143,9 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_server(model_args: list[str], work: Path):
     """`python app.py MODEL_ARGS` offline on a free port of 127.0.0.1; yields the running `Server`, then stops it."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from conftest import free_port
 from test_hub_server import FakeHub, hub_env
 
 from facerest.errors import FacerestError
@@ -215,12 +215,6 @@ def test_a_failed_push_keeps_the_saved_model_and_says_how_to_push_it(ffhq_train_
 
 
 # ----------------------------------------------------------------------------- multi-process and resume (slow)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -139,22 +139,6 @@ def test_push_refuses_a_bad_repo_id(saved_pipelines, capsys):
     assert len(err) == 1 and err[0].startswith("error: REPO_ID 'not a repo id!'")
 
 
-@pytest.fixture
-def unreachable_hub(monkeypatch, tmp_path):
-    """huggingface_hub pointed at a local port where nothing listens: every Hub call is refused a connection."""
-    import socket
-
-    import huggingface_hub.constants
-
-    with socket.socket() as probe:  # a free port, closed again
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
-    monkeypatch.setenv("HF_TOKEN", "hf_unused")
-
-
 def test_push_to_a_hub_that_cannot_be_reached_is_one_error_line(unreachable_hub, saved_pipelines, capsys):
     push = load_script("push")
     assert push.main([str(saved_pipelines["gfpgan"]), "tester/tiny"]) == 1

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate.utils import set_seed
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port
 from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
@@ -353,9 +352,7 @@ def test_max_train_minutes_stops_with_a_checkpoint_and_the_final_save(ffhq_train
 
 def test_a_failed_push_keeps_the_saved_model_and_says_how_to_push_it(ffhq_train_dir, tmp_path):
     """The Hub cannot be reached at the end of a run: the model is saved, and one error line says how to push it."""
-    with socket.socket() as probe:  # a free port, closed again: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     args = [
         "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
         "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(tmp_path / "run"), "--train_batch_size", "2",

@@ -376,16 +376,7 @@ def test_model_folder_missing_or_without_index(tmp_path):
         FaceRestorePipeline.from_pretrained(tmp_path)
 
 
-def test_a_hub_id_that_cannot_be_fetched_is_one_error_line(tmp_path, monkeypatch):
-    import socket
-
-    import huggingface_hub.constants
-
-    with socket.socket() as probe:  # a free port, closed again: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{probe.getsockname()[1]}")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+def test_a_hub_id_that_cannot_be_fetched_is_one_error_line(unreachable_hub):
     with pytest.raises(FacerestError) as raised:
         FaceRestorePipeline.from_pretrained("tester/missing")
     message = str(raised.value)
