@@ -51,8 +51,15 @@ fi
 
 main() {
 echo "== a. setup ($(date -u +%FT%TZ))"
-"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$CARRY"/wheels/*.whl \
-  || { echo "the carried wheels did not install: run train/gpu_prepare.sh and carry $CARRY"; exit 1; }
+ls "$CARRY"/wheels/*.whl > /dev/null 2>&1 || { echo "no wheels in $CARRY/wheels: run train/gpu_prepare.sh and carry $CARRY"; exit 1; }
+for wheel in "$CARRY"/wheels/*.whl; do
+  # a wheel built for the GPU machine's Python (pillow-heif's, cp312) does not install in a rehearsal on another
+  # Python: there the package must already be importable
+  module=$(basename "$wheel" | cut -d- -f1)
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$wheel" 2> /dev/null \
+    || "$PYTHON" -c "import $module" 2> /dev/null \
+    || { echo "$(basename "$wheel") does not install on this Python and $module is missing: run train/gpu_prepare.sh"; exit 1; }
+done
 export PYTHONPATH=$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 "$PYTHON" -c "import torch, torchvision, diffusers, transformers, accelerate, facerest; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'diffusers', diffusers.__version__, diffusers.__file__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'cuda', torch.cuda.is_available())" \
