@@ -61,8 +61,8 @@ DEGRADATIONS = {
 def sweep(models: dict[str, FaceRestorePipeline], originals: list[np.ndarray]) -> Table:
     table = Table(["degradation", "input PSNR", "input SSIM"] + [f"{name}: ΔPSNR, ΔSSIM, faces gaining" for name in models])
     settings = dict(output_type="np", progress=False)
-    for degradation_name, degrade in DEGRADATIONS.items():
-        degraded = [degrade(face, seed) for seed, face in enumerate(originals)]
+    for degradation_name, apply_degradation in DEGRADATIONS.items():
+        degraded = [apply_degradation(face, seed) for seed, face in enumerate(originals)]
         psnr_in, ssim_in = psnr(degraded, originals), ssim(degraded, originals)
         row = table.add(degradation_name, float(psnr_in.mean()), float(ssim_in.mean()))
         for name, pipeline in models.items():

@@ -196,7 +196,7 @@ def _make_testset(args) -> int:
 def _evaluate(args) -> int:
     """Print the table and notes, write ``<out>.md`` and ``<out>.csv``; exit status 1 when images were skipped or
     no metric could be computed."""
-    from .metrics import METRIC_COLUMNS, UNAVAILABLE, evaluate_folders
+    from .evaluation import METRIC_COLUMNS, UNAVAILABLE, evaluate_folders
     from .output_folders import check_writable_folder
 
     _check_whole("--batch-size", args.batch_size, 1)

@@ -18,8 +18,7 @@ import torch
 
 from .devices import resolve_device
 from .errors import FacerestError
-from .evaluation import aligned_restorer, restore_and_score, testset_pairs
-from .metrics import METRIC_COLUMNS, evaluate_folders
+from .evaluation import METRIC_COLUMNS, aligned_restorer, evaluate_folders, restore_and_score, testset_pairs
 from .pipeline import FaceRestorePipeline
 from .table import Row, Table
 

@@ -8,7 +8,7 @@ import pytest
 from facerest.cli import main
 from facerest.data import make_testset
 from facerest.images import list_images, load_image
-from facerest.metrics import METRIC_COLUMNS
+from facerest.evaluation import METRIC_COLUMNS
 from conftest import shared_path
 from tiny_pipelines import FACE_SIZE, save_tiny_pipelines
 

@@ -6,9 +6,8 @@ import pytest
 
 from facerest.data import make_testset
 from facerest.errors import FacerestError
-from facerest.evaluation import aligned_restorer, restore_and_score
+from facerest.evaluation import METRIC_COLUMNS, UNAVAILABLE, aligned_restorer, evaluate_folders, restore_and_score
 from facerest.images import list_images, load_image, resize_square
-from facerest.metrics import METRIC_COLUMNS, UNAVAILABLE, evaluate_folders
 from conftest import shared_path
 from tiny_pipelines import tiny_pipeline
 

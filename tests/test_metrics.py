@@ -14,6 +14,7 @@ from torch import nn
 
 from facerest import metrics
 from facerest.errors import FacerestError
+from facerest.evaluation import METRIC_COLUMNS, UNAVAILABLE, evaluate_folders, save_fid_statistics
 from facerest.images import image_to_tensor, list_images, load_image, save_image
 from facerest.models.arcface import ArcFaceResNet18
 from facerest.output_folders import RESTORE_COMMAND, RESTORED_FACES_FOLDER, mark_output_folder
@@ -175,7 +176,7 @@ def test_frechet_distance_agrees_with_independent_float64(samples):
 
 def test_fid_statistics_of_a_folder_round_trip_through_npz(tmp_path, paired_folders):
     _, hq = paired_folders
-    saved = metrics.save_fid_statistics(hq, tmp_path / "stats" / "hq.npz", model=random_fid_inception())
+    saved = save_fid_statistics(hq, tmp_path / "stats" / "hq.npz", model=random_fid_inception())
     loaded = metrics.FIDStatistics.load(tmp_path / "stats" / "hq.npz")
     assert loaded.mu.shape == (2048,) and loaded.sigma.shape == (2048, 2048) and np.isfinite(loaded.sigma).all()
     np.testing.assert_array_equal(saved.mu, loaded.mu)
@@ -200,12 +201,12 @@ class PooledPixels(nn.Module):
 def test_evaluate_fid_against_gt_folder_equals_fid_against_its_saved_statistics(tmp_path, paired_folders, monkeypatch):
     lq, hq = paired_folders
     monkeypatch.setattr(metrics.FIDInception, "from_pretrained", classmethod(lambda cls, **kwargs: PooledPixels()))
-    metrics.save_fid_statistics(hq, tmp_path / "hq.npz", model=PooledPixels())
-    against_folder = metrics.evaluate_folders(lq, hq, metrics=["fid"]).rows[0]["FID↓"]
-    against_statistics = metrics.evaluate_folders(lq, metrics=["fid"], fid_stats=tmp_path / "hq.npz").rows[0]["FID↓"]
+    save_fid_statistics(hq, tmp_path / "hq.npz", model=PooledPixels())
+    against_folder = evaluate_folders(lq, hq, metrics=["fid"]).rows[0]["FID↓"]
+    against_statistics = evaluate_folders(lq, metrics=["fid"], fid_stats=tmp_path / "hq.npz").rows[0]["FID↓"]
     assert against_folder > 0
     assert against_statistics == pytest.approx(against_folder, rel=1e-9)
-    assert metrics.evaluate_folders(hq, hq, metrics=["fid"]).rows[0]["FID↓"] == pytest.approx(0.0, abs=1e-6)
+    assert evaluate_folders(hq, hq, metrics=["fid"]).rows[0]["FID↓"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_fid_statistics_of_a_folder_take_its_sub_folders_as_evaluate_does(tmp_path, paired_folders, monkeypatch):
@@ -215,9 +216,9 @@ def test_fid_statistics_of_a_folder_take_its_sub_folders_as_evaluate_does(tmp_pa
         for path in sorted(path for path in folder.iterdir() if path.is_file())[::2]:
             path.rename(folder / "part" / path.name)
     monkeypatch.setattr(metrics.FIDInception, "from_pretrained", classmethod(lambda cls, **kwargs: PooledPixels()))
-    metrics.save_fid_statistics(hq, tmp_path / "hq.npz", model=PooledPixels())
-    against_folder = metrics.evaluate_folders(lq, hq, metrics=["fid"]).rows[0]["FID↓"]
-    against_statistics = metrics.evaluate_folders(lq, metrics=["fid"], fid_stats=tmp_path / "hq.npz").rows[0]["FID↓"]
+    save_fid_statistics(hq, tmp_path / "hq.npz", model=PooledPixels())
+    against_folder = evaluate_folders(lq, hq, metrics=["fid"]).rows[0]["FID↓"]
+    against_statistics = evaluate_folders(lq, metrics=["fid"], fid_stats=tmp_path / "hq.npz").rows[0]["FID↓"]
     assert against_statistics == pytest.approx(against_folder, rel=1e-9)
 
 
@@ -267,7 +268,7 @@ def test_evaluate_skips_bad_files_and_reports_gt_niqe(isolated_weights, paired_f
     truncated = (hq / "face2.png").read_bytes()
     (lq / "cut.png").write_bytes(truncated[: len(truncated) // 2])
     (hq / "cut.png").write_bytes(truncated)
-    evaluation = metrics.evaluate_folders(lq, hq, metrics=["psnr", "ssim", "niqe"], device="cpu")
+    evaluation = evaluate_folders(lq, hq, metrics=["psnr", "ssim", "niqe"], device="cpu")
     restored_row, gt_row = evaluation.rows
     assert restored_row["Count"] == 4 and gt_row["Count"] == 4
     assert 15 < restored_row["PSNR↑ (RGB)"] < 40 and 0 < restored_row["SSIM↑ (RGB)"] < 1
@@ -278,38 +279,38 @@ def test_evaluate_skips_bad_files_and_reports_gt_niqe(isolated_weights, paired_f
 
 def test_evaluate_marks_metrics_without_weights_unavailable_and_runs_the_rest(isolated_weights, paired_folders):
     lq, hq = paired_folders
-    evaluation = metrics.evaluate_folders(lq, hq, device="cpu")  # default: all metrics that apply
+    evaluation = evaluate_folders(lq, hq, device="cpu")  # default: all metrics that apply
     row = evaluation.rows[0]
     needed = {"lpips": metrics.ALEXNET_FILENAME, "fid": metrics.FID_INCEPTION_FILENAME, "identity": "arcface_resnet18.pth"}
     for name, filename in needed.items():
-        assert row[metrics.METRIC_COLUMNS[name]] == metrics.UNAVAILABLE
-        (note,) = [note for note in evaluation.notes if note.startswith(metrics.METRIC_COLUMNS[name] + " ")]
+        assert row[METRIC_COLUMNS[name]] == UNAVAILABLE
+        (note,) = [note for note in evaluation.notes if note.startswith(METRIC_COLUMNS[name] + " ")]
         assert filename in note and str(isolated_weights) in note
-    assert 0 < row[metrics.METRIC_COLUMNS["lpips-random"]] < 1
-    assert all(isinstance(row[metrics.METRIC_COLUMNS[name]], float) for name in ("niqe", "psnr", "ssim"))
+    assert 0 < row[METRIC_COLUMNS["lpips-random"]] < 1
+    assert all(isinstance(row[METRIC_COLUMNS[name]], float) for name in ("niqe", "psnr", "ssim"))
 
 
 def test_evaluate_without_gt_gives_niqe_only(isolated_weights, paired_folders):
     lq, _ = paired_folders
-    evaluation = metrics.evaluate_folders(lq)
+    evaluation = evaluate_folders(lq)
     assert evaluation.columns == ["Images", "Count", "NIQE↓"]
     assert len(evaluation.rows) == 1 and evaluation.rows[0]["NIQE↓"] > 0
     with pytest.raises(FacerestError, match="'psnr' needs --gt"):
-        metrics.evaluate_folders(lq, metrics=["psnr"])
+        evaluate_folders(lq, metrics=["psnr"])
 
 
 def test_evaluate_folder_errors(tmp_path, paired_folders):
     lq, hq = paired_folders
     with pytest.raises(FacerestError, match="folder not found"):
-        metrics.evaluate_folders(tmp_path / "nowhere")
+        evaluate_folders(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FacerestError, match="no image files"):
-        metrics.evaluate_folders(tmp_path / "empty")
+        evaluate_folders(tmp_path / "empty")
     (hq / "face0.png").rename(hq / "other.png")
     with pytest.raises(FacerestError, match=r"file names differ .*only in .*lq \(face0\).*only in .*hq \(other\)"):
-        metrics.evaluate_folders(lq, hq, metrics=["psnr"])
+        evaluate_folders(lq, hq, metrics=["psnr"])
     with pytest.raises(FacerestError, match="unknown metric 'psnr2'"):
-        metrics.evaluate_folders(lq, metrics=["psnr2"])
+        evaluate_folders(lq, metrics=["psnr2"])
 
 
 def test_evaluate_reads_sub_folders_as_restore_writes_them_and_leaves_out_its_face_crops(tmp_path, faces):
@@ -322,15 +323,15 @@ def test_evaluate_reads_sub_folders_as_restore_writes_them_and_leaves_out_its_fa
         save_image(faces[index][:64, :64], restored / RESTORED_FACES_FOLDER / sub_folder / "0001_00.png")
     mark_output_folder(restored, RESTORE_COMMAND)
 
-    row = metrics.evaluate_folders(restored, gt, metrics=["psnr"]).rows[0]
+    row = evaluate_folders(restored, gt, metrics=["psnr"]).rows[0]
     pairs = [(restored / name / "0001.png", gt / name / "0001.jpg") for name in ("CelebA", "LFW-Test")]
     expected = np.mean([metrics.psnr([load_image(a)], [load_image(b)])[0] for a, b in pairs])
     assert row["Count"] == 2 and row["PSNR↑ (RGB)"] == pytest.approx(expected, abs=1e-3)
-    assert metrics.evaluate_folders(restored, metrics=["niqe"]).rows[0]["Count"] == 2
+    assert evaluate_folders(restored, metrics=["niqe"]).rows[0]["Count"] == 2
 
     (gt / "LFW-Test" / "0001.jpg").rename(gt / "LFW-Test" / "0002.jpg")
     with pytest.raises(FacerestError, match=r"file names differ .*only in .*restored \(LFW-Test/0001\)"):
-        metrics.evaluate_folders(restored, gt, metrics=["psnr"])
+        evaluate_folders(restored, gt, metrics=["psnr"])
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -403,9 +404,9 @@ def test_a_metric_failing_on_the_images_is_reported_and_the_others_still_run(iso
     folder.mkdir()
     for index in range(2):
         cv2.imwrite(str(folder / f"{index}.png"), np.full((64, 64, 3), 40 * index + 20, np.uint8))
-    evaluation = metrics.evaluate_folders(folder, folder, metrics=["psnr", "niqe"])
+    evaluation = evaluate_folders(folder, folder, metrics=["psnr", "niqe"])
     restored_row, gt_row = evaluation.rows
     assert restored_row["PSNR↑ (RGB)"] == np.inf
-    assert restored_row["NIQE↓"] == gt_row["NIQE↓"] == metrics.UNAVAILABLE
+    assert restored_row["NIQE↓"] == gt_row["NIQE↓"] == UNAVAILABLE
     expected_note = "NIQE↓ unavailable: NIQE needs images with at least two 96x96 blocks"
     assert any(note.startswith(expected_note) for note in evaluation.notes)

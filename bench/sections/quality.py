@@ -9,7 +9,7 @@ import torch
 
 from facerest.errors import FacerestError
 from facerest.evaluation import aligned_restorer, restore_and_score
-from facerest.metrics import METRIC_COLUMNS
+from facerest.evaluation import METRIC_COLUMNS
 
 from ..context import Context
 from ..report import plot_quality

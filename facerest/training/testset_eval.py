@@ -15,9 +15,8 @@ from typing import Callable, Union
 import numpy as np
 import torch
 
-from ..evaluation import restore_and_score
+from ..evaluation import METRIC_COLUMNS, restore_and_score
 from ..images import image_to_tensor, tensor_to_image
-from ..metrics import METRIC_COLUMNS
 
 Restorer = Callable[[torch.Tensor], torch.Tensor]
 _SCORES = {"psnr": METRIC_COLUMNS["psnr"], "ssim": METRIC_COLUMNS["ssim"]}
