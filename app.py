@@ -282,7 +282,9 @@ def build_demo(
                 gr.Markdown(limits_text(registry, max_pixels, max_output_pixels))
             with gr.Column(scale=1):
                 slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="before-after")
-                faces = gr.Gallery(label="Restored faces", columns=4, height=200, format="png", elem_id="faces")
+                faces = gr.Gallery(
+                    label="Restored faces", columns=4, fit_columns=False, height=200, format="png", elem_id="faces"
+                )
                 download = gr.File(label="Restored image (full-resolution PNG)", elem_id="download")
                 info = gr.Markdown(label="Result info", elem_id="info")
                 with gr.Accordion("Details (JSON)", open=False):

@@ -280,6 +280,19 @@ def test_browser_restores_a_photo_with_the_shipped_default_model(default_server,
 
 
 @pytest.mark.slow
+def test_browser_shows_a_lone_restored_face_whole(default_server, browser):
+    """One face is one thumbnail of the gallery's row, not stretched to its width and cut to its height (a forehead)."""
+    page = _open_app(browser, default_server)
+    _upload(page, shared_path("data", "whole_imgs", "codeformer_03.jpg"))  # one face
+    page.click("#restore-button")
+    page.wait_for_selector("#faces img", timeout=120_000)
+    gallery, thumbnail = page.locator("#faces").bounding_box(), page.locator("#faces img").bounding_box()
+    assert gallery["y"] <= thumbnail["y"] and thumbnail["y"] + thumbnail["height"] <= gallery["y"] + gallery["height"]
+    assert thumbnail["width"] < gallery["width"] / 2
+    page.close()
+
+
+@pytest.mark.slow
 def test_browser_shows_diffusion_progress_for_the_hybrid(server, browser):
     from playwright.sync_api import expect
 
