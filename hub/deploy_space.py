@@ -6,7 +6,7 @@
 
 Uploads app.py, requirements.txt, the facerest/ package (its model cards included), examples/ when present, and
 a README.md whose front matter configures the Space (sdk gradio at the version pinned in requirements.txt,
-app_file app.py, models, suggested_hardware).
+Python 3.11 as tested here rather than the Hub's default, app_file app.py, models, suggested_hardware).
 Files under facerest/ that no longer exist locally are deleted from the Space. The models are passed to the app
 through the Space variable FACEREST_MODELS (comma-separated repository ids, the first is the default).
 `--hardware` also requests that hardware for the Space (paid flavours are billed by the Hub).
@@ -29,6 +29,7 @@ from facerest.push import HubError, UsageError, reporting_hub_errors
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_VARIABLE = "FACEREST_MODELS"
 DEFAULT_HARDWARE = "cpu-basic"
+SPACE_PYTHON_VERSION = "3.11"  # the Python that README's setup and CI run; the Hub would pick its own default
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".*")
 
 
@@ -69,6 +70,7 @@ def space_readme(title: str, sdk_version: str, models: list[str], hardware: str,
         title=title,
         sdk="gradio",
         sdk_version=sdk_version,
+        python_version=SPACE_PYTHON_VERSION,
         app_file="app.py",
         license=license,
         models=models,

@@ -269,6 +269,7 @@ def test_deploy_space_uploads_the_app_and_sets_the_model(hub, tmp_path, space_so
     assert files["examples/face.png"] == (space_source / "examples" / "face.png").read_bytes()
     meta = front_matter(files["README.md"].decode())
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio and meta["app_file"] == "app.py"
+    assert meta["python_version"] == "3.11"  # as README's setup and CI, not the Hub's default
     assert meta["models"] == ["tester/gfpgan64", "tester/idm64"] and meta["suggested_hardware"] == "cpu-basic"
     assert meta["title"]
     assert space.variables["FACEREST_MODELS"]["value"] == "tester/gfpgan64,tester/idm64"
