@@ -4,9 +4,10 @@
     python hub/deploy_space.py USER/facerest-demo --model USER/facerest-gfpgan64 --model USER/facerest-idm64 \\
         --hardware t4-small --private
 
-Uploads app.py, requirements.txt, the facerest/ package (its model cards included), examples/ when present, and
-a README.md whose front matter configures the Space (sdk gradio at the version pinned in requirements.txt,
-Python 3.11 as tested here rather than the Hub's default, app_file app.py, models, suggested_hardware).
+Uploads app.py, requirements.txt, packages.txt (the Debian libraries OpenCV loads), the facerest/ package (its model
+cards included), examples/ when present, and a README.md whose front matter configures the Space (sdk gradio at the
+version pinned in requirements.txt, Python 3.11 as tested here rather than the Hub's default, app_file app.py, models,
+suggested_hardware).
 Files under facerest/ that no longer exist locally are deleted from the Space. The models are passed to the app
 through the Space variable FACEREST_MODELS (comma-separated repository ids, the first is the default).
 `--hardware` also requests that hardware for the Space (paid flavours are billed by the Hub).
@@ -30,6 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_VARIABLE = "FACEREST_MODELS"
 DEFAULT_HARDWARE = "cpu-basic"
 SPACE_PYTHON_VERSION = "3.11"  # the Python that README's setup and CI run; the Hub would pick its own default
+# Debian packages the Space installs (its packages.txt): opencv-python, which facexlib needs (not -headless), loads
+# libGL.so.1
+SPACE_DEBIAN_PACKAGES = ("libgl1",)
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".*")
 
 
@@ -108,7 +112,8 @@ def stage_space(source: Path, staging: Path, readme: str) -> list[str]:
     shutil.copyfile(source / "app.py", staging / "app.py")
     shutil.copyfile(source / "requirements.txt", staging / "requirements.txt")
     shutil.copytree(source / "facerest", staging / "facerest", ignore=IGNORED)
-    names = ["app.py", "requirements.txt", "facerest", "README.md"]
+    (staging / "packages.txt").write_text("".join(f"{package}\n" for package in SPACE_DEBIAN_PACKAGES))
+    names = ["app.py", "requirements.txt", "packages.txt", "facerest", "README.md"]
     if (source / "examples").is_dir():  # the demo's example photos
         shutil.copytree(source / "examples", staging / "examples", ignore=IGNORED)
         names.append("examples")

@@ -264,6 +264,7 @@ def test_deploy_space_uploads_the_app_and_sets_the_model(hub, tmp_path, space_so
     files = space.files()
     assert files["app.py"] == (space_source / "app.py").read_bytes()
     assert files["requirements.txt"] == (REPO_ROOT / "requirements.txt").read_bytes()
+    assert files["packages.txt"] == b"libgl1\n"  # opencv-python's libGL.so.1
     assert {"facerest/__init__.py", "facerest/pipeline.py", "facerest/model_card.py", "facerest/stale_module.py"} <= set(files)
     assert not any("__pycache__" in name for name in files)
     assert files["examples/face.png"] == (space_source / "examples" / "face.png").read_bytes()
