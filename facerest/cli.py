@@ -253,7 +253,10 @@ def _restore(args) -> int:
         detector = pipeline.face_detector(
             {"backend": args.detector, "retinaface_model": args.retinaface_model, "weights_dir": args.detector_weights}
         )
-        fallback = f" ({detector.fallback_reason})" if detector.fallback_reason else ""
+        # the reason, with the places searched, is the detector's warning above; this says what to do
+        fallback = ""
+        if detector.fallback_reason:
+            fallback = " (RetinaFace weights not found: give them with --detector-weights DIR)"
         print(f"face detector: {detector.name}{fallback}")
     for note in left_out:
         print(note)

@@ -13,7 +13,7 @@ from facerest.cli import main
 from facerest.images import list_images, load_image
 from facerest.pipeline import FaceRestorePipeline
 from conftest import shared_path
-from test_faces import EXPECTED_FACES
+from test_faces import EXPECTED_FACES, no_weights_anywhere  # noqa: F401 (a fixture)
 from tiny_pipelines import FACE_SIZE, restoring_with, save_tiny_pipelines
 
 
@@ -81,6 +81,15 @@ def test_bad_files_are_listed_and_the_run_goes_on(models, tmp_path, capsys):
     assert f"{tmp_path / 'empty.jpg'}: empty file (0 bytes)" in err
     assert f"{tmp_path / 'truncated.png'}: cannot decode image (truncated or corrupt)" in err
     assert f"{tmp_path / 'text.png'}: not an image file" in err
+
+
+def test_a_detector_fallback_is_told_once_with_what_to_do(models, no_weights_anywhere, tmp_path, capsys, caplog):
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(tmp_path / "wall.png")
+    status, out, err = _restore(capsys, tmp_path / "wall.png", "-o", tmp_path / "out", "--model", models["gfpgan"])
+    assert status == 0
+    assert "face detector: mtcnn (RetinaFace weights not found: give them with --detector-weights DIR)" in out
+    (warning,) = [record.getMessage() for record in caplog.records if "RetinaFace weights unavailable" in record.getMessage()]
+    assert "detection_Resnet50_Final.pth" in warning and "looked in" not in out + err
 
 
 def test_strict_lists_photos_without_a_face(models, tmp_path, capsys):
