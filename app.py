@@ -11,7 +11,9 @@ is loaded. A GFP-GAN model and an IDM model also make a "hybrid" choice sharing 
 refined by the last IDM steps, at the IDM's face size). The official GFP-GAN v1.4 is offered as well, first in the
 menu and the default choice, when it can be downloaded (it is converted to facerest's format on first use and cached
 in facerest's cache folder) or is cached already; offline (`HF_HUB_OFFLINE=1`) and uncached it is listed as
-unavailable, with the reason, and the first model given is the default choice.
+unavailable, with the reason, and the first model given is the default choice. A model that fails to load (a
+missing folder, a Hub repository that cannot be fetched) is listed unavailable in the same way and the app serves the
+others; with none left it exits with the reasons.
 
 Faces are found with RetinaFace when its weights are found (`--detector-weights` or `$FACEREST_DETECTOR_WEIGHTS`:
 a folder holding facexlib's `detection_Resnet50_Final.pth` or `detection_mobilenet0.25_Final.pth`, or the file),

@@ -135,15 +135,24 @@ class ModelRegistry:
 def load_models(
     specs: list[str], device: str | torch.device = "cpu", offer_official: bool = True
 ) -> ModelRegistry:
-    """Load each model (`FacerestError` names the one that fails), add the hybrids of its GAN and IDM models, and
-    the official GFP-GAN v1.4 when it is cached or can be downloaded. The official model, when offered, leads the
-    menu as the default choice: GFP-GAN's own 512-px model trained on all of FFHQ, where ours are small models
-    trained on 1,000 faces (not measured side by side here: its weights cannot be had offline)."""
+    """Load each model, add the hybrids of its GAN and IDM models, and the official GFP-GAN v1.4 when it is cached
+    or can be downloaded. The official model, when offered, leads the menu as the default choice: GFP-GAN's own
+    512-px model trained on all of FFHQ, where ours are small models trained on 1,000 faces (not measured side by
+    side here: its weights cannot be had offline).
+
+    A model that fails to load (a missing folder, a Hub repository that cannot be fetched, a broken checkpoint) is
+    left out and listed in `unavailable` with the reason, so that a Space comes up with the others; `FacerestError`
+    names every failure when no model is left to offer."""
     device = torch.device(device)
     entries: dict[str, ModelEntry] = {}
+    unavailable: dict[str, str] = {}
     for spec in specs:
-        pipeline = FaceRestorePipeline.from_pretrained(spec).to(device)
         name = _unique(model_name(spec), entries)
+        try:
+            pipeline = FaceRestorePipeline.from_pretrained(spec).to(device)
+        except FacerestError as error:
+            unavailable[name] = str(error)
+            continue
         entries[name] = ModelEntry(name, pipeline.kind, pipeline.face_size, spec, pipeline=pipeline)
 
     gans = [entry for entry in entries.values() if entry.kind == "gfpgan"]
@@ -154,7 +163,6 @@ def load_models(
         hybrid = FaceRestorePipeline.hybrid(gan.pipeline, idm.pipeline)
         entries[name] = ModelEntry(name, "hybrid", gan.face_size, f"{gan.source} + {idm.source}", pipeline=hybrid)
 
-    unavailable = {}
     if offer_official:
         reason = official_gfpgan_unavailable()
         if reason is None:
@@ -164,6 +172,9 @@ def load_models(
             entries = {name: official, **entries}
         else:
             unavailable[OFFICIAL_NAME] = reason
+    if not entries:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in unavailable.items())
+        raise FacerestError(f"no model to offer ({reasons})")
     return ModelRegistry(entries, unavailable, device)
 
 

@@ -269,3 +269,13 @@ def test_previews_are_at_most_the_preview_side_and_old_results_are_pruned(tmp_pa
     demo.prune_outputs(tmp_path)
     assert not old.exists() and new.is_dir()
     demo.prune_outputs(tmp_path / "missing")  # nothing to prune: no error
+
+
+def test_a_model_that_fails_to_load_is_listed_unavailable_and_the_others_are_offered(tiny_models, tmp_path):
+    missing = tmp_path / "idm_typo"
+    registry = demo.load_models([str(missing), str(tiny_models["gfpgan"])], offer_official=False)
+    assert registry.names == ["gfpgan"] and registry.default == "gfpgan"
+    (reason,) = registry.unavailable.values()  # named as given: a folder that is not there may be a Hub id
+    assert list(registry.unavailable) == [str(missing)] and "idm_typo" in reason
+    with pytest.raises(FacerestError, match=r"no model to offer \(.*idm_typo: .*; .*other: "):
+        demo.load_models([str(missing), str(tmp_path / "other")], offer_official=False)
