@@ -4,6 +4,8 @@ The command line prints ``FacerestError`` as one line and exits with status 2; a
 and keeps its traceback.
 """
 
+import importlib
+
 
 class FacerestError(Exception):
     """A problem with the user's input (a path, a file, an option), explained in one sentence."""
@@ -16,6 +18,21 @@ class ImageReadError(FacerestError):
         self.source = str(source)
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
+
+
+class MissingPackageError(FacerestError):
+    """A package that one feature needs (a face detector, a metric) cannot be imported."""
+
+
+def import_package(module: str, package: str, needed_for: str):
+    """``importlib.import_module(module)``, or ``MissingPackageError`` naming the pip package that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingPackageError(
+            f"{needed_for} needs the {package} package, which cannot be imported ({one_line(error)}): "
+            f"pip install {package}"
+        ) from None
 
 
 def shown_value(value, limit: int = 24) -> str:

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import FacerestError
+from .errors import FacerestError, import_package
 from .weights import MissingWeightsError, find_weights
 
 logger = logging.getLogger(__name__)
@@ -376,12 +376,11 @@ class _RetinaFace:
     PRIOR_CACHE_SIZES = 8  # input sizes whose prior boxes are kept (~0.5 MB each for a 1024-px photo), oldest out first
 
     def __init__(self, model: str, weights_path: Path, device: torch.device):
-        from facexlib.detection.retinaface import RetinaFace
-
+        retinaface = import_package("facexlib.detection.retinaface", "facexlib", "RetinaFace face detection")
         network_name = RETINAFACE_MODELS[model][0]
         with warnings.catch_warnings():  # facexlib builds its resnet50 with torchvision's deprecated `pretrained=False`
             warnings.simplefilter("ignore", UserWarning)
-            self.network = RetinaFace(network_name=network_name, half=False, device=device)
+            self.network = retinaface.RetinaFace(network_name=network_name, half=False, device=device)
         try:
             state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
             state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
@@ -477,9 +476,8 @@ class _MTCNN:
     largest_face = None  # its image pyramid already shrinks the photo until the largest faces fit
 
     def __init__(self, device: torch.device):
-        from facenet_pytorch import MTCNN
-
-        self.network = MTCNN(keep_all=True, select_largest=False, device=device)
+        facenet = import_package("facenet_pytorch", "facenet-pytorch", "MTCNN face detection")
+        self.network = facenet.MTCNN(keep_all=True, select_largest=False, device=device)
 
     def __call__(self, image: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # facenet-pytorch fails on photos smaller than its smallest face (its image pyramid is then empty)

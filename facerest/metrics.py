@@ -41,7 +41,7 @@ from scipy.special import gamma
 from torch import nn
 
 from .devices import resolve_device
-from .errors import FacerestError
+from .errors import FacerestError, import_package
 from .images import image_to_tensor, tensor_to_image
 from .models.arcface import ArcFaceResNet18
 from .weights import find_weights, torch_hub_checkpoints_dir
@@ -333,8 +333,7 @@ def load_lpips(
     ``random_backbone=True``, a randomly initialised AlexNet seeded with ``seed``: reproducible, but its values
     are not comparable with published LPIPS.
     """
-    import lpips
-
+    lpips = import_package("lpips", "lpips", "LPIPS")
     alexnet_state = None
     if not random_backbone:
         dirs = (*map(Path, extra_dirs), torch_hub_checkpoints_dir())
@@ -381,8 +380,7 @@ class FIDInception(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from pytorch_fid import inception as fid
-
+        fid = import_package("pytorch_fid.inception", "pytorch-fid", "FID")
         net = fid._inception_v3(num_classes=1008, aux_logits=False, weights=None)
         # The blocks whose TensorFlow version differs from torchvision's, as pytorch-fid's fid_inception_v3().
         net.Mixed_5b = fid.FIDInceptionA(192, pool_features=32)
@@ -401,9 +399,9 @@ class FIDInception(nn.Module):
         cls, path: str | os.PathLike | None = None, extra_dirs: Sequence[os.PathLike] = ()
     ) -> "FIDInception":
         """Load ``pt_inception-2015-12-05-6726825d.pth``, located by ``find_weights`` (also in torch's hub cache)."""
+        model = cls()  # first: a missing pytorch-fid is said before any download
         dirs = (*map(Path, extra_dirs), torch_hub_checkpoints_dir())
         weights = find_weights(FID_INCEPTION_FILENAME, url=FID_INCEPTION_URL, explicit=path, extra_dirs=dirs)
-        model = cls()
         model.net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return model.eval()
 

@@ -4,6 +4,7 @@ The photos of ../shared/data/whole_imgs are detected once per detector (module f
 alignment and paste-back tests. Run with ``-s`` to see the per-photo face counts and detection times.
 """
 
+import sys
 import time
 
 import cv2
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from facerest import faces as faces_module
-from facerest.errors import FacerestError
+from facerest.errors import FacerestError, MissingPackageError
 from facerest.faces import (
     DETECTOR_WEIGHTS_ENV,
     FFHQ_TEMPLATE_512,
@@ -287,6 +288,17 @@ def no_weights_anywhere(tmp_path, monkeypatch):
     monkeypatch.setattr(faces_module, "_facexlib_weights_dirs", lambda: (tmp_path / "facexlib_weights",))
     (tmp_path / "empty").mkdir()
     return tmp_path / "empty"
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "package"),
+    [("mtcnn", "facenet_pytorch", "facenet-pytorch"), ("retinaface", "facexlib.detection.retinaface", "facexlib")],
+)
+def test_a_detector_whose_package_is_missing_names_what_to_install(backend, module, package, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # what a missing package gives: ImportError on import
+    weights = shared_path("weights", "facexlib") if backend == "retinaface" else None
+    with pytest.raises(MissingPackageError, match=f"face detection needs the {package} package.*: pip install {package}$"):
+        FaceDetector(backend, weights_dir=weights)
 
 
 def test_auto_falls_back_to_mtcnn(no_weights_anywhere):

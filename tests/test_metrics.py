@@ -142,6 +142,18 @@ def test_random_backbone_lpips_is_seeded_and_orders_degradations(faces):
     assert np.all(mild_scores < metrics.lpips_distance(strong, faces[:3], model))
 
 
+def test_a_metric_whose_package_is_missing_is_unavailable_with_what_to_install(paired_folders, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)
+    monkeypatch.setitem(sys.modules, "pytorch_fid.inception", None)
+    lq, hq = paired_folders
+    evaluation = evaluate_folders(lq, hq, metrics=["lpips-random", "fid", "psnr"])
+    row = evaluation.rows[0]
+    assert row[METRIC_COLUMNS["lpips-random"]] == row[METRIC_COLUMNS["fid"]] == UNAVAILABLE
+    assert isinstance(row[METRIC_COLUMNS["psnr"]], float)
+    assert any("LPIPS needs the lpips package" in note and "pip install lpips" in note for note in evaluation.notes)
+    assert any("FID needs the pytorch-fid package" in note and "pip install pytorch-fid" in note for note in evaluation.notes)
+
+
 def test_missing_alexnet_names_the_file_and_places(isolated_weights, tmp_path):
     with pytest.raises(MissingWeightsError) as info:
         metrics.load_lpips(extra_dirs=[tmp_path / "mine"])
