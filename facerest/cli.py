@@ -305,8 +305,14 @@ def _restore(args) -> int:
 
 def _check_restore_output(source: Path, output: Path) -> None:
     """Refuse an output folder that holds the input, or files that restore did not write."""
+    from .images import IMAGE_EXTENSIONS
     from .output_folders import MARKER_NAME, RESTORE_COMMAND, is_inside, output_folder_command
 
+    if not output.exists() and output.suffix.lower() in IMAGE_EXTENSIONS:  # `-o restored.jpg`: a file was meant
+        raise FacerestError(
+            f"-o takes a folder, and {output} is named like an image file: restore writes OUTPUT/<name>.png and "
+            f"OUTPUT/faces/ (e.g. -o {output.with_suffix('')})"
+        )
     if is_inside(source, output):
         raise FacerestError(f"the output folder {output} holds the input {source}: choose another output folder")
     if output.exists() and not output.is_dir():

@@ -185,6 +185,15 @@ def test_an_output_folder_with_files_of_the_users_is_refused(models, face_folder
     assert status == 2 and "exists and is not a folder" in err and (tmp_path / "a-file").read_text() == "mine"
 
 
+def test_an_output_named_like_an_image_file_is_refused_saying_it_takes_a_folder(models, face_folder, tmp_path, capsys):
+    status, _, err = _restore(capsys, face_folder / "a.png", "-o", tmp_path / "restored.JPG", "--model", models["gfpgan"])
+    assert status == 2 and err.strip() == (
+        f"error: -o takes a folder, and {tmp_path / 'restored.JPG'} is named like an image file: restore writes "
+        f"OUTPUT/<name>.png and OUTPUT/faces/ (e.g. -o {tmp_path / 'restored'})"
+    )
+    assert not (tmp_path / "restored.JPG").exists()
+
+
 def test_earlier_outputs_inside_the_input_are_not_restored_again(models, face_folder, capsys):
     before = _snapshot(face_folder)
     arguments = ["--model", models["gfpgan"], "--aligned"]
