@@ -211,7 +211,7 @@ def test_missing_checkpoint_file(tmp_path):
 
 
 @pytest.mark.parametrize("file_format", ["pth", "safetensors"])
-def test_load_pretrained_decoder(tmp_path, file_format):
+def test_a_pretrained_stylegan2_loads_into_the_decoder(tmp_path, file_format):
     decoder_state = {key: value.clone() for key, value in tiny_model().stylegan_decoder.state_dict().items()}
     path = tmp_path / f"stylegan2.{file_format}"
     if file_format == "pth":
@@ -219,14 +219,14 @@ def test_load_pretrained_decoder(tmp_path, file_format):
     else:
         save_file(decoder_state, path)
     model = GFPGANModel(GFPGANConfig(**TINY))
-    model.load_pretrained_decoder(path)
+    load_original_weights(model.stylegan_decoder, path)
     assert all(torch.equal(value, decoder_state[key]) for key, value in model.stylegan_decoder.state_dict().items())
 
 
-def test_load_pretrained_decoder_rejects_a_whole_gfpgan(tmp_path):
+def test_the_decoder_refuses_a_whole_gfpgan_checkpoint(tmp_path):
     path = write_official_checkpoint(tmp_path / "gfpgan.pth", tiny_model().state_dict())
     with pytest.raises(CheckpointError, match=r"missing: constant_input\.weight.*unexpected: condition_scale"):
-        tiny_model().load_pretrained_decoder(path)
+        load_original_weights(tiny_model().stylegan_decoder, path)
 
 
 def test_convert_original_checkpoint_from_a_path_or_a_cached_url(tmp_path, monkeypatch):

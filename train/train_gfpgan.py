@@ -49,7 +49,7 @@ from facerest.data import DegradedFaceDataset, collate_deferred, degrade_deferre
 from facerest.errors import FacerestError
 from facerest.images import list_images
 from facerest.models.arcface import ArcFaceResNet18
-from facerest.models.gfpgan import GFPGANConfig, GFPGANModel
+from facerest.models.gfpgan import GFPGANConfig, GFPGANModel, load_original_weights
 from facerest.pipeline import FaceRestorePipeline
 from facerest.push import HubError, push_pipeline
 from facerest.training.checkpoints import checkpoint_step, ema_weights, register_checkpoint_hooks, resolve_checkpoint
@@ -222,7 +222,7 @@ def main(args: argparse.Namespace) -> None:
     )
     generator = GFPGANModel(config)
     if args.pretrained_decoder:
-        generator.load_pretrained_decoder(args.pretrained_decoder)
+        load_original_weights(generator.stylegan_decoder, args.pretrained_decoder)  # a pretrained StyleGAN2
     if args.freeze_decoder:
         generator.stylegan_decoder.requires_grad_(False)
     discriminator = StyleGAN2Discriminator(args.resolution, args.channel_multiplier, args.discriminator_narrow)

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ...errors import FacerestError
 from ...weights import find_weights
-
-if TYPE_CHECKING:
-    from .configuration_gfpgan import GFPGANConfig
-    from .modeling_gfpgan import GFPGANModel
+from .configuration_gfpgan import GFPGANConfig
+from .modeling_gfpgan import GFPGANModel
 
 GFPGAN_V14_URL = "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"
 # The `GFPGANConfig` arguments of the v1.4 checkpoint (the others at their defaults).
@@ -99,19 +96,18 @@ def original_checkpoint_path(source: str | Path) -> Path:
     return Path(source)
 
 
-def convert_original_checkpoint(source: str | Path, config: "GFPGANConfig") -> "GFPGANModel":
+def convert_original_checkpoint(source: str | Path, config: GFPGANConfig) -> GFPGANModel:
     """A `GFPGANModel` of `config`, in eval mode, holding the official checkpoint `source` (a path, or a URL fetched
     through the weight cache), converted strictly (`load_original_weights`)."""
-    from .modeling_gfpgan import GFPGANModel  # it imports this module
-
     model = GFPGANModel(config).eval()
     load_original_weights(model, original_checkpoint_path(source))
     return model
 
 
 def load_original_weights(module: nn.Module, path: str | Path) -> None:
-    """Load an official checkpoint into `module` (a `GFPGANModel`, or its `stylegan_decoder` for a StyleGAN2
-    checkpoint), strictly."""
+    """Load an official checkpoint into `module`, strictly: a `GFPGANModel`, or its `stylegan_decoder` for a
+    pretrained StyleGAN2 (an official `StyleGAN2GeneratorClean` `.pth` with `params_ema` or `params`, or a
+    safetensors file of the decoder's state dict)."""
     state_dict = convert_original_state_dict(read_original_state_dict(path), module.state_dict(), source=str(path))
     module.load_state_dict(state_dict, strict=True)
 

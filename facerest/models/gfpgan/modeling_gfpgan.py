@@ -22,7 +22,6 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_gfpgan import GFPGANConfig
-from .convert_original import load_original_weights
 
 
 @dataclass
@@ -379,11 +378,6 @@ class GFPGANModel(PreTrainedModel):
         )
         rgbs = [rgb.contiguous() for rgb in rgbs]
         return GFPGANOutput(image=image.contiguous(), intermediate_rgbs=rgbs if return_rgbs else None)
-
-    def load_pretrained_decoder(self, path) -> None:
-        """Load a pretrained StyleGAN2 into `stylegan_decoder`, strictly: an official `StyleGAN2GeneratorClean`
-        checkpoint (`.pth` with `params_ema` or `params`) or a safetensors file of the decoder's state dict."""
-        load_original_weights(self.stylegan_decoder, path)
 
 
 __all__ = ["GFPGANModel", "GFPGANOutput"]
