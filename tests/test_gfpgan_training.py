@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from conftest import free_port
 from test_hub_server import FakeHub, hub_env
 
@@ -277,3 +277,20 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(ffhq_train_dir, tmp_
     whole_record = json.loads((whole / "rank_checksums" / "rank0.json").read_text())
     resumed_record = json.loads((interrupted / "rank_checksums" / "rank0.json").read_text())
     assert whole_record == resumed_record  # the trained G, D and component Ds, not only the EMA
+
+
+def test_a_pretrained_frozen_decoder_is_loaded_and_kept(ffhq_train_dir, tmp_path):
+    """--pretrained_decoder loads a StyleGAN2 (here a safetensors state dict) into the decoder; --freeze_decoder keeps
+    it through training, so the saved restorer holds it unchanged."""
+    torch.manual_seed(1)
+    decoder = {key: torch.randn_like(value) for key, value in GFPGANModel(TINY_CONFIG).stylegan_decoder.state_dict().items()}
+    save_file(decoder, tmp_path / "stylegan2.safetensors")
+    out = tmp_path / "run"
+    command = [
+        sys.executable, str(SCRIPT), "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", *TINY,
+        "--max_train_steps", "1", "--validation_steps", "10", "--output_dir", str(out),
+        "--pretrained_decoder", str(tmp_path / "stylegan2.safetensors"), "--freeze_decoder",
+    ]  # fmt: skip
+    run_logged(command, tmp_path / "train.log", timeout=600)
+    saved = load_file(out / "restorer" / "model.safetensors")
+    assert all(torch.equal(saved[f"stylegan_decoder.{key}"].float(), value) for key, value in decoder.items())
