@@ -147,3 +147,12 @@ def push_pipeline(
             commit_message=commit_message or f"Upload FaceRestorePipeline ({kind})",
         )
     return repo_url, commit
+
+
+def push_trained_pipeline(output_dir: str | os.PathLike, repo_id: str, **push_arguments):
+    """`push_pipeline` at the end of a training run, whose model is saved in ``output_dir`` whatever the Hub does: the
+    `HubError` of a failed push also says how to push that saved model later."""
+    try:
+        return push_pipeline(output_dir, repo_id, **push_arguments)
+    except HubError as error:
+        raise HubError(f"{error}; push the saved model with: python hub/push.py {output_dir} {repo_id}") from None

@@ -51,7 +51,7 @@ from facerest.images import list_images
 from facerest.models.arcface import ArcFaceResNet18
 from facerest.models.gfpgan import GFPGANConfig, GFPGANModel, load_original_weights
 from facerest.pipeline import FaceRestorePipeline
-from facerest.push import HubError, push_pipeline
+from facerest.push import HubError, push_trained_pipeline
 from facerest.training.checkpoints import checkpoint_step, ema_weights, register_checkpoint_hooks, resolve_checkpoint
 from facerest.training.checkpoints import save_checkpoint, weights_digest
 from facerest.training.discriminators import FACIAL_COMPONENTS, FacialComponentDiscriminators, StyleGAN2Discriminator
@@ -357,19 +357,16 @@ def main(args: argparse.Namespace) -> None:
         if args.testset:
             score_testset(accelerator, generator_module, args.testset, output_dir / "testset", global_step)
         if args.push_to_hub:
-            repo_id = args.hub_model_id or output_dir.name
             total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
             try:
-                repo_url, _ = push_pipeline(
-                    output_dir, repo_id, private=args.hub_private_repo, token=args.hub_token,
+                repo_url, _ = push_trained_pipeline(
+                    output_dir, args.hub_model_id or output_dir.name, private=args.hub_private_repo, token=args.hub_token,
                     commit_message="GFP-GAN training: EMA generator", sample_grid=output_dir / "samples" / "final.png",
                     training_command=command_line(),
                     training_budget=f"{global_step} steps of batch {total_batch}, {args.resolution}-px faces",
                 )  # fmt: skip
-            except HubError as error:  # the weights are saved: say how to push them again
-                raise SystemExit(
-                    f"error: {error}; push the saved model with: python hub/push.py {output_dir} {repo_id}"
-                ) from None
+            except HubError as error:
+                raise SystemExit(f"error: {error}") from None
             logger.info(f"Pushed {output_dir} to {repo_url}")
     accelerator.end_training()
 

@@ -48,7 +48,7 @@ from facerest.models.idm import IDMDenoiser, IDMScheduler, idm_sample, make_idm_
 from facerest.models.idm.denoiser import LOSSES
 from facerest.models.idm.scheduling_idm import PREDICTION_TYPES
 from facerest.pipeline import FaceRestorePipeline
-from facerest.push import HubError, push_pipeline
+from facerest.push import HubError, push_trained_pipeline
 from facerest.training.checkpoints import checkpoint_step, register_checkpoint_hooks, resolve_checkpoint
 from facerest.training.checkpoints import save_checkpoint, weights_digest
 from facerest.training.extrinsic import CleaningPass, choose_replaced, load_manifest, round_dir, score_cleaning_pass
@@ -581,17 +581,14 @@ def main(args: argparse.Namespace) -> None:
             raise RuntimeError(f"the processes ended with different weights: {digests}")
         logger.info(f"saved {output_dir / 'unet'} and {output_dir / 'scheduler'}")
         if args.push_to_hub:
-            repo_id = args.hub_model_id or output_dir.name
             try:
-                repo_url, _ = push_pipeline(
-                    output_dir, repo_id, private=args.hub_private_repo,
+                repo_url, _ = push_trained_pipeline(
+                    output_dir, args.hub_model_id or output_dir.name, private=args.hub_private_repo,
                     commit_message="IDM training: final EMA weights", sample_grid=validation_grid,
                     training_command=command_line(), training_budget=training_budget(args, accelerator, global_step),
                 )  # fmt: skip
-            except HubError as error:  # the weights are saved: say how to push them again
-                raise SystemExit(
-                    f"error: {error}; push the saved model with: python hub/push.py {output_dir} {repo_id}"
-                ) from None
+            except HubError as error:
+                raise SystemExit(f"error: {error}") from None
             logger.info(f"pushed {output_dir} to {repo_url}")
     accelerator.end_training()
 

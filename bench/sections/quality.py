@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 
 from facerest.errors import FacerestError
-from facerest.evaluation import aligned_restorer, restore_and_score
-from facerest.evaluation import METRIC_COLUMNS
+from facerest.evaluation import METRIC_COLUMNS, aligned_restorer, restore_and_score
 
 from ..context import Context
 from ..report import plot_quality
