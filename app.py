@@ -97,6 +97,14 @@ def make_detector(weights: str | os.PathLike | None = None, device: str | torch.
     return FaceDetector("auto", weights_dir=weights or None, device=device)
 
 
+def detector_summary(detector: FaceDetector) -> str:
+    """The detector's name for the startup line, with what to do when RetinaFace's weights were not found (the
+    detector's warning, printed before it, gives the reason and the places searched)."""
+    if detector.fallback_reason:
+        return f"{detector.name} (RetinaFace weights not found: give them with --detector-weights DIR)"
+    return detector.name
+
+
 def data_url_too_large(url: str, max_pixels: int) -> str | None:
     """Why the image of a `data:` URL is refused, from its header alone, or None. Gradio decodes such an image and
     re-encodes it to a file before the app sees it, so its size is checked here first."""
@@ -347,8 +355,7 @@ def main(argv=None) -> int:
         return 2
     for name, reason in registry.unavailable.items():
         print(f"{name} not offered: {reason}", flush=True)
-    note = f" ({detector.fallback_reason})" if detector.fallback_reason else ""
-    print(f"models: {', '.join(registry.names)}; face detector: {detector.name}{note}", flush=True)
+    print(f"models: {', '.join(registry.names)}; face detector: {detector_summary(detector)}", flush=True)
 
     output_dir = Path(tempfile.mkdtemp(prefix="facerest-app-"))
     atexit.register(shutil.rmtree, output_dir, True)

@@ -27,6 +27,7 @@ import pytest
 
 from conftest import REPO_ROOT, SHARED, free_port, shared_path
 from facerest.demo import load_models
+from facerest.faces import FaceDetector
 from tiny_pipelines import save_tiny_pipelines
 
 APP_PATH = REPO_ROOT / "app.py"
@@ -73,6 +74,13 @@ def test_a_device_this_machine_lacks_is_one_error_line(tiny_models, capsys):
     assert app.main(["--model", str(tiny_models["gfpgan"]), "--device", "cuda:99"]) == 2
     error = capsys.readouterr().err
     assert error.strip().startswith("error: device 'cuda:99' is not available") and "\n" not in error.strip()
+
+
+def test_the_startup_line_gives_a_detector_fallback_as_what_to_do_not_the_long_reason():
+    fallback = FaceDetector("mtcnn")
+    fallback.fallback_reason = "RetinaFace weights unavailable (needs detection_Resnet50_Final.pth; looked in: " + "/a/b, " * 20 + ")"
+    assert app.detector_summary(fallback) == "mtcnn (RetinaFace weights not found: give them with --detector-weights DIR)"
+    assert app.detector_summary(FaceDetector("mtcnn")) == "mtcnn"
 
 
 def test_no_model_configured_fails_naming_the_default_folder(monkeypatch, tmp_path, capsys):
