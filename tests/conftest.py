@@ -18,6 +18,17 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture
+def isolated_weights(tmp_path, monkeypatch) -> Path:
+    """Only the project's shared weights are findable: no user caches, no downloads."""
+    weights = shared_path("weights")
+    monkeypatch.setenv("FACEREST_WEIGHTS_DIR", str(weights))
+    monkeypatch.setenv("FACEREST_CACHE", str(tmp_path / "facerest-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return weights
+
+
 def free_port() -> int:
     """A local TCP port that nothing listens on (bound, then closed again)."""
     with socket.socket() as sock:
