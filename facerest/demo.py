@@ -31,7 +31,7 @@ import PIL.Image
 import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
-from .faces import FaceDetector
+from .faces import FaceDetector, align_alpha
 from .images import colour_profile_options, load_alpha, load_image, with_alpha
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
@@ -368,7 +368,7 @@ def write_result_files(
 ) -> tuple[Path, Path, Path, list[Path]]:
     """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG (transparent where
     the input is, `alpha`: `load_alpha`), the before and after previews (WebP, at most `PREVIEW_MAX_SIDE`, transparent as the PNG is) and the
-    restored faces (PNG), each saved with `save_options` (the input's colour profile, `colour_profile_options`);
+    restored faces (PNG, with `alpha` warped as each face was), each saved with `save_options` (the input's colour profile, `colour_profile_options`);
     returns their paths.
 
     Files rather than PIL images go to Gradio: it writes a returned PIL image to a cache path named by the image's
@@ -386,7 +386,9 @@ def write_result_files(
     before.resize(size, PIL.Image.LANCZOS).save(before_path, quality=90, **save_options)
     (full if full.size == size else full.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90, **save_options)
     face_paths = [folder / f"face_{index + 1}.png" for index in range(len(output.restored_faces[0]))]
-    for face, path in zip(output.restored_faces[0], face_paths):
+    for face, landmarks, path in zip(output.restored_faces[0], output.face_landmarks[0], face_paths):
+        if alpha is not None:
+            face = PIL.Image.fromarray(with_alpha(np.asarray(face), align_alpha(alpha, landmarks, face.height)))
         face.save(path, **save_options)
     return png_path, before_path, after_path, face_paths
 

@@ -492,11 +492,28 @@ class _MTCNN:
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Warp the face with these 5 landmarks onto the FFHQ template scaled to ``size``.
 
-    Returns the (size, size, 3) crop and the 2x3 similarity transform from photo pixels to crop pixels. The
-    transform is fitted with ``cv2.estimateAffinePartial2D`` (least median of squares), as facexlib does; crop
-    pixels outside the photo are gray.
+    Returns the (size, size, 3) crop and the 2x3 similarity transform from photo pixels to crop pixels
+    (``face_alignment``); crop pixels outside the photo are gray.
     """
     _check_image(image, "image")
+    affine = face_alignment(landmarks, size)
+    crop = cv2.warpAffine(
+        image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+        borderValue=ALIGN_BORDER_RGB,
+    )
+    return crop, affine
+
+
+def align_alpha(alpha: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
+    """A photo's transparency, (H, W) uint8, warped as ``align_face`` warps its face: the (size, size) alpha of that
+    face's crop, transparent outside the photo."""
+    affine = face_alignment(landmarks, size)
+    return cv2.warpAffine(alpha, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def face_alignment(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The 2x3 similarity transform from photo pixels onto the FFHQ template scaled to ``size``, fitted to the 5
+    ``landmarks`` with ``cv2.estimateAffinePartial2D`` (least median of squares), as facexlib does."""
     landmarks = np.asarray(landmarks, dtype=np.float32)
     if landmarks.shape != (5, 2):
         raise ValueError(f"expected 5 landmarks as a (5, 2) array, got shape {landmarks.shape}")
@@ -504,11 +521,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 512) -> tup
     affine, _ = cv2.estimateAffinePartial2D(landmarks, template, method=cv2.LMEDS)
     if affine is None:
         raise ValueError(f"cannot fit a similarity transform to the landmarks {landmarks.tolist()}")
-    crop = cv2.warpAffine(
-        image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-        borderValue=ALIGN_BORDER_RGB,
-    )
-    return crop, affine
+    return affine
 
 
 def paste_faces(

@@ -358,7 +358,7 @@ def test_the_inputs_rgb_colour_profile_goes_with_its_outputs(models, face_folder
 
 def test_the_inputs_transparency_goes_with_the_restored_photo(models, face_folder, tmp_path, capsys):
     """A cut-out portrait (RGBA, transparent around the face) and a palette PNG with a transparent colour keep their
-    transparency in the restored photo, enlarged with it; an opaque RGBA image gives an RGB one, as do the faces."""
+    transparency in the restored photo, enlarged with it, and in its face crop; an opaque RGBA image gives RGB ones."""
     face = Image.open(face_folder / "a.png").convert("RGB")
     alpha = np.full(face.size[::-1], 255, np.uint8)
     alpha[:, : face.width // 4] = 0
@@ -379,7 +379,12 @@ def test_the_inputs_transparency_goes_with_the_restored_photo(models, face_folde
     palette_out = Image.open(out / "palette.png")
     assert palette_out.mode == "RGBA" and np.asarray(palette_out.getchannel("A"))[0, -1] == 0
     assert Image.open(out / "opaque.png").mode == "RGB"
-    assert Image.open(out / "faces" / "cutout_00.png").mode == "RGB"
+    assert Image.open(out / "faces" / "opaque_00.png").mode == "RGB"
+    face_crop = Image.open(out / "faces" / "cutout_00.png")  # the aligned face at the model's size, alpha resized with it
+    assert face_crop.mode == "RGBA"
+    expected = cv2.resize(alpha, face_crop.size, interpolation=cv2.INTER_AREA)
+    assert np.abs(np.asarray(face_crop.getchannel("A"), int) - expected).max() <= 64  # its edges differ by interpolation
+    assert np.asarray(face_crop.getchannel("A"))[face_crop.height // 8 :, : face_crop.width // 4 - 2].max() == 0
 
 
 def test_phone_photo_formats_are_restored(models, face_folder, tmp_path, capsys):

@@ -258,6 +258,10 @@ def test_a_transparent_uploads_png_and_previews_keep_its_transparency(tiny_model
             preview_alpha = np.asarray(preview.getchannel("A"))
             top, bottom = preview_alpha[: preview.height // 4], preview_alpha[preview.height // 2 :]
             assert top.max() == 0 and bottom.min() == 255, preview_path.name
+    (face_path,) = result.face_paths
+    with PIL.Image.open(face_path) as face:  # the crop reaches into the transparent third above the face
+        face_alpha = np.asarray(face.getchannel("A"))
+        assert face.mode == "RGBA" and face_alpha[0].max() == 0 and face_alpha[face.height // 2 :].min() == 255
 
 
 def test_previews_are_at_most_the_preview_side_and_old_results_are_pruned(tmp_path):
