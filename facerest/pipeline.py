@@ -1,8 +1,9 @@
 """`FaceRestorePipeline`: faces in, restored photo out, with GFP-GAN, the IDM diffusion model, or both.
 
 The flow of one photo (see DESIGN.md, "How an image flows"): decode -> detect faces -> align each face to the FFHQ
-template at 512 px and resize it to the model's resolution -> restore all faces of the photo as one batch -> add
-what the model changed (restored minus degraded face, times `fidelity`) back into the photo (optionally enlarged).
+template at 512 px and resize it to the model's resolution -> restore the photo's faces (in batches of 8 on a GPU, one
+per forward pass on the CPU: `default_face_batch_size`) -> add what the model changed (restored minus degraded face,
+times `fidelity`) back into the photo (optionally enlarged).
 
 Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
@@ -64,7 +65,7 @@ PHOTO_LIGHTING_SCALE = 1 / 16
 LIGHTING_RESOLUTION = 128
 # Added to both lightings before their ratio is taken (0-255 units), so that near-black regions do not blow it up.
 LIGHTING_FLOOR = 8.0
-# Faces restored in one forward pass unless told otherwise (GFP-GAN on the CPU: one, see `default_face_batch_size`).
+# Faces restored in one forward pass unless told otherwise (on the CPU: one, see `default_face_batch_size`).
 DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
 
@@ -195,12 +196,14 @@ class FaceRestorePipeline(DiffusionPipeline):
 
     @property
     def default_face_batch_size(self) -> int:
-        """Faces per forward pass when `face_batch_size` is not given: 8, or 1 for a GFP-GAN pipeline on the CPU.
+        """Faces per forward pass when `face_batch_size` is not given: 8 on an accelerator, 1 on the CPU.
 
-        On the CPU the GFP-GAN passes of a photo's faces run side by side, one per CPU thread: the convolutions of
-        one face do not split well over the cores, and a batch of faces outgrows the caches (see BENCHMARKS.md).
+        On the CPU a batch of faces' activations outgrows the caches, so one face per pass is faster (see
+        BENCHMARKS.md); a GFP-GAN pipeline's passes moreover run side by side, one per CPU thread, since the
+        convolutions of one face do not split well over the cores. An IDM's passes run one after the other, drawing
+        their noise from the generator in turn.
         """
-        return 1 if self._faces_side_by_side else DEFAULT_FACE_BATCH_SIZE
+        return 1 if self.device.type == "cpu" else DEFAULT_FACE_BATCH_SIZE
 
     @property
     def _faces_side_by_side(self) -> bool:
@@ -320,8 +323,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             progress (`bool`, defaults to `True`):
                 Show a progress bar over the IDM steps.
             face_batch_size (`int`, *optional*):
-                Faces per forward pass (default `default_face_batch_size`: 8, or 1 for GFP-GAN on the CPU, whose
-                passes then run side by side on the CPU threads).
+                Faces per forward pass (default `default_face_batch_size`: 8, or 1 on the CPU, where GFP-GAN's
+                passes run side by side on the CPU threads).
 
         Returns:
             `torch.Tensor`: the restored faces, `(N, 3, face_size, face_size)` in [-1, 1], on the device and in the
@@ -426,7 +429,7 @@ class FaceRestorePipeline(DiffusionPipeline):
                 Random generator for the IDM noise, for reproducible results.
             face_batch_size (`int`, *optional*):
                 At most this many faces of a photo are restored in one forward pass (default
-                `default_face_batch_size`: 8, or 1 for GFP-GAN on the CPU, whose passes then run side by side).
+                `default_face_batch_size`: 8, or 1 on the CPU, where GFP-GAN's passes run side by side).
             only_center_face (`bool`, defaults to `False`):
                 Restore only the face nearest the photo's centre.
             min_face_size (`float`, *optional*):

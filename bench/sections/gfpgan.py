@@ -133,7 +133,8 @@ def _compiled_row(ctx: Context, label: str, model, face) -> list:
 
 def _default_model_row(ctx: Context, table) -> None:
     """The shipped default restoring one aligned 512-px face as README's main job runs it (the pipeline's aligned
-    path with its default steps and fidelity)."""
+    path with its default steps and fidelity); then four faces in one call, one face per pass (the default on the
+    CPU) and all four in one pass, timed in interleaved rounds."""
     from facerest.pipeline import FaceRestorePipeline
 
     folder = Path(ctx.options.default_model or "models/default")
@@ -150,6 +151,14 @@ def _default_model_row(ctx: Context, table) -> None:
     network = f"shipped default ({folder}: {pipeline.kind}, {pipeline.face_size} px{sampling})"
     table.add(network, "facerest pipeline, aligned 512-px face", "fp32", 1, seconds * 1e3, 1 / seconds, None,
               memory.growth_mib)
+    faces, batch = [face] * 4, pipeline.default_face_batch_size
+    ways = {size: (lambda size=size: pipeline(faces, aligned=True, output_type="np", progress=False, face_batch_size=size))
+            for size in sorted({batch, len(faces)})}  # fmt: skip
+    ctx.log(f"shipped default {folder}: {len(faces)} aligned faces, {len(ways)} ways")
+    for size, times in time_interleaved(ways, 2 * ctx.repeats, ctx.device).items():
+        per_face = statistics.median(times) / len(faces)
+        way = f"facerest pipeline, {len(faces)} aligned 512-px faces in one call" + (" (default)" if size == batch else "")
+        table.add(network, way, "fp32", size, per_face * 1e3, 1 / per_face, None, None)
 
 
 def _face_scheduling(ctx: Context, label: str, model, faces: torch.Tensor) -> None:
