@@ -74,7 +74,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     add("--gfpgan", help="trained 64-px GFP-GAN (saved pipeline or train_gfpgan.py output) for the quality part")
     add("--idm", help="trained 64-px IDM (saved pipeline or train_idm.py output) for the quality part")
     add("--default-model", help="the shipped default pipeline, timed per face beside the GFP-GAN forward pass "
-        "(default models/default when that folder exists)")
+        "(default models/default when that folder exists; with --quick only when given)")
     add("--official-python", default=DEFAULT_OFFICIAL_PYTHON,
         help="interpreter of the environment with the official gfpgan package ('none' to skip; default %(default)s, "
         "or $FACEREST_OFFICIAL_PYTHON)")

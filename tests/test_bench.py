@@ -23,11 +23,15 @@ def quick_report(tmp_path_factory):
     """One quick run, in this process (``python -m facerest bench`` runs the same ``main`` in a subprocess)."""
     shared_path("data", "whole_imgs")
     shared_path("data", "ffhq256", "test")
+    from tiny_pipelines import tiny_pipeline
+
     folder = tmp_path_factory.mktemp("bench")
+    tiny_pipeline("idm").save_pretrained(folder / "default")  # timed as the shipped default would be
     out = folder / "BENCHMARKS.md"
     status = bench_main([
         "--prog", "python -m facerest bench", "--quick", "--threads", "1", "--out", str(out),
         "--official-python", str(folder / "no-such-python"), "--memory-photos", "4", "--work-dir", str(folder / "work"),
+        "--default-model", str(folder / "default"),
     ])  # fmt: skip
     assert status == 0
     return out, out.read_text()
@@ -91,6 +95,18 @@ def test_every_part_has_its_table(quick_report):
         header, *rows = tables[title]
         assert len(rows) >= row_count, (title, rows)
         assert all(len(row) == len(header) for row in rows), title
+
+
+def test_the_default_model_is_timed_on_one_face_and_on_four_per_pass_and_one_by_one(quick_report):
+    _, text = quick_report
+    forward = next(rows for title, rows in _tables(text).items() if title.startswith("GFP-GAN forward"))
+    default_rows = [row for row in forward if row[0].startswith("shipped default (") and ": idm, " in row[0]]
+    assert [(row[1], row[3]) for row in default_rows] == [
+        ("facerest pipeline, aligned 512-px face", "1"),
+        ("facerest pipeline, 4 aligned 512-px faces in one call (default)", "1"),  # on the CPU: one face per pass
+        ("facerest pipeline, 4 aligned 512-px faces in one call", "4"),
+    ]
+    assert all(float(row[4]) > 0 for row in default_rows)
 
 
 def test_official_rows_say_not_installed(quick_report):

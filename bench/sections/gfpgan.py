@@ -29,7 +29,7 @@ def gfpgan(ctx: Context) -> None:
     table = ctx.table("GFP-GAN forward pass, one 512-px face", FORWARD_COLUMNS)
     for name, config in configs.items():
         _forward_rows(ctx, table, name, config, official.get("forward", {}).get(name), official.get("error"))
-    if not ctx.quick:
+    if not ctx.quick or ctx.options.default_model:
         _default_model_row(ctx, table)
     weights = ("the official run's seeded random GFPGANv1Clean weights, converted with "
                "facerest.models.gfpgan.load_original_weights, so both sides compute the same function"
