@@ -54,7 +54,7 @@ from facerest.demo import (
     restore,
 )
 from facerest.devices import resolve_device
-from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector
+from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector, detector_summary
 from facerest.pipeline import DEFAULT_FIDELITY, MAX_UPSCALE
 
 try:  # ZeroGPU Spaces: the restore function runs under @spaces.GPU
@@ -95,14 +95,6 @@ def make_detector(weights: str | os.PathLike | None = None, device: str | torch.
     """RetinaFace when its weights are found (`weights`, else `$FACEREST_DETECTOR_WEIGHTS`, else facerest's usual
     places or a download), else MTCNN; the backbone follows the weights file present (resnet50 preferred)."""
     return FaceDetector("auto", weights_dir=weights or None, device=device)
-
-
-def detector_summary(detector: FaceDetector) -> str:
-    """The detector's name for the startup line, with what to do when RetinaFace's weights were not found (the
-    detector's warning, printed before it, gives the reason and the places searched)."""
-    if detector.fallback_reason:
-        return f"{detector.name} (RetinaFace weights not found: give them with --detector-weights DIR)"
-    return detector.name
 
 
 def data_url_too_large(url: str, max_pixels: int) -> str | None:

@@ -232,6 +232,7 @@ def _restore(args) -> int:
 
     from .errors import ImageReadError
     from .devices import resolve_device
+    from .faces import detector_summary
     from .images import colour_profile_options, load_alpha
     from .output_folders import RESTORE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
@@ -253,11 +254,7 @@ def _restore(args) -> int:
         detector = pipeline.face_detector(
             {"backend": args.detector, "retinaface_model": args.retinaface_model, "weights_dir": args.detector_weights}
         )
-        # the reason, with the places searched, is the detector's warning above; this says what to do
-        fallback = ""
-        if detector.fallback_reason:
-            fallback = " (RetinaFace weights not found: give them with --detector-weights DIR)"
-        print(f"face detector: {detector.name}{fallback}")
+        print(f"face detector: {detector_summary(detector)}")
     for note in left_out:
         print(note)
     mark_output_folder(output, RESTORE_COMMAND)
@@ -326,8 +323,8 @@ def _check_restore_output(source: Path, output: Path) -> None:
 
 def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, save_options: dict) -> None:
     """Write the restored photo as OUTPUT/<name>.png, with the input's transparency `alpha` when it has one, and its
-    faces as OUTPUT/faces/<name>_<index>.png (with `alpha` warped as each face was), each saved with `save_options` (the input's colour profile: the pixels
-    are in its colour space)."""
+    faces as OUTPUT/faces/<name>_<index>.png (with `alpha` warped as each face was), each saved with `save_options`
+    (the input's colour profile: the pixels are in its colour space)."""
     from .faces import align_alpha
     from .images import save_image, with_alpha
     from .output_folders import RESTORED_FACES_FOLDER

@@ -367,9 +367,9 @@ def write_result_files(
     save_options: dict,
 ) -> tuple[Path, Path, Path, list[Path]]:
     """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG (transparent where
-    the input is, `alpha`: `load_alpha`), the before and after previews (WebP, at most `PREVIEW_MAX_SIDE`, transparent as the PNG is) and the
-    restored faces (PNG, with `alpha` warped as each face was), each saved with `save_options` (the input's colour profile, `colour_profile_options`);
-    returns their paths.
+    the input is, `alpha`: `load_alpha`), the before and after previews (WebP, at most `PREVIEW_MAX_SIDE`,
+    transparent as the PNG is) and the restored faces (PNG, with `alpha` warped as each face was), each saved with
+    `save_options` (the input's colour profile, `colour_profile_options`); returns their paths.
 
     Files rather than PIL images go to Gradio: it writes a returned PIL image to a cache path named by the image's
     hash without a lock, so two requests with identical outputs could serve a half-written file; it copies returned

@@ -301,6 +301,14 @@ class FaceDetector:
         ]
 
 
+def detector_summary(detector: FaceDetector) -> str:
+    """The detector's name for the line the CLI and the app print at the start, with what to do when RetinaFace's
+    weights were not found (the detector's warning, logged before it, gives the reason and the places searched)."""
+    if detector.fallback_reason:
+        return f"{detector.name} (RetinaFace weights not found: give them with --detector-weights DIR)"
+    return detector.name
+
+
 def _best_of_nested(faces: list[DetectedFace]) -> list[DetectedFace]:
     """The faces without those whose box holds a better-scored face's centre, or whose centre such a face's box holds.
 

@@ -30,7 +30,7 @@ def gfpgan(ctx: Context) -> None:
     for name, config in configs.items():
         _forward_rows(ctx, table, name, config, official.get("forward", {}).get(name), official.get("error"))
     if not ctx.quick or ctx.options.default_model:
-        _default_model_row(ctx, table)
+        _default_model_rows(ctx, table)
     weights = ("the official run's seeded random GFPGANv1Clean weights, converted with "
                "facerest.models.gfpgan.load_original_weights, so both sides compute the same function"
                if official_weights(ctx, next(iter(configs))) else
@@ -131,7 +131,7 @@ def _compiled_row(ctx: Context, label: str, model, face) -> list:
             1 / seconds, None, None]
 
 
-def _default_model_row(ctx: Context, table) -> None:
+def _default_model_rows(ctx: Context, table) -> None:
     """The shipped default restoring one aligned 512-px face as README's main job runs it (the pipeline's aligned
     path with its default steps and fidelity); then four faces in one call, one face per pass (the default on the
     CPU) and all four in one pass, timed in interleaved rounds."""
