@@ -325,7 +325,7 @@ def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, sa
     """Write the restored photo as OUTPUT/<name>.png, with the input's transparency `alpha` when it has one, and its
     faces as OUTPUT/faces/<name>_<index>.png (with `alpha` warped as each face was), each saved with `save_options`
     (the input's colour profile: the pixels are in its colour space)."""
-    from .faces import align_alpha
+    from .faces import with_photo_alpha
     from .images import save_image, with_alpha
     from .output_folders import RESTORED_FACES_FOLDER
 
@@ -333,7 +333,7 @@ def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, sa
     save_image(photo, output / f"{name}.png", **save_options)
     for index, (face, landmarks) in enumerate(zip(result.restored_faces[0], result.face_landmarks[0])):
         if alpha is not None:
-            face = with_alpha(face, align_alpha(alpha, landmarks, face.shape[0]))
+            face = with_photo_alpha(face, alpha, landmarks)
         save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options)
 
 

@@ -31,7 +31,7 @@ import PIL.Image
 import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
-from .faces import FaceDetector, align_alpha
+from .faces import FaceDetector, with_photo_alpha
 from .images import colour_profile_options, load_alpha, load_image, with_alpha
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
@@ -388,7 +388,7 @@ def write_result_files(
     face_paths = [folder / f"face_{index + 1}.png" for index in range(len(output.restored_faces[0]))]
     for face, landmarks, path in zip(output.restored_faces[0], output.face_landmarks[0], face_paths):
         if alpha is not None:
-            face = PIL.Image.fromarray(with_alpha(np.asarray(face), align_alpha(alpha, landmarks, face.height)))
+            face = PIL.Image.fromarray(with_photo_alpha(np.asarray(face), alpha, landmarks))
         face.save(path, **save_options)
     return png_path, before_path, after_path, face_paths
 

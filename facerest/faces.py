@@ -512,11 +512,13 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 512) -> tup
     return crop, affine
 
 
-def align_alpha(alpha: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
-    """A photo's transparency, (H, W) uint8, warped as ``align_face`` warps its face: the (size, size) alpha of that
-    face's crop, transparent outside the photo."""
+def with_photo_alpha(face: np.ndarray, alpha: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """A face crop (size, size, 3) with its photo's transparency ``alpha`` (H, W) warped as ``align_face`` warped the
+    face with these ``landmarks``: (size, size, 4) RGBA, transparent outside the photo."""
+    size = face.shape[0]
     affine = face_alignment(landmarks, size)
-    return cv2.warpAffine(alpha, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    face_alpha = cv2.warpAffine(alpha, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return np.dstack([face, face_alpha])
 
 
 def face_alignment(landmarks: np.ndarray, size: int) -> np.ndarray:
