@@ -9,7 +9,12 @@ Each part prints one line (and `--out` writes them all as JSON):
   without the pipeline's `never_blur`, to see the model's own);
 - clean: PSNR(output, input) with the clean faces of the test set as input (the model should keep them);
 - test: PSNR, SSIM and NIQE of the restored degraded faces of the test set, and seconds per face;
-- real: NIQE of the real low-quality faces of `realworld_lq` before and after.
+- real: NIQE of the real low-quality faces of `realworld_lq` before and after;
+- photos: paired photos, as README command 1 restores them. The first 24 clean faces of the test set, each resized to
+  128, 256 and 512 px and set into a photo 2.4 x 1.8 times its size (`detection_recall.photo_with_a_face`), the photo
+  degraded with the test set's recipe as if the face were 512 px (seeded per face); PSNR and SSIM of the face's square
+  against the clean photo before and after, per face size, how many faces were found (a box centred in the square)
+  and how many false faces; and the PSNR of the degraded square restored as an aligned face (`restore --aligned`).
 
 Faces are restored in batches of eight with seed 0, 8, 16, ... (whole photos: seed 0 each), so figures can differ by
 a little from the CLI's, which seeds one face at a time; compare candidates with this script alone.
@@ -20,16 +25,21 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
+from detection_recall import photo_with_a_face  # a sibling script: bench/ is on sys.path when this one runs
 from facerest import FaceRestorePipeline
+from facerest.degradation import DegradationConfig, degrade
 from facerest.faces import FaceDetector, face_window
 from facerest.images import list_images, load_image
 from facerest.metrics import gradient_sharpness, load_niqe_params, niqe, psnr, ssim
 
 BATCH = 8
-PARTS = ("whole", "clean", "test", "real")
+PARTS = ("whole", "clean", "test", "real", "photos")
+PHOTO_FACE_SIZES = (128, 256, 512)
+PHOTO_FACES = 24
 
 
 def restore_aligned(pipeline, faces, settings) -> list[np.ndarray]:
@@ -41,8 +51,7 @@ def restore_aligned(pipeline, faces, settings) -> list[np.ndarray]:
     return restored
 
 
-def check_whole_photos(pipeline, settings, shared: Path) -> dict:
-    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared / "weights" / "facexlib")
+def check_whole_photos(pipeline, settings, detector, shared: Path) -> dict:
     ratios = {}
     for path in list_images(shared / "data" / "whole_imgs"):
         photo = load_image(path)
@@ -85,6 +94,35 @@ def check_real_faces(pipeline, settings, shared: Path, niqe_params) -> dict:
     return {"niqe_input": float(before.mean()), "niqe": float(after.mean()), "lower": int((after < before).sum()), "faces": len(faces)}
 
 
+def check_paired_photos(pipeline, settings, testset: Path, detector, colour: bool) -> dict:
+    colour_stages = {} if colour else dict(color_jitter_prob=0.0, gray_prob=0.0, photometric_jitter_prob=0.0)
+    figures = {}
+    for size in PHOTO_FACE_SIZES:
+        squares_before, squares_after, squares_aligned, clean_squares, found, false = [], [], [], [], 0, 0
+        for seed, path in enumerate(list_images(testset / "hq")[:PHOTO_FACES]):
+            face = cv2.resize(load_image(path), (size, size), interpolation=cv2.INTER_AREA if size < 256 else cv2.INTER_CUBIC)
+            clean, _, (top, left) = photo_with_a_face(face, seed)
+            recipe = DegradationConfig(reference_resolution=round(512 * max(clean.shape[:2]) / size), **colour_stages)
+            degraded = degrade(clean, recipe, seed=seed)
+            output = pipeline(degraded, detector=detector, generator=torch.Generator().manual_seed(0), **settings)
+            centres = (output.face_boxes[0][:, :2] + output.face_boxes[0][:, 2:]) / 2
+            inside = np.all((centres >= (left, top)) & (centres <= (left + size, top + size)), axis=1)
+            found, false = found + int(inside.any()), false + int((~inside).sum())
+            square = np.s_[top : top + size, left : left + size]
+            squares_before.append(degraded[square])
+            squares_after.append(output.images[0][square])
+            squares_aligned += restore_aligned(pipeline, [degraded[square]], settings)
+            clean_squares.append(clean[square])
+        figures[f"{size} px"] = {
+            "found": f"{found} of {len(clean_squares)}", "false_faces": false,
+            "psnr_input": float(psnr(squares_before, clean_squares).mean()), "psnr": float(psnr(squares_after, clean_squares).mean()),
+            "ssim_input": float(ssim(squares_before, clean_squares).mean()), "ssim": float(ssim(squares_after, clean_squares).mean()),
+            "psnr_square_as_aligned_face": float(psnr(squares_aligned, clean_squares).mean()),
+            "gaining": int((psnr(squares_after, clean_squares) > psnr(squares_before, clean_squares)).sum()),
+        }  # fmt: skip
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="models/default", help="a saved pipeline (default: models/default)")
@@ -97,6 +135,9 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of: " + ", ".join(PARTS))
     parser.add_argument("--testset", type=Path, default=Path("runs/testset256"), help="make-testset's folder")
     parser.add_argument("--shared", type=Path, default=Path("../shared"), help="the shared data and weights")
+    parser.add_argument(
+        "--photos-without-colour", action="store_true", help="photos: the recipe without its colour shift, gray and jitter"
+    )
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
 
@@ -109,11 +150,15 @@ def main() -> None:
     settings = dict(num_inference_steps=args.steps, strength=args.strength, eta=args.eta, output_type="np", progress=False)
     photo_settings = dict(settings, never_blur=not args.paste_every_face)
     niqe_params = load_niqe_params(extra_dirs=[args.shared / "weights"])
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=args.shared / "weights" / "facexlib")
     checks = {
-        "whole": lambda: check_whole_photos(pipeline, photo_settings, args.shared),
+        "whole": lambda: check_whole_photos(pipeline, photo_settings, detector, args.shared),
         "clean": lambda: check_clean_faces(pipeline, settings, args.testset),
         "test": lambda: check_test_faces(pipeline, settings, args.testset, niqe_params),
         "real": lambda: check_real_faces(pipeline, settings, args.shared, niqe_params),
+        "photos": lambda: check_paired_photos(
+            pipeline, photo_settings, args.testset, detector, colour=not args.photos_without_colour
+        ),
     }
     figures = {}
     for part in parts:
