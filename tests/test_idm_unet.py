@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from facerest.models.idm import IDM_UNET_BLOCK_OUT_CHANNELS, IDMScheduler, average_unets, deepen_unet, idm_unet_config, make_idm_unet
+from facerest.models.idm import (
+    IDM_UNET_BLOCK_OUT_CHANNELS,
+    IDMScheduler,
+    average_unets,
+    deepen_unet,
+    idm_unet_config,
+    make_idm_unet,
+    redraw_full_resolution_layers,
+)
 
 
 @pytest.mark.parametrize("resolution", [64, 128, 256, 512])
@@ -72,3 +80,23 @@ def test_averaged_unets_hold_the_mean_of_their_weights_and_refuse_different_shap
         torch.testing.assert_close(average_unets([first, first])(x, level).sample, first(x, level).sample)
     with pytest.raises(ValueError, match="differ in configuration"):
         average_unets([first, deepen_unet(first)])
+
+
+def test_redrawing_changes_exactly_the_layers_at_the_input_resolution_the_same_way_for_a_seed():
+    small = dict(block_out_channels=(32, 32, 32), norm_num_groups=8, layers_per_block=1)
+    torch.manual_seed(0)
+    trained = make_idm_unet(32, **small)
+    before = {name: value.clone() for name, value in trained.state_dict().items()}
+    torch.manual_seed(123)  # the global random state is neither used nor moved
+    state = torch.random.get_rng_state()
+    redrawn = redraw_full_resolution_layers(trained, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert {name.split(".")[0] for name in redrawn} == {"conv_in", "down_blocks", "up_blocks", "conv_norm_out", "conv_out"}
+    assert all(name.startswith(("down_blocks.0.", "up_blocks.2.")) for name in redrawn if "blocks" in name)
+    after = trained.state_dict()
+    changed = {name for name in after if not torch.equal(after[name], before[name])}
+    assert changed and changed <= set(redrawn)  # norms' ones and zeros may be redrawn as they were
+    assert all(torch.equal(after[name], before[name]) for name in after if name not in redrawn)
+    again = make_idm_unet(32, **small)
+    redraw_full_resolution_layers(again, seed=7)
+    assert all(torch.equal(again.state_dict()[name], after[name]) for name in redrawn)
