@@ -6,17 +6,19 @@
 # 2. The device tool, one call (the script keeps itself inside 560 s of the 600; 15 minutes of device time a task):
 #      run(command="bash train/gpu_run.sh", carry=[".gpu_carry"], timeout_s=600)
 # 3. Back here, with the returned files in DIR (files_at):
-#      mkdir -p runs/gpu256 && cat DIR/results.tar.part-* | tar -x -C runs/gpu256   # idm256/, gfpgan256/: pipelines
+#      mkdir -p runs/gpu256 && cat DIR/results.tar.part-* | tar -x -C runs/gpu256   # idm256/, gfpgan256/, idm256ft/
 #
 # On the machine (everything printed also goes to $OUT/gpu_run.log):
 #   a. installs the carried wheels into $WORK/site and checks degrade_batch on CUDA against the CPU
 #      (tests/test_degradation.py -k cuda); if that fails, the faces are degraded in the data loader instead;
 #   b. bench/degradation_throughput.py: faces/s with and without degradation on the GPU ($OUT/degradation_throughput.md);
 #   c. the paired test set: make-testset of ffhq256/test at 256 px, seed 0 (as runs/testset256 here);
-#   d. trains both models side by side on the GPU, bf16, whole 256-px faces degraded on the GPU, for
-#      FACEREST_GPU_RUN_MINUTES (default: what the setup left of the 560 s, less 100 s for the end, at most 8 minutes);
+#   d. trains three models side by side on the GPU, bf16, whole 256-px faces degraded on the GPU, for
+#      FACEREST_GPU_RUN_MINUTES (default: what the setup left of the 560 s, less 100 s for the end, at most 8 minutes):
+#      a new 256-px IDM (idm256), the 256-px GFP-GAN (gfpgan256), and a stage from the shipped default
+#      (idm256ft: models/default fine-tuned on whole faces with stage 6's options, a candidate to replace it);
 #      each stops with a checkpoint, scores the test set and saves its pipeline;
-#   e. packs both pipelines as fp16 safetensors with their logs, validation grids and scores into
+#   e. packs the pipelines as fp16 safetensors with their logs, validation grids and scores into
 #      $OUT/results.tar.part-NN (15 MiB parts) and writes $OUT/summary.md.
 #
 # Rehearsal on a CPU, everything but the GPU (tiny models, 4 test faces, one minute of training; 4-5 minutes in all):
@@ -37,6 +39,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 FACEREST_SHARED=$PWD/$CARRY/shared
 
 # IDM: whole 256-px faces, a UNet of 11.8M parameters (23.5 MB in fp16) with attention at 32 and 16 px, the residual
 # target at the 256-px faces' RMS (0.19), L1. GAN: the 64-px default's shape at 256 px (4.5M parameters).
+FINETUNE_FROM=${FACEREST_GPU_FINETUNE_FROM-models/default}  # empty: no third run
 if [[ ${FACEREST_GPU_RUN_TINY:-0} == 1 ]]; then
   IDM_UNET='{"block_out_channels":[16,32],"layers_per_block":1,"norm_num_groups":8,"attention_head_dim":8}'
   GAN_SHAPE=(--num_style_feat 32 --narrow 0.0625 --discriminator_narrow 0.0625)
@@ -97,10 +100,21 @@ timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_gfpgan.
   --learning_rate 2e-4 --component_learning_rate 2e-4 --train_batch_size "$GAN_BATCH" \
   --output_dir "$WORK/gfpgan256" > "$WORK/logs/train_gfpgan.log" 2>&1 &
 GAN_PID=$!
+FINETUNE_STATUS=0
+if [[ -n $FINETUNE_FROM ]]; then
+  # stage 6's options (train/train_default.sh) on whole faces, at a constant rate since the step count is the clock's
+  timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" \
+    --pretrained_model_name_or_path "$FINETUNE_FROM" --loss l1 --clean_prob 0.2 --detail_weight 2 \
+    --learning_rate 5e-5 --lr_scheduler constant --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
+    --sampling_steps 2 --eval_sampling_steps 1 2 4 --eval_batch_size 50 \
+    --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1 &
+  FINETUNE_PID=$!
+  wait "$FINETUNE_PID"; FINETUNE_STATUS=$?
+fi
 wait "$IDM_PID"; IDM_STATUS=$?
 wait "$GAN_PID"; GAN_STATUS=$?
-for name in idm gfpgan; do echo "-- train_$name.log, last lines"; tail -n 15 "$WORK/logs/train_$name.log" | cut -c1-300; done
-echo "exit status: train_idm $IDM_STATUS, train_gfpgan $GAN_STATUS"
+for log in "$WORK"/logs/train_*.log; do echo "-- $(basename "$log"), last lines"; tail -n 15 "$log" | cut -c1-300; done
+echo "exit status: train_idm $IDM_STATUS, train_gfpgan $GAN_STATUS, train_idm_finetune $FINETUNE_STATUS"
 
 echo "== e. packing ($((SECONDS - START)) s)"
 "$PYTHON" -W ignore - "$WORK" <<'EOF'
@@ -112,7 +126,7 @@ import torch
 from facerest import FaceRestorePipeline
 
 work = Path(sys.argv[1])
-for name in ("idm256", "gfpgan256"):
+for name in ("idm256", "gfpgan256", "idm256ft"):
     source, target = work / name, work / "pack" / name
     if not (source / "model_index.json").is_file():
         print(f"{name}: no saved pipeline")
@@ -133,7 +147,9 @@ from pathlib import Path
 
 work, minutes, degradation = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[5]
 print(f"# GPU run: {minutes} minutes of training each, degradation on {degradation}\n")
-for name, batch in (("idm256", int(sys.argv[3])), ("gfpgan256", int(sys.argv[4]))):
+for name, batch in (("idm256", int(sys.argv[3])), ("gfpgan256", int(sys.argv[4])), ("idm256ft", int(sys.argv[3]))):
+    if not (work / name).is_dir():
+        continue
     steps = [int(m.group(1)) for p in (work / name).glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
     step = max(steps, default=0)
     print(f"- {name}: {step} steps of {batch} faces ({step * batch / (60 * minutes):.1f} faces/s over the minutes, start-up included)")
@@ -145,7 +161,7 @@ cat "$OUT/degradation_throughput.md" >> "$OUT/summary.md" 2>/dev/null
 cat "$OUT/summary.md"
 ls -la "$OUT"
 echo "== done in $((SECONDS - START)) s"
-[[ $IDM_STATUS == 0 && $GAN_STATUS == 0 ]]
+[[ $IDM_STATUS == 0 && $GAN_STATUS == 0 && $FINETUNE_STATUS == 0 ]]
 }
 
 main 2>&1 | tee -a "$OUT/gpu_run.log"
