@@ -350,6 +350,20 @@ def test_max_train_minutes_stops_with_a_checkpoint_and_the_final_save(ffhq_train
     assert FaceRestorePipeline.from_pretrained(tmp_path).kind == "idm"
 
 
+def test_a_run_killed_while_it_scores_the_testset_keeps_its_final_model(ffhq_train_dir, testset, tmp_path):
+    """A time limit (gpu_run.sh's hard stop) or a kill that lands while the last round is scored loses no weights."""
+    args = [
+        "--train_data_dir", str(ffhq_train_dir), "--max_train_samples", "4", "--resolution", "32",
+        "--unet_overrides", json.dumps(TINY_UNET), "--output_dir", str(tmp_path), "--train_batch_size", "2",
+        "--max_train_steps", "2", "--checkpointing_steps", "2", "--validation_steps", "100",
+        "--testset", str(testset), "--eval_sampling_steps", "1000", "--eval_batch_size", "1",
+    ]  # fmt: skip
+    kill_when(args, lambda: (tmp_path / "eval").is_dir(), "scoring the test set")
+    assert not (tmp_path / "training_summary.json").exists()  # killed before the end
+    assert_same_weights(tmp_path / "unet", tmp_path / "checkpoint-2" / "unet_ema")
+    assert FaceRestorePipeline.from_pretrained(tmp_path).kind == "idm"
+
+
 def test_a_failed_push_keeps_the_saved_model_and_says_how_to_push_it(ffhq_train_dir, tmp_path):
     """The Hub cannot be reached at the end of a run: the model is saved, and one error line says how to push it."""
     endpoint = f"http://127.0.0.1:{free_port()}"

@@ -17,7 +17,8 @@
 #      FACEREST_GPU_RUN_MINUTES (default: what the setup left of the 560 s, less 100 s for the end, at most 8 minutes):
 #      a new 256-px IDM (idm256), the 256-px GFP-GAN (gfpgan256), and a stage from the shipped default
 #      (idm256ft: models/default fine-tuned on whole faces with stage 6's options, a candidate to replace it);
-#      each stops with a checkpoint, scores the test set and saves its pipeline;
+#      each stops with a checkpoint, saves its pipeline and then scores the test set (the hard stop may cut a
+#      score short, never the weights; the first H200 run, 2026-12-04, lost both IDMs that way before the order changed);
 #   e. packs the pipelines as fp16 safetensors with their logs, validation grids and scores into
 #      $OUT/results.tar.part-NN (15 MiB parts) and writes $OUT/summary.md.
 #
@@ -48,7 +49,7 @@ if [[ ${FACEREST_GPU_RUN_TINY:-0} == 1 ]]; then
 else
   IDM_UNET=${FACEREST_GPU_IDM_UNET:-'{"block_out_channels":[64,128,128,128,128],"layers_per_block":2}'}
   GAN_SHAPE=(--num_style_feat 128 --narrow 0.25 --discriminator_narrow 0.25)
-  IDM_BATCH=32 GAN_BATCH=16 WORKERS=6 TEST_FACES=100 EVAL_STEPS=(1 10 25) EVERY=1000
+  IDM_BATCH=32 GAN_BATCH=16 WORKERS=6 TEST_FACES=100 EVAL_STEPS=(1 10) EVERY=1000
   BENCH=(--batch_size 32 --batches 12 --workers 0 12 --seconds 8)
 fi
 
@@ -106,7 +107,7 @@ if [[ -n $FINETUNE_FROM ]]; then
   timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" \
     --pretrained_model_name_or_path "$FINETUNE_FROM" --loss l1 --clean_prob 0.2 --detail_weight 2 \
     --learning_rate 5e-5 --lr_scheduler constant --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
-    --sampling_steps 2 --eval_sampling_steps 1 2 4 --eval_batch_size 50 \
+    --sampling_steps 2 --eval_sampling_steps 1 2 --eval_batch_size 50 \
     --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1 &
   FINETUNE_PID=$!
   wait "$FINETUNE_PID"; FINETUNE_STATUS=$?

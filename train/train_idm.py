@@ -554,10 +554,11 @@ def main(args: argparse.Namespace) -> None:
             if global_step == round_end or time_up:
                 break
         progress_bar.close()
-        evaluate(args, accelerator, ema, unet_config, noise_scheduler, global_step)
         if time_up:
             logger.info(f"--max_train_minutes {args.max_train_minutes} spent at step {global_step}: stopping here")
             break
+        if round_index < num_rounds - 1:  # the last round is scored after the final save
+            evaluate(args, accelerator, ema, unet_config, noise_scheduler, global_step)
 
     # Every process must hold the same weights: a cheap check that the processes really trained one model together.
     digests = gather_object([weights_digest(accelerator.unwrap_model(unet))])
@@ -566,6 +567,10 @@ def main(args: argparse.Namespace) -> None:
         FaceRestorePipeline(
             unet=ema_unet(ema, unet_config), scheduler=noise_scheduler, default_inference_steps=args.sampling_steps
         ).save_pretrained(output_dir)
+        logger.info(f"saved {output_dir / 'unet'} and {output_dir / 'scheduler'}")
+    # scored after the save, so that a run stopped while it scores (a time limit, a kill) keeps its model
+    evaluate(args, accelerator, ema, unet_config, noise_scheduler, global_step)
+    if accelerator.is_main_process:
         summary = {
             "global_step": global_step,
             "rounds": num_rounds,
@@ -579,7 +584,6 @@ def main(args: argparse.Namespace) -> None:
         (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if len(set(digests)) != 1:
             raise RuntimeError(f"the processes ended with different weights: {digests}")
-        logger.info(f"saved {output_dir / 'unet'} and {output_dir / 'scheduler'}")
         if args.push_to_hub:
             try:
                 repo_url, _ = push_trained_pipeline(
