@@ -315,6 +315,35 @@ def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_pa
     assert all(row[3:6] == row[6:9] for row in rows)  # the same model, the same seeds: the same gains
 
 
+def test_band_errors_script_splits_each_face_error_into_coarse_and_fine_bands(tmp_path):
+    from tiny_pipelines import tiny_pipeline
+
+    tiny_pipeline("idm").save_pretrained(tmp_path / "idm")
+    script = Path(__file__).resolve().parents[1] / "bench" / "band_errors.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--model", str(tmp_path / "idm"), "--faces", "2", "--out", str(tmp_path / "bands"),
+         "--degradation", "gaussian blur, sigma 3 px", "--degradation", "JPEG quality 40"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    number = r"([\d.]+)"
+    rows = re.findall(
+        rf"^\| ([^|]+) \| (input|restored) \| {number} \| {number} \| {number} \| {number} \|$",
+        (tmp_path / "bands.md").read_text(), flags=re.M,
+    )  # fmt: skip
+    assert [row[:2] for row in rows] == [
+        ("gaussian blur, sigma 3 px", "input"), ("gaussian blur, sigma 3 px", "restored"),
+        ("JPEG quality 40", "input"), ("JPEG quality 40", "restored"),
+    ]  # fmt: skip
+    values = {row[:2]: [float(value) for value in row[2:]] for row in rows}
+    for (_, face), (whole, coarse, fine, mean_colour_matched) in values.items():
+        assert 0 < whole < 60 and whole < min(coarse, fine) + 1  # the two bands nearly orthogonal (a tiny model: low)
+        if face == "input":
+            assert mean_colour_matched == whole  # its own mean colour: nothing changes
+    blurred_coarse, blurred_fine = values[("gaussian blur, sigma 3 px", "input")][1:3]
+    assert blurred_fine < blurred_coarse - 3  # a blur takes the detail away and keeps the shading
+
+
 def test_large_photo_script_times_the_app_and_the_pipeline():
     script = Path(__file__).resolve().parents[1] / "bench" / "large_photo.py"
     photo = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
