@@ -3,6 +3,8 @@
 #   .gpu_carry/wheels/                    the wheels of the Python packages missing there, at our pins, for that
 #                                         machine's Python 3.12: diffusers (pure Python) and pillow-heif
 #   .gpu_carry/shared/data/ffhq256/       the training faces (train/) and the held-out faces of the test set (test/)
+#   .gpu_carry/start/                     with FACEREST_GPU_START=PIPELINE only: that saved IDM pipeline in fp16, for
+#                                         gpu_run.sh to train further (FACEREST_GPU_FINETUNE_FROM=.gpu_carry/start)
 # .gpu_carry/ is git-ignored and travels with the run tool's carry=[".gpu_carry"] (about 27 MiB of the 64 allowed).
 #
 #   bash train/gpu_prepare.sh             # from the repository root; PYTHON=... for another interpreter
@@ -22,4 +24,8 @@ mkdir -p "$CARRY/wheels" "$CARRY/shared/data"
     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d "$CARRY/wheels" \
     "$(grep -E '^diffusers==' requirements.txt)" "$(grep -E '^pillow-heif==' requirements.txt)"
 cp -r "$SHARED/data/ffhq256" "$CARRY/shared/data/"
-du -sh "$CARRY"/wheels "$CARRY"/shared "$CARRY"
+if [[ -n ${FACEREST_GPU_START:-} ]]; then
+  "$PYTHON" -c "import sys, torch; from facerest import FaceRestorePipeline
+FaceRestorePipeline.from_pretrained(sys.argv[1]).to(torch.float16).save_pretrained(sys.argv[2])" "$FACEREST_GPU_START" "$CARRY/start"
+fi
+du -sh "$CARRY"/* "$CARRY"

@@ -17,6 +17,9 @@
 #      FACEREST_GPU_RUN_MINUTES (default: what the setup left of the 560 s, less 100 s for the end, at most 8 minutes):
 #      a new 256-px IDM (idm256), the 256-px GFP-GAN (gfpgan256), and a stage from the shipped default
 #      (idm256ft: models/default fine-tuned on whole faces with stage 6's options, a candidate to replace it);
+#      FACEREST_GPU_RUNS picks among them (idm, gfpgan, finetune), FACEREST_GPU_FINETUNE_FROM and _LR set the stage's
+#      start and rate (a run to train on: FACEREST_GPU_START=PIPELINE bash train/gpu_prepare.sh, then
+#      FACEREST_GPU_RUNS=finetune FACEREST_GPU_FINETUNE_FROM=.gpu_carry/start bash train/gpu_run.sh);
 #      each stops with a checkpoint, saves its pipeline and then scores the test set (the hard stop may cut a
 #      score short, never the weights; the first H200 run, 2026-12-04, lost both IDMs that way before the order changed);
 #   e. packs the pipelines as fp16 safetensors with their logs, validation grids and scores into
@@ -40,7 +43,11 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 FACEREST_SHARED=$PWD/$CARRY/shared
 
 # IDM: whole 256-px faces, a UNet of 11.8M parameters (23.5 MB in fp16) with attention at 32 and 16 px, the residual
 # target at the 256-px faces' RMS (0.19), L1. GAN: the 64-px default's shape at 256 px (4.5M parameters).
-FINETUNE_FROM=${FACEREST_GPU_FINETUNE_FROM-models/default}  # empty: no third run
+# Which of the three trainings run: idm (a new IDM), gfpgan, finetune (a stage from FINETUNE_FROM, a saved IDM
+# pipeline in the checkout or in .gpu_carry, at FINETUNE_LR), e.g. FACEREST_GPU_RUNS=finetune to give it the whole GPU.
+RUNS=" ${FACEREST_GPU_RUNS:-idm gfpgan finetune} "
+FINETUNE_FROM=${FACEREST_GPU_FINETUNE_FROM:-models/default}
+FINETUNE_LR=${FACEREST_GPU_FINETUNE_LR:-5e-5}
 if [[ ${FACEREST_GPU_RUN_TINY:-0} == 1 ]]; then
   IDM_UNET='{"block_out_channels":[16,32],"layers_per_block":1,"norm_num_groups":8,"attention_head_dim":8}'
   GAN_SHAPE=(--num_style_feat 32 --narrow 0.0625 --discriminator_narrow 0.0625)
@@ -91,31 +98,34 @@ echo "== d. training for $MINUTES minutes, degradation on $DEGRADATION, $PRECISI
 COMMON=(--resolution 256 --train_data_dir "$DATA/train" --testset "$WORK/testset256" --mixed_precision "$PRECISION"
         --degradation_device "$DEGRADATION" --dataloader_num_workers "$WORKERS" --max_train_minutes "$MINUTES"
         --max_train_steps 1000000 --checkpointing_steps "$EVERY" --checkpoints_total_limit 1 --validation_steps "$EVERY" --seed 0)
-timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --unet_overrides "$IDM_UNET" \
-  --prediction_type residual --sigma_data 0.19 --loss l1 --learning_rate 3e-4 --lr_warmup_steps 200 \
-  --train_batch_size "$IDM_BATCH" --sampling_steps 25 --eval_sampling_steps "${EVAL_STEPS[@]}" --eval_batch_size 50 \
-  --output_dir "$WORK/idm256" > "$WORK/logs/train_idm.log" 2>&1 &
-IDM_PID=$!
-timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_gfpgan.py "${COMMON[@]}" "${GAN_SHAPE[@]}" --channel_multiplier 1 \
-  --perceptual_weight 0 --style_weight 0 --identity_weight 0 --l1_weight 1 --component_gan_weight 0 --component_style_weight 0 \
-  --learning_rate 2e-4 --component_learning_rate 2e-4 --train_batch_size "$GAN_BATCH" \
-  --output_dir "$WORK/gfpgan256" > "$WORK/logs/train_gfpgan.log" 2>&1 &
-GAN_PID=$!
-FINETUNE_STATUS=0
-if [[ -n $FINETUNE_FROM ]]; then
+declare -A PIDS
+if [[ $RUNS == *" idm "* ]]; then
+  timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --unet_overrides "$IDM_UNET" \
+    --prediction_type residual --sigma_data 0.19 --loss l1 --learning_rate 3e-4 --lr_warmup_steps 200 \
+    --train_batch_size "$IDM_BATCH" --sampling_steps 25 --eval_sampling_steps "${EVAL_STEPS[@]}" --eval_batch_size 50 \
+    --output_dir "$WORK/idm256" > "$WORK/logs/train_idm.log" 2>&1 &
+  PIDS[idm]=$!
+fi
+if [[ $RUNS == *" gfpgan "* ]]; then
+  timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_gfpgan.py "${COMMON[@]}" "${GAN_SHAPE[@]}" --channel_multiplier 1 \
+    --perceptual_weight 0 --style_weight 0 --identity_weight 0 --l1_weight 1 --component_gan_weight 0 --component_style_weight 0 \
+    --learning_rate 2e-4 --component_learning_rate 2e-4 --train_batch_size "$GAN_BATCH" \
+    --output_dir "$WORK/gfpgan256" > "$WORK/logs/train_gfpgan.log" 2>&1 &
+  PIDS[gfpgan]=$!
+fi
+if [[ $RUNS == *" finetune "* ]]; then
   # stage 6's options (train/train_default.sh) on whole faces, at a constant rate since the step count is the clock's
   timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" \
     --pretrained_model_name_or_path "$FINETUNE_FROM" --loss l1 --clean_prob 0.2 --detail_weight 2 \
-    --learning_rate 5e-5 --lr_scheduler constant --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
+    --learning_rate "$FINETUNE_LR" --lr_scheduler constant --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
     --sampling_steps 2 --eval_sampling_steps 1 2 --eval_batch_size 50 \
     --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1 &
-  FINETUNE_PID=$!
-  wait "$FINETUNE_PID"; FINETUNE_STATUS=$?
+  PIDS[finetune]=$!
 fi
-wait "$IDM_PID"; IDM_STATUS=$?
-wait "$GAN_PID"; GAN_STATUS=$?
+FAILED=()
+for name in "${!PIDS[@]}"; do wait "${PIDS[$name]}" || FAILED+=("$name (exit status $?)"); done
 for log in "$WORK"/logs/train_*.log; do echo "-- $(basename "$log"), last lines"; tail -n 15 "$log" | cut -c1-300; done
-echo "exit status: train_idm $IDM_STATUS, train_gfpgan $GAN_STATUS, train_idm_finetune $FINETUNE_STATUS"
+echo "trained:${RUNS% }; failed: ${FAILED[*]:-none}"
 
 echo "== e. packing ($((SECONDS - START)) s)"
 "$PYTHON" -W ignore - "$WORK" <<'EOF'
@@ -162,7 +172,7 @@ cat "$OUT/degradation_throughput.md" >> "$OUT/summary.md" 2>/dev/null
 cat "$OUT/summary.md"
 ls -la "$OUT"
 echo "== done in $((SECONDS - START)) s"
-[[ $IDM_STATUS == 0 && $GAN_STATUS == 0 && $FINETUNE_STATUS == 0 ]]
+[[ ${#FAILED[@]} == 0 ]]
 }
 
 main 2>&1 | tee -a "$OUT/gpu_run.log"
