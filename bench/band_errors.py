@@ -16,6 +16,7 @@ import numpy as np
 
 from facerest import FaceRestorePipeline
 from facerest.images import list_images, load_image
+from facerest.metrics import psnr
 from facerest.table import Table
 
 from default_checks import restore_aligned
@@ -23,7 +24,7 @@ from degradation_sweep import DEGRADATIONS
 
 
 def band_psnrs(restored: np.ndarray, original: np.ndarray, sigma: float) -> tuple[float, float]:
-    """(coarse-band PSNR, fine-band PSNR) in dB, 0-255 units."""
+    """(coarse-band PSNR, fine-band PSNR) in dB, 0-255 units (float bands, which `metrics.psnr`, uint8 only, cannot take)."""
     restored, original = restored.astype(np.float64), original.astype(np.float64)
     coarse_restored, coarse_original = cv2.GaussianBlur(restored, (0, 0), sigma), cv2.GaussianBlur(original, (0, 0), sigma)
     return (
@@ -47,7 +48,7 @@ def band_table(pipeline: FaceRestorePipeline, originals: list[np.ndarray], degra
         degraded = [DEGRADATIONS[name](face, seed) for seed, face in enumerate(originals)]
         restored = restore_aligned(pipeline, degraded, dict(output_type="np", progress=False))
         for label, faces in (("input", degraded), ("restored", restored)):
-            whole = [decibels(face.astype(np.float64) - original) for face, original in zip(faces, originals)]
+            whole = psnr(faces, originals)
             bands = np.array([band_psnrs(face, original, sigma) for face, original in zip(faces, originals)])
             matched = [
                 decibels(with_mean_colour_of(face, lq) - original) for face, lq, original in zip(faces, degraded, originals)
