@@ -1,15 +1,19 @@
-"""facerest.training: the one checkpoint rule of both training scripts, the EMA hooks, the command line for cards."""
+"""facerest.training: the one checkpoint rule of both training scripts, the EMA hooks, the command line for cards, the
+time budget and the learning rate on its clock."""
 
 import json
+import math
 from pathlib import Path
 
+import pytest
 import torch
 from accelerate import Accelerator
 from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 
 from facerest.training.checkpoints import list_checkpoints, register_checkpoint_hooks, save_checkpoint, weights_digest
-from facerest.training.utils import command_line
+from facerest.training import utils
+from facerest.training.utils import Deadline, clock_cosine_schedule, command_line
 
 
 class FakeAccelerator:
@@ -74,3 +78,26 @@ def test_model_and_ema_round_trip_through_a_checkpoint(tmp_path):
 def test_command_line_leaves_secrets_out():
     line = command_line(["train/train_gfpgan.py", "--hub_token", "hf_secret", "--output_dir", "runs/a b"])
     assert line == "python train/train_gfpgan.py --hub_token '***' --output_dir 'runs/a b'"
+
+
+def test_the_learning_rate_on_the_clock_warms_up_then_decays_to_zero_by_the_deadline(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(utils.time, "monotonic", lambda: now[0])
+    deadline = Deadline(minutes=10)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+    schedule = clock_cosine_schedule(optimizer, deadline, warmup_steps=4)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for seconds in (0, 0, 0, 150, 300, 450, 600, 900):  # the clock after each step
+        now[0] = 1000.0 + seconds
+        assert deadline.passed(Accelerator(cpu=True)) is (seconds >= 600)
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    expected = [0.1, 0.2, 0.3, 0.4] + [0.2 * (1 + math.cos(math.pi * fraction)) for fraction in (0.25, 0.5, 0.75, 1.0, 1.0)]
+    assert rates == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_clock_schedule_needs_a_time_budget():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="time budget"):
+        clock_cosine_schedule(optimizer, Deadline(None), warmup_steps=0)

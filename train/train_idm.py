@@ -53,7 +53,7 @@ from facerest.training.checkpoints import checkpoint_step, register_checkpoint_h
 from facerest.training.checkpoints import save_checkpoint, weights_digest
 from facerest.training.extrinsic import CleaningPass, choose_replaced, load_manifest, round_dir, score_cleaning_pass
 from facerest.training.testset_eval import evaluate_testset
-from facerest.training.utils import Deadline, command_line, first_pairs, log_validation_grid
+from facerest.training.utils import Deadline, clock_cosine_schedule, command_line, first_pairs, log_validation_grid
 
 logger = get_logger(__name__, log_level="INFO")
 # the arguments that shape the noise schedule: a pretrained model brings its own
@@ -153,8 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument(
         "--lr_scheduler",
         default="constant_with_warmup",
-        choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
-        help="learning-rate schedule over all rounds",
+        choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "cosine_by_clock"],
+        help="learning-rate schedule over all rounds; cosine_by_clock decays to 0 over --max_train_minutes (wall time)",
     )
     train.add_argument("--lr_warmup_steps", type=int, default=500)
     train.add_argument("--adam_beta1", type=float, default=0.9)
@@ -201,6 +201,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be at least 1")
     if args.max_train_minutes is not None and not args.max_train_minutes > 0:
         parser.error("--max_train_minutes must be positive")
+    if args.lr_scheduler == "cosine_by_clock" and args.max_train_minutes is None:
+        parser.error("--lr_scheduler cosine_by_clock decays over --max_train_minutes: give it")
     if args.crop_size is not None and not 1 <= args.crop_size <= args.resolution:
         parser.error(f"--crop_size must be from 1 to --resolution ({args.resolution})")
     if args.extrinsic_rounds < 0:
@@ -430,12 +432,15 @@ def main(args: argparse.Namespace) -> None:
     )
     num_rounds = args.extrinsic_rounds + 1
     total_steps = num_rounds * args.max_train_steps
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
-    )
+    if args.lr_scheduler == "cosine_by_clock":  # the deadline's clock, not the step count, sets the decay
+        lr_scheduler = clock_cosine_schedule(optimizer, deadline, args.lr_warmup_steps * accelerator.num_processes)
+    else:
+        lr_scheduler = get_scheduler(
+            args.lr_scheduler,
+            optimizer=optimizer,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=total_steps * accelerator.num_processes,
+        )
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
     register_checkpoint_hooks(accelerator, unet, ema, "unet")  # checkpoint-<step>/unet/ and unet_ema/
     denoiser = IDMDenoiser(unet, noise_scheduler)  # f_theta(x_d, x_t, gamma) and its loss

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torchvision.utils import make_grid
 
 from ..images import load_image, save_image, tensor_to_image
@@ -47,16 +49,36 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 class Deadline:
-    """A wall-clock budget (``--max_train_minutes``) counted from the deadline's creation; ``None`` never runs out."""
+    """A wall-clock budget (``--max_train_minutes``) counted from the deadline's creation; ``None`` never runs out.
+
+    ``spent`` is the fraction of the budget used at the latest ``passed`` call, the largest over the processes, so a
+    learning-rate schedule on the clock (``clock_cosine_schedule``) gives every process the same rate."""
 
     def __init__(self, minutes: float | None):
         if minutes is not None and not minutes > 0:
             raise ValueError(f"a time budget must be positive minutes, got {minutes!r}")
-        self.end = None if minutes is None else time.monotonic() + 60.0 * minutes
+        self.start = time.monotonic()
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.spent = 0.0
 
     def passed(self, accelerator) -> bool:
         """Whether the budget is spent on any process: every process gets the same answer, so all stop together."""
-        if self.end is None:
+        if self.seconds is None:
             return False
-        spent = torch.tensor([time.monotonic() >= self.end], dtype=torch.int32, device=accelerator.device)
-        return bool(accelerator.gather(spent).any())
+        spent = torch.tensor([(time.monotonic() - self.start) / self.seconds], dtype=torch.float64, device=accelerator.device)
+        self.spent = float(accelerator.gather(spent).max())
+        return self.spent >= 1.0
+
+
+def clock_cosine_schedule(optimizer: torch.optim.Optimizer, deadline: Deadline, warmup_steps: int) -> LambdaLR:
+    """The learning rate warmed up linearly over ``warmup_steps`` scheduler steps, then decayed to 0 by a cosine of
+    the wall-clock budget spent (``deadline.spent``) instead of the step count: a run stopped by ``--max_train_minutes``
+    ends at rate 0 however many steps the machine managed."""
+    if deadline.seconds is None:
+        raise ValueError("a schedule on the clock needs a time budget (--max_train_minutes)")
+
+    def factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * min(deadline.spent, 1.0)))
+
+    return LambdaLR(optimizer, factor)
