@@ -45,9 +45,10 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 FACEREST_SHARED=$PWD/$CARRY/shared
 
 # IDM: whole 256-px faces, a fully convolutional UNet of five levels down to 16 px (13.6M parameters, 27 MB in fp16;
 # a forward at 256 px about 1.25x the default's on a 2-core CPU), the residual target at the 256-px faces' RMS (0.19),
-# L1 plus the detail term, one face in five clean (stage 6's options); 5e-4 after 200 warm-up steps, decayed to 0 by a
-# cosine of the minutes spent (--lr_scheduler cosine_by_clock). GAN: the 64-px default's shape at 256 px (4.5M
-# parameters).
+# L1, one face in five clean; 5e-4 after 200 warm-up steps, decayed to 0 by a cosine of the minutes spent
+# (--lr_scheduler cosine_by_clock). No detail term from the start: it asks for local gradient energy, not for it where
+# the face has it, and a model that does not yet restore meets it with a grid (the H200 run of 2026-12-04: NIQE 18.9);
+# stage 5 added it to a model that already restored. GAN: the 64-px default's shape at 256 px (4.5M parameters).
 # Which of the three trainings run: idm (a new IDM), gfpgan, finetune (a stage from FINETUNE_FROM, a saved IDM
 # pipeline in the checkout or in .gpu_carry, at FINETUNE_LR), e.g. FACEREST_GPU_RUNS=finetune to give it the whole GPU.
 RUNS=" ${FACEREST_GPU_RUNS:-idm gfpgan finetune} "
@@ -108,7 +109,7 @@ COMMON=(--resolution 256 --train_data_dir "$DATA/train" --testset "$WORK/testset
 declare -A PIDS
 if [[ $RUNS == *" idm "* ]]; then
   timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --unet_overrides "$IDM_UNET" \
-    --prediction_type residual --sigma_data 0.19 --loss l1 --clean_prob 0.2 --detail_weight 2 \
+    --prediction_type residual --sigma_data 0.19 --loss l1 --clean_prob 0.2 \
     --learning_rate 5e-4 --lr_scheduler cosine_by_clock --lr_warmup_steps 200 \
     --train_batch_size "$IDM_BATCH" --sampling_steps 2 --eval_sampling_steps "${EVAL_STEPS[@]}" --eval_batch_size 50 \
     --output_dir "$WORK/idm256" > "$WORK/logs/train_idm.log" 2>&1 &
@@ -122,10 +123,10 @@ if [[ $RUNS == *" gfpgan "* ]]; then
   PIDS[gfpgan]=$!
 fi
 if [[ $RUNS == *" finetune "* ]]; then
-  # stage 6's options (train/train_default.sh) on whole faces, at a constant rate since the step count is the clock's
+  # stage 6's options (train/train_default.sh) on whole faces, the rate decayed to 0 over the minutes
   timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" \
     --pretrained_model_name_or_path "$FINETUNE_FROM" --loss l1 --clean_prob 0.2 --detail_weight 2 \
-    --learning_rate "$FINETUNE_LR" --lr_scheduler constant --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
+    --learning_rate "$FINETUNE_LR" --lr_scheduler cosine_by_clock --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
     --sampling_steps 2 --eval_sampling_steps 1 2 --eval_batch_size 50 \
     --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1 &
   PIDS[finetune]=$!
