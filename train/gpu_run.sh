@@ -19,8 +19,8 @@
 #      a new 256-px IDM (idm256, its learning rate decayed to 0 by the clock), the 256-px GFP-GAN (gfpgan256), and a
 #      stage from the shipped default
 #      (idm256ft: models/default fine-tuned on whole faces with stage 6's options, a candidate to replace it);
-#      FACEREST_GPU_RUNS picks among them (idm, gfpgan, finetune), FACEREST_GPU_FINETUNE_FROM and _LR set the stage's
-#      start and rate (a run to train on: FACEREST_GPU_START=PIPELINE bash train/gpu_prepare.sh, then
+#      FACEREST_GPU_RUNS picks among them (idm, gfpgan, finetune), FACEREST_GPU_FINETUNE_FROM, _LR and _DETAIL set the
+#      stage's start, rate and detail weight (a run to train on: FACEREST_GPU_START=PIPELINE bash train/gpu_prepare.sh, then
 #      FACEREST_GPU_RUNS=finetune FACEREST_GPU_FINETUNE_FROM=.gpu_carry/start bash train/gpu_run.sh);
 #      each stops with a checkpoint, saves its pipeline and then scores the test set (the hard stop may cut a
 #      score short, never the weights; the first H200 run, 2026-12-04, lost both IDMs that way before the order changed);
@@ -54,6 +54,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 FACEREST_SHARED=$PWD/$CARRY/shared
 RUNS=" ${FACEREST_GPU_RUNS:-idm gfpgan finetune} "
 FINETUNE_FROM=${FACEREST_GPU_FINETUNE_FROM:-models/default}
 FINETUNE_LR=${FACEREST_GPU_FINETUNE_LR:-5e-5}
+FINETUNE_DETAIL=${FACEREST_GPU_FINETUNE_DETAIL:-2}  # the detail term's weight (0: L1 alone)
 if [[ ${FACEREST_GPU_RUN_TINY:-0} == 1 ]]; then
   IDM_UNET='{"block_out_channels":[16,32],"layers_per_block":1,"norm_num_groups":8,"attention_head_dim":8}'
   GAN_SHAPE=(--num_style_feat 32 --narrow 0.0625 --discriminator_narrow 0.0625)
@@ -125,7 +126,7 @@ fi
 if [[ $RUNS == *" finetune "* ]]; then
   # stage 6's options (train/train_default.sh) on whole faces, the rate decayed to 0 over the minutes
   timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" \
-    --pretrained_model_name_or_path "$FINETUNE_FROM" --loss l1 --clean_prob 0.2 --detail_weight 2 \
+    --pretrained_model_name_or_path "$FINETUNE_FROM" --loss l1 --clean_prob 0.2 --detail_weight "$FINETUNE_DETAIL" \
     --learning_rate "$FINETUNE_LR" --lr_scheduler cosine_by_clock --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
     --sampling_steps 2 --eval_sampling_steps 1 2 --eval_batch_size 50 \
     --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1 &
