@@ -101,6 +101,12 @@ def _add_restore_parser(commands) -> None:
         "restoration); default: the pipeline's (DEFAULT_FIDELITY)",
     )
     restore.add_argument(
+        "--no-denoise",
+        action="store_true",
+        help="give the model noisy faces as they are (default: a face whose noise level is above the pipeline's "
+        "threshold goes through non-local means first)",
+    )
+    restore.add_argument(
         "--steps", type=int, default=None, help="IDM sampling steps (default: the model's, saved with it; else 25)"
     )
     restore.add_argument(
@@ -267,6 +273,7 @@ def _restore(args) -> int:
                 aligned=args.aligned,
                 upscale=args.upscale,
                 fidelity=fidelity,
+                denoise=not args.no_denoise,
                 num_inference_steps=args.steps,
                 strength=args.strength,
                 generator=torch.Generator("cpu").manual_seed(args.seed),  # per image: as if it were restored alone

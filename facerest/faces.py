@@ -557,10 +557,10 @@ def paste_faces(
     return output
 
 
-def face_window(box: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:
-    """The face's box (x1, y1, x2, y2) grown to a square of 1.2 times its longer side, clipped to the photo."""
+def face_window(box: np.ndarray, shape: tuple[int, ...], scale: float = 1.2) -> tuple[slice, slice]:
+    """The face's box (x1, y1, x2, y2) grown to a square of `scale` times its longer side, clipped to the photo."""
     x1, y1, x2, y2 = box
-    side = 1.2 * max(x2 - x1, y2 - y1)
+    side = scale * max(x2 - x1, y2 - y1)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     top, left = int(max(cy - side / 2, 0)), int(max(cx - side / 2, 0))
     bottom, right = int(min(cy + side / 2, shape[0])), int(min(cx + side / 2, shape[1]))

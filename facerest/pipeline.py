@@ -7,10 +7,11 @@ times `fidelity`) back into the photo (optionally enlarged).
 
 Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
-model restores is replaced by its restoration. A face that the change leaves less sharp (`never_blur`) keeps the
-photo's pixels. A face keeps the photo's lighting (a Gaussian blur at a sixteenth of the face:
-`PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the restoration's luma, the input's
-chroma).
+model restores is replaced by its restoration. A noisy face is denoised at the photo's own pixels first (`denoise`:
+non-local means where the noise level around a face is above `facerest.denoise.DENOISE_ABOVE`), and the model's
+change is added to the denoised photo. A face that the change leaves less sharp than the face it was given
+(`never_blur`) keeps that face. A face keeps the photo's lighting (a Gaussian blur at a sixteenth of the face:
+`PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the restoration's luma, the input's chroma).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from diffusers.utils import BaseOutput
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
+from .denoise import denoised, denoised_faces
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
@@ -380,6 +382,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         aligned: bool = False,
         upscale: int = 1,
         fidelity: float = DEFAULT_FIDELITY,
+        denoise: bool = True,
         never_blur: bool = True,
         num_inference_steps: int | None = None,
         strength: float | None = None,
@@ -411,12 +414,17 @@ class FaceRestorePipeline(DiffusionPipeline):
                 Enlarge the output 1 to 4 times; the background is resized with Lanczos interpolation.
             fidelity (`float`, defaults to `DEFAULT_FIDELITY`):
                 From 0 to 1, how much of the model's change to each face is kept: 0 returns the input face, 1 the
-                full restoration (in the band the model resolves; the photo's detail above it is always kept).
+                full restoration (in the band the model resolves; the photo's detail above it is always kept), the
+                denoising included.
+            denoise (`bool`, defaults to `True`):
+                Denoise each face whose white noise, measured at the image's own pixels around it, is above
+                `DENOISE_ABOVE` (`facerest.denoise`: non-local means) before the model sees it: the models leave
+                such noise as it is.
             never_blur (`bool`, defaults to `True`):
-                In photos (not `aligned`): a face whose box the restoration leaves less sharp than the photo had it,
-                both as it is and halved (the mean gradient, `gradient_sharpness`), keeps the photo's pixels, with a
-                message; the model smoothed it rather than restored it (a clean, sharp face). `False` pastes every
-                restoration.
+                In photos (not `aligned`): a face whose box the restoration leaves less sharp than the face the model
+                was given (the photo's, or the photo's denoised), both as it is and halved (the mean gradient,
+                `gradient_sharpness`), keeps that face, with a message; the model smoothed it rather than restored it
+                (a clean, sharp face). `False` pastes every restoration.
             num_inference_steps (`int`, *optional*):
                 IDM steps of the full schedule (default: `default_inference_steps`), see
                 [`~FaceRestorePipeline.restore_faces`].
@@ -461,16 +469,21 @@ class FaceRestorePipeline(DiffusionPipeline):
         sources = list(image) if isinstance(image, (list, tuple)) else [image]
         face_detector = None if aligned else self.face_detector(detector)
 
-        def restore(lq_faces: list[np.ndarray], in_photo: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
-            """The restored faces (uint8, face_size) and the corrections (float32, restored minus degraded); faces
-            `in_photo` keep the photo's lighting."""
-            lq = torch.stack([image_to_tensor(face) for face in lq_faces])
+        def restore(given_faces: list[np.ndarray], in_photo: bool) -> list[np.ndarray]:
+            """The restored faces (uint8, face_size) of the faces the model is given; faces `in_photo` keep the
+            photo's lighting."""
+            lq = torch.stack([image_to_tensor(face) for face in given_faces])
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
             restored = [tensor_to_image(face) for face in restored]
             if in_photo:
-                restored = [_in_lighting_of(face, lq_face) for face, lq_face in zip(restored, lq_faces)]
-            restored = [_in_tone_of(face, lq_face) for face, lq_face in zip(restored, lq_faces)]
-            return _kept_changes(lq_faces, restored, fidelity)
+                restored = [_in_lighting_of(face, lq_face) for face, lq_face in zip(restored, given_faces)]
+            return [_in_tone_of(face, lq_face) for face, lq_face in zip(restored, given_faces)]
+
+        def given(image: np.ndarray, denoised_image: np.ndarray) -> np.ndarray:
+            """What the model is given: the image with `fidelity` of its denoising kept."""
+            if denoised_image is image or fidelity == 1.0:
+                return denoised_image
+            return _with_change(image, denoised_image.astype(np.float32) - image, fidelity)
 
         def load(source: ImageSource, name: str) -> np.ndarray:
             image = load_image(source, max_pixels=max_pixels)
@@ -479,7 +492,9 @@ class FaceRestorePipeline(DiffusionPipeline):
 
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
         if aligned:  # the faces of all inputs restored together, in batches of face_batch_size
-            photos = self._restore_aligned([load(source, name) for source, name in zip(sources, names)], names, upscale, restore)
+            faces = [load(source, name) for source, name in zip(sources, names)]
+            given_faces = [given(face, denoised(face) if denoise else face) for face in faces]
+            photos = self._restore_aligned(faces, given_faces, names, upscale, restore, fidelity)
         else:
             photos = []
             for name, source in zip(names, sources):
@@ -487,7 +502,9 @@ class FaceRestorePipeline(DiffusionPipeline):
                 faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")
-                photos.append(self._restore_photo(photo, faces, upscale, restore, never_blur))
+                boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
+                given_photo = given(photo, denoised_faces(photo, boxes) if denoise else photo)
+                photos.append(self._restore_photo(photo, given_photo, faces, upscale, restore, never_blur, fidelity))
         for photo, source in zip(photos, sources):
             note = animation_note(source)
             if note is not None:
@@ -503,33 +520,45 @@ class FaceRestorePipeline(DiffusionPipeline):
             messages=[photo.messages for photo in photos],
         )
 
-    def _restore_photo(self, photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool) -> "_RestoredPhoto":
-        """Align each face at 512 px, restore it at the model's size, and add the model's change back into the photo;
-        with `never_blur`, a face that the change leaves less sharp (`_made_blurrier`) keeps the photo's pixels."""
+    def _restore_photo(
+        self, photo: np.ndarray, given_photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool, fidelity: float
+    ) -> "_RestoredPhoto":
+        """Align each face of `given_photo` (the photo, or the photo with its noisy faces denoised) at 512 px, restore
+        it at the model's size, and add `fidelity` of the model's change back into `given_photo`; with `never_blur`, a
+        face that the change leaves less sharp (`_made_blurrier`) keeps the face the model was given."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
-        crops, affines = zip(*(align_face(photo, face.landmarks, ALIGN_SIZE) for face in faces))
-        lq_faces = [resize_square(crop, self.face_size) for crop in crops]
-        restored, corrections = restore(lq_faces, in_photo=True)
-        corrections = [resize_square(correction, ALIGN_SIZE) for correction in corrections]
+        crops, affines = zip(*(align_face(given_photo, face.landmarks, ALIGN_SIZE) for face in faces))
+        given_faces = [resize_square(crop, self.face_size) for crop in crops]
+        restored = restore(given_faces, in_photo=True)
+        changes = [face.astype(np.float32) - given_face for face, given_face in zip(restored, given_faces)]
+        restored = [_with_change(given_face, change, fidelity) for given_face, change in zip(given_faces, changes)]
+        corrections = [resize_square(fidelity * change, ALIGN_SIZE) for change in changes]
         pasted, messages = None, []
         if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
-            at_photo_size = add_face_corrections(photo, corrections, list(affines))
-            blurred = np.flatnonzero(_made_blurrier(photo, at_photo_size, boxes))
+            at_photo_size = add_face_corrections(given_photo, corrections, list(affines))
+            blurred = np.flatnonzero(_made_blurrier(given_photo, at_photo_size, boxes))
             for index in blurred:
-                restored[index], corrections[index] = lq_faces[index], np.zeros_like(corrections[index])
-                messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
+                restored[index], corrections[index] = given_faces[index], np.zeros_like(corrections[index])
+                window = face_window(boxes[index], photo.shape)
+                if np.array_equal(given_photo[window], photo[window]):
+                    messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
+                else:
+                    messages.append(f"face {index} left denoised: its restoration came out less sharp than that")
             if upscale == 1 and not blurred.size:
                 pasted = at_photo_size
         if pasted is None:
-            pasted = add_face_corrections(photo, corrections, list(affines), upscale)
+            pasted = add_face_corrections(given_photo, corrections, list(affines), upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
 
-    def _restore_aligned(self, faces: list[np.ndarray], names: list[str], upscale: int, restore) -> list["_RestoredPhoto"]:
-        """Restore aligned faces at the model's size and add the model's change to each face at its own size."""
+    def _restore_aligned(
+        self, faces: list[np.ndarray], given_faces: list[np.ndarray], names: list[str], upscale: int, restore, fidelity: float
+    ) -> list["_RestoredPhoto"]:
+        """Restore aligned faces at the model's size, given as `given_faces` (each face, or it denoised), and add
+        `fidelity` of the model's change to each given face at its own size."""
         for face, name in zip(faces, names):
             if face.shape[0] != face.shape[1]:
                 raise ImageReadError(
@@ -537,14 +566,16 @@ class FaceRestorePipeline(DiffusionPipeline):
                     f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]} (for a photo, turn aligned "
                     "off: its faces are then found and aligned)",
                 )
-        restored, corrections = restore([resize_square(face, self.face_size) for face in faces], in_photo=False)
+        model_faces = [resize_square(face, self.face_size) for face in given_faces]
         photos = []
-        for face, restored_face, correction in zip(faces, restored, corrections):
-            width, size = face.shape[1], face.shape[1] * upscale
-            image = resize_square(face, size).astype(np.float32) + resize_square(correction, size)
+        for given_face, model_face, restored_face in zip(given_faces, model_faces, restore(model_faces, in_photo=False)):
+            change = restored_face.astype(np.float32) - model_face
+            width, size = given_face.shape[1], given_face.shape[1] * upscale
+            image = resize_square(given_face, size).astype(np.float32) + resize_square(fidelity * change, size)
             boxes = np.array([[0, 0, width, width]], np.float32)
             landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
-            photos.append(_RestoredPhoto(np.clip(np.rint(image), 0, 255).astype(np.uint8), [restored_face], boxes, landmarks, []))
+            face = _with_change(model_face, change, fidelity)
+            photos.append(_RestoredPhoto(np.clip(np.rint(image), 0, 255).astype(np.uint8), [face], boxes, landmarks, []))
         return photos
 
 
@@ -586,11 +617,9 @@ def _lighting(face: np.ndarray) -> np.ndarray:
     return cv2.resize(blurred, (side, side), interpolation=cv2.INTER_LINEAR)
 
 
-def _kept_changes(lq_faces: list[np.ndarray], restored: list[np.ndarray], fidelity: float):
-    """The faces with `fidelity` of the model's change kept (uint8) and that change (float32, 0-255 units)."""
-    corrections = [fidelity * (face.astype(np.float32) - lq.astype(np.float32)) for lq, face in zip(lq_faces, restored)]
-    kept = [np.clip(np.rint(lq + correction), 0, 255).astype(np.uint8) for lq, correction in zip(lq_faces, corrections)]
-    return kept, corrections
+def _with_change(image: np.ndarray, change: np.ndarray, fidelity: float) -> np.ndarray:
+    """`image` (uint8) with `fidelity` of `change` (float32, 0-255 units) added."""
+    return np.clip(np.rint(image + fidelity * change), 0, 255).astype(np.uint8)
 
 
 @dataclass

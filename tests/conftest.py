@@ -2,12 +2,19 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEREST_SHARED", REPO_ROOT.parent / "shared"))
+
+
+def with_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """``image`` (RGB uint8) with white Gaussian noise of standard deviation ``sigma`` grey levels, rounded and clipped."""
+    noise = np.random.default_rng(seed).normal(0.0, sigma, image.shape)
+    return np.clip(np.rint(image + noise), 0, 255).astype(np.uint8)
 
 
 def shared_path(*parts: str) -> Path:

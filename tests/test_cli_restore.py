@@ -7,12 +7,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from facerest.cli import main
 from facerest.images import list_images, load_image
 from facerest.pipeline import FaceRestorePipeline
-from conftest import shared_path
+from conftest import shared_path, with_noise
 from test_faces import EXPECTED_FACES, no_weights_anywhere  # noqa: F401 (a fixture)
 from tiny_pipelines import FACE_SIZE, restoring_with, save_tiny_pipelines
 
@@ -122,6 +123,22 @@ def test_fidelity_zero_returns_the_input_faces(models, tmp_path, capsys):
     assert status == 0, err
     for path in faces:
         np.testing.assert_array_equal(load_image(tmp_path / "out" / f"{path.stem}.png"), load_image(path))
+
+
+def test_no_denoise_gives_the_model_the_noisy_face(models, tmp_path, capsys):
+    face = load_image(list_images(shared_path("data", "ffhq256", "test"))[0])
+    noisy = with_noise(face, 15.0)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    outputs = {}
+    for flags in ((), ("--no-denoise",)):
+        status, _, err = _restore(capsys, tmp_path / "noisy.png", "-o", tmp_path / f"out{len(flags)}", "--aligned", "--model", models["idm"], *flags)
+        assert status == 0, err
+        outputs[flags] = load_image(tmp_path / f"out{len(flags)}" / "noisy.png")
+    as_given = FaceRestorePipeline.from_pretrained(models["idm"])(
+        noisy, aligned=True, denoise=False, generator=torch.Generator("cpu").manual_seed(0), output_type="np", progress=False
+    ).images[0]
+    np.testing.assert_array_equal(outputs[("--no-denoise",)], as_given)
+    assert np.abs(outputs[()].astype(int) - as_given).mean() > 1.0
 
 
 def test_missing_model_or_input(models, tmp_path, capsys):

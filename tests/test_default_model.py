@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, shared_path
+from conftest import REPO_ROOT, shared_path, with_noise
 
 from bench.detection_recall import photo_with_a_face
 from facerest import FaceRestorePipeline
@@ -73,24 +73,34 @@ def test_real_low_quality_faces_come_out_more_natural(default):
     assert after.mean() < before.mean()
 
 
+def faces_in_photos(pipeline: FaceRestorePipeline, faces: list[np.ndarray], degrade_photo) -> tuple[list, list, list, list]:
+    """Each face set into a photo (`photo_with_a_face`, seeded by its index), the photo degraded by
+    `degrade_photo(photo, seed)` and restored as README command 1 does: the face's square degraded, restored and
+    clean, and the photo's messages."""
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
+    before, after, originals, messages = [], [], [], []
+    for seed, face in enumerate(faces):
+        clean, _, (top, left) = photo_with_a_face(face, seed)
+        degraded = degrade_photo(clean, seed)
+        output = pipeline(degraded, detector=detector, output_type="np", progress=False)
+        assert len(output.face_boxes[0]) == 1
+        square = np.s_[top : top + face.shape[0], left : left + face.shape[1]]
+        before.append(degraded[square])
+        after.append(output.images[0][square])
+        originals.append(clean[square])
+        messages.append(output.messages[0])
+    return before, after, originals, messages
+
+
 def test_faces_of_a_degraded_photo_come_out_closer_to_the_originals(default, ffhq_test_dir):
     """Each face set into a photo (bench/default_checks.py's photos part, at 192 px) and the whole photo degraded with
     the test set's recipe without its colour stages: a face in a photo keeps the photo's colours and lighting, so the
     colour shift and jitter stay, and the model's change to the face's detail is what is measured."""
     import cv2
 
-    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
     recipe = DegradationConfig(reference_resolution=round(512 * 2.4), color_jitter_prob=0, gray_prob=0, photometric_jitter_prob=0)
-    before, after, originals = [], [], []
-    for seed, path in enumerate(list_images(ffhq_test_dir)[:FACES]):
-        clean, _, (top, left) = photo_with_a_face(cv2.resize(load_image(path), (192, 192), interpolation=cv2.INTER_AREA), seed)
-        degraded = degrade(clean, recipe, seed=seed)
-        output = default(degraded, detector=detector, output_type="np", progress=False)
-        assert len(output.face_boxes[0]) == 1
-        square = np.s_[top : top + 192, left : left + 192]
-        before.append(degraded[square])
-        after.append(output.images[0][square])
-        originals.append(clean[square])
+    faces = [cv2.resize(load_image(path), (192, 192), interpolation=cv2.INTER_AREA) for path in list_images(ffhq_test_dir)[:FACES]]
+    before, after, originals, _ = faces_in_photos(default, faces, lambda photo, seed: degrade(photo, recipe, seed=seed))
     print(f"\nPSNR of the faces' squares {psnr(before, originals).mean():.2f} -> {psnr(after, originals).mean():.2f} dB")
     assert psnr(after, originals).mean() > psnr(before, originals).mean() + 0.3
     assert ssim(after, originals).mean() > ssim(before, originals).mean()
@@ -110,3 +120,24 @@ def test_no_face_of_a_whole_photo_comes_out_blurrier(default):
     print(f"\n{len(ratios)} faces, sharpness after / before: lowest {ratios[:, 0].min():.3f}, median {np.median(ratios[:, 0]):.3f}")
     assert len(ratios) == 24 and ratios[:, 0].min() >= 0.99
     assert np.all(ratios.max(axis=1) >= 1.0)  # none smoothed at both sizes
+
+
+def test_noisy_faces_come_out_denoised(default, ffhq_test_dir):
+    """White noise at the face's own pixels, which the model alone leaves (README, "What the default undoes")."""
+    clean = [load_image(path) for path in list_images(ffhq_test_dir)[:FACES]]
+    noisy = [with_noise(face, 15.0, seed) for seed, face in enumerate(clean)]
+    as_given, denoised = restore(default, noisy, aligned=True, denoise=False), restore(default, noisy, aligned=True)
+    print(f"\nPSNR {psnr(noisy, clean).mean():.2f} -> {psnr(as_given, clean).mean():.2f} dB given as they are, "
+          f"{psnr(denoised, clean).mean():.2f} dB denoised first")
+    assert psnr(denoised, clean).mean() > psnr(as_given, clean).mean() + 2.0
+    assert restore(default, noisy[:1], aligned=True, fidelity=0.0)[0].tobytes() == noisy[0].tobytes()
+
+
+def test_a_noisy_face_in_a_photo_is_denoised_and_pasted(default, ffhq_test_dir):
+    """The restoration of a denoised face is less sharp than the noisy photo: `never_blur` measures it against the
+    photo with the face denoised, and a face it would leave keeps the denoised face, not the noise."""
+    faces = [load_image(path) for path in list_images(ffhq_test_dir)[:4]]
+    before, after, originals, messages = faces_in_photos(default, faces, lambda photo, seed: with_noise(photo, 15.0, seed))
+    assert not any("as it was" in message for message in sum(messages, [])), messages
+    print(f"\nPSNR of the faces' squares {psnr(before, originals).mean():.2f} -> {psnr(after, originals).mean():.2f} dB")
+    assert psnr(after, originals).mean() > psnr(before, originals).mean() + 2.0

@@ -16,12 +16,13 @@ import torch
 from PIL import Image
 
 from facerest import FaceRestorePipeline, IDMScheduler
+from facerest.denoise import DENOISE_ABOVE, FACE_REGION_SCALE, noise_level
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, add_face_corrections, align_face, face_paste_mask, face_window
 from facerest.images import is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH
-from conftest import shared_path
+from conftest import shared_path, with_noise
 from test_faces import EXPECTED_FACES
 from tiny_pipelines import FACE_SIZE, KINDS, restoring_with, tiny_pipeline, tiny_restorer, tiny_unet
 
@@ -532,6 +533,27 @@ def test_fidelity_scales_the_change_to_each_face(gfpgan, retinaface):
     np.testing.assert_array_equal(aligned[0].images[0], face)
     np.testing.assert_array_equal(aligned[0].restored_faces[0][0], face)
     np.testing.assert_array_equal(aligned[1].images[0], aligned[1].restored_faces[0][0])  # at the model's size: its output
+
+
+def test_noisy_faces_are_denoised_at_the_photos_pixels_and_fidelity_scales_it_too(gfpgan, retinaface, monkeypatch):
+    """With a model that changes nothing, what the pipeline changes is the denoising: around each face only, the
+    noise gone there, none of it at fidelity 0 or with denoise off."""
+    monkeypatch.setattr(gfpgan, "restore_faces", restoring_with(lambda face: face))
+    photo = load_image(shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg"))
+    noisy = with_noise(photo, 15.0)
+    output = gfpgan(noisy, detector=retinaface, never_blur=False, output_type="np")
+    boxes = output.face_boxes[0]
+    assert len(boxes) == 2
+    regions = [face_window(box, noisy.shape, FACE_REGION_SCALE) for box in boxes]
+    for region in regions:
+        assert noise_level(noisy[region]) > 12.0 and noise_level(output.images[0][region]) < DENOISE_ABOVE
+    outside = np.ones(noisy.shape[:2], bool)
+    for region in regions:
+        outside[region] = False
+    np.testing.assert_array_equal(output.images[0][outside], noisy[outside])
+    for options in (dict(fidelity=0.0), dict(denoise=False)):
+        unchanged = gfpgan(noisy, detector=retinaface, never_blur=False, output_type="np", **options).images[0]
+        np.testing.assert_array_equal(unchanged, noisy)
 
 
 def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface, monkeypatch):

@@ -1,0 +1,45 @@
+"""facerest.denoise: the noise level of a face (white noise read at its strength, texture not read as noise) and the
+denoised copy the pipeline gives the model."""
+
+import numpy as np
+import pytest
+from conftest import shared_path, with_noise
+
+from facerest.denoise import DENOISE_ABOVE, denoised, noise_level
+from facerest.images import list_images, load_image
+from facerest.metrics import psnr
+
+
+@pytest.mark.parametrize("sigma", [5.0, 10.0, 20.0])
+def test_white_noise_on_a_flat_image_is_read_at_its_level(sigma):
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    assert noise_level(with_noise(flat, sigma)) == pytest.approx(sigma, rel=0.1)
+
+
+def test_clean_faces_read_below_the_threshold_and_come_back_as_they_are(ffhq_test_dir):
+    faces = [load_image(path) for path in list_images(ffhq_test_dir)]
+    levels = np.array([noise_level(face) for face in faces])
+    print(f"\nnoise level of {len(faces)} clean faces: median {np.median(levels):.2f}, highest {levels.max():.2f}")
+    assert levels.max() < DENOISE_ABOVE
+    assert all(denoised(face) is face for face in faces[:8])
+
+
+def test_a_face_under_a_net_of_hair_is_not_read_as_noisy():
+    """01021: hair over the whole face; the median of the finest band over the face read 13.3 grey levels."""
+    face = load_image(shared_path("data", "ffhq256", "test", "01021.jpg"))
+    assert noise_level(face) < DENOISE_ABOVE
+
+
+@pytest.mark.parametrize("sigma, least_gain", [(8.0, 1.5), (15.0, 3.0), (30.0, 5.0)])
+def test_noisy_faces_are_read_near_their_level_and_denoised(ffhq_test_dir, sigma, least_gain):
+    clean = [load_image(path) for path in list_images(ffhq_test_dir)[:8]]
+    noisy = [with_noise(face, sigma, seed) for seed, face in enumerate(clean)]
+    levels = np.array([noise_level(face) for face in noisy])
+    assert np.all(levels > DENOISE_ABOVE) and np.all(levels < 1.1 * sigma)
+    before, after = psnr(noisy, clean).mean(), psnr([denoised(face) for face in noisy], clean).mean()
+    print(f"\nsigma {sigma:.0f}: read {levels.mean():.2f}; PSNR {before:.2f} -> {after:.2f} dB")
+    assert after > before + least_gain
+
+
+def test_an_image_smaller_than_a_block_reads_no_noise():
+    assert noise_level(np.zeros((10, 40, 3), np.uint8)) == 0.0
