@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from conftest import shared_path, with_noise
 
-from facerest.denoise import DENOISE_ABOVE, denoised, noise_level
+from facerest.denoise import DENOISE_ABOVE, FACE_REGION_SCALE, denoised, denoised_faces, noise_level
+from facerest.faces import face_window
 from facerest.images import list_images, load_image
 from facerest.metrics import psnr
 
@@ -43,3 +44,19 @@ def test_noisy_faces_are_read_near_their_level_and_denoised(ffhq_test_dir, sigma
 
 def test_an_image_smaller_than_a_block_reads_no_noise():
     assert noise_level(np.zeros((10, 40, 3), np.uint8)) == 0.0
+
+
+def test_a_photos_noisy_face_region_is_denoised_and_fades_into_the_photo():
+    photo = with_noise(np.full((600, 800, 3), 128, np.uint8), 15.0)
+    box = np.array([300, 200, 450, 350], np.float32)  # a 150-px face: a 300-px region from (225, 125) to (525, 425)
+    result = denoised_faces(photo, box[None])
+    rows, columns = face_window(box, photo.shape, FACE_REGION_SCALE)
+    change = np.abs(result.astype(np.float32) - photo)
+    outside = np.ones(photo.shape[:2], bool)
+    outside[rows, columns] = False
+    assert not change[outside].any()
+    centre = result[rows.start + 100 : rows.stop - 100, columns.start + 100 : columns.stop - 100]
+    assert noise_level(centre) < 3.0
+    assert change[rows.start, columns].mean() < 0.1 * change[rows.start + 60, columns.start + 60 : columns.stop - 60].mean()
+    small_box = np.array([380, 280, 420, 320], np.float32)  # an 80-px region: its own detail would read as noise
+    assert denoised_faces(photo, small_box[None]) is photo
