@@ -60,3 +60,11 @@ def test_a_photos_noisy_face_region_is_denoised_and_fades_into_the_photo():
     assert change[rows.start, columns].mean() < 0.1 * change[rows.start + 60, columns.start + 60 : columns.stop - 60].mean()
     small_box = np.array([380, 280, 420, 320], np.float32)  # an 80-px region: its own detail would read as noise
     assert denoised_faces(photo, small_box[None]) is photo
+
+
+def test_a_noisy_gray_face_stays_gray(ffhq_test_dir):
+    clean = np.repeat(load_image(list_images(ffhq_test_dir)[0]).mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    noisy = np.repeat(with_noise(clean[..., :1], 15.0), 3, axis=2)
+    result = denoised(noisy)
+    assert result is not noisy and (result == result[..., :1]).all()
+    assert psnr([result], [clean])[0] > psnr([noisy], [clean])[0] + 3.0
