@@ -24,8 +24,9 @@ The restore function is the API endpoint `/restore`:
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
     before_after, faces, png, info, details = client.predict(
-        handle_file("photo.jpg"), "default", False, 2, 25, 0.3, 0, 1.0, False, api_name="/restore"
-    )  # image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face (optional, False)
+        handle_file("photo.jpg"), "default", False, 2, 25, 0.3, 0, 1.0, False, True, api_name="/restore"
+    )  # image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face (optional, False),
+       # denoise (optional, True)
 
 The model menu, one request (check -> restore -> files) and the result's text are the library's, `facerest.demo`
 (`load_models`, `restore`), which the tests call without a browser; here are the configuration (`model_specs`,
@@ -181,7 +182,7 @@ def restore_endpoint(
     import gradio as gr
 
     def endpoint(
-        image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face=False,
+        image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face=False, denoise=True,
         progress=gr.Progress(track_tqdm=True),
     ):  # fmt: skip
         progress(0, desc="starting")
@@ -202,6 +203,7 @@ def restore_endpoint(
                 seed=seed,
                 fidelity=fidelity,
                 paste_every_face=bool(paste_every_face),
+                denoise=bool(denoise),
                 output_dir=output_dir,
                 max_pixels=max_pixels,
                 max_output_pixels=max_output_pixels,
@@ -266,6 +268,10 @@ def build_demo(
                     label="Paste every face", value=False, elem_id="paste-every-face",
                     info="also where the restoration is less sharp than the photo (such faces are left as they were)",
                 )
+                denoise = gr.Checkbox(
+                    label="Denoise noisy faces", value=True, elem_id="denoise",
+                    info="a face with visible grain goes through non-local means before the model (skin comes out smooth)",
+                )
                 with gr.Accordion("Diffusion (IDM and hybrid models)", open=diffusion):
                     steps = gr.Slider(
                         1, MAX_STEPS, value=default_steps, step=1, label="Diffusion steps",
@@ -297,7 +303,7 @@ def build_demo(
         model.change(on_model_change, model, [steps, strength, seed], api_visibility="private", queue=False)
         button.click(
             restore_endpoint(registry, detector, output_dir, max_pixels, max_output_pixels),
-            inputs=[image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face],
+            inputs=[image, model, aligned, upscale, steps, strength, seed, fidelity, paste_every_face, denoise],
             outputs=[slider, faces, download, info, details],
             api_name="restore",
             concurrency_limit=concurrency,

@@ -267,6 +267,7 @@ def restore(
     seed: int = 0,
     fidelity: float = DEFAULT_FIDELITY,
     paste_every_face: bool = False,
+    denoise: bool = True,
     output_dir: str | os.PathLike | None = None,
     max_pixels: int = SERVER_MAX_PIXELS,
     max_output_pixels: int = SERVER_MAX_OUTPUT_PIXELS,
@@ -274,7 +275,8 @@ def restore(
     """Restore one photo (or aligned face) with the named model; `FacerestError` says what is wrong with the
     request. `strength` applies to IDM and hybrid models (None: the pipeline's `default_strength`); `fidelity` (0:
     the input face, 1: the full restoration) to all; `paste_every_face` pastes a face's restoration even where it
-    is less sharp than the photo (the pipeline's `never_blur=False`)."""
+    is less sharp than the photo (the pipeline's `never_blur=False`); `denoise` gives the model noisy faces
+    denoised (the pipeline's `denoise`)."""
     upscale, steps, seed = check_request(image, upscale, steps, strength, seed)
     source_name = Path(image).name if isinstance(image, (str, os.PathLike)) else "image"
     with _named_errors(source_name):
@@ -282,7 +284,9 @@ def restore(
     upscale, upscale_note = fitting_upscale(photo, upscale, max_output_pixels, source_name)
 
     entry, pipeline = registry.entry(model), registry.pipeline(model)
-    arguments = pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face)
+    arguments = pipeline_arguments(
+        pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face, denoise
+    )
     started = time.perf_counter()
     with _named_errors(source_name):
         output = pipeline(photo, **arguments)
@@ -341,13 +345,13 @@ def fitting_upscale(photo: np.ndarray, upscale: int, max_output_pixels: int, sou
     )
 
 
-def pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face) -> dict:
+def pipeline_arguments(pipeline, detector, aligned, upscale, steps, strength, seed, fidelity, paste_every_face, denoise) -> dict:
     """The keyword arguments of the pipeline's call (the image is decoded and its result's size checked already, so no
     pixel limits); the IDM ones, at the pipeline's defaults where the request leaves them out, for IDM and hybrid
     models only."""
     arguments = dict(
-        aligned=bool(aligned), upscale=upscale, fidelity=fidelity, never_blur=not paste_every_face, detector=detector,
-        max_pixels=None, max_output_pixels=None,
+        aligned=bool(aligned), upscale=upscale, fidelity=fidelity, denoise=bool(denoise), never_blur=not paste_every_face,
+        detector=detector, max_pixels=None, max_output_pixels=None,
     )  # fmt: skip
     if pipeline.kind != "gfpgan":
         arguments.update(
@@ -427,6 +431,7 @@ def result_details(entry, pipeline, photo, output, arguments, seed, detector, se
         "upscale": arguments["upscale"],
         "fidelity": arguments["fidelity"],
         "paste_every_face": not arguments["never_blur"],
+        "denoise": arguments["denoise"],
         "steps": arguments.get("num_inference_steps"),
         "strength": arguments.get("strength"),
         "seed": seed if pipeline.kind != "gfpgan" else None,

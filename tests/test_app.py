@@ -342,7 +342,7 @@ def test_client_restore_endpoint(server, tmp_path):
     before_after, faces, png, info, details = client.predict(
         handle_file(str(photo_path)), "gfpgan", False, 2, 25, 0.3, 0, 1.0, True, api_name="/restore"
     )  # the last, paste_every_face, is optional: the calls below leave it out
-    assert details["paste_every_face"] is True
+    assert details["paste_every_face"] is True and details["denoise"] is True  # denoise: optional, True
     with PIL.Image.open(photo_path) as photo:
         expected_size = (photo.width * 2, photo.height * 2)
     with PIL.Image.open(png) as result:

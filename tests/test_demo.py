@@ -11,7 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import SHARED, shared_path
+from conftest import SHARED, shared_path, with_noise
 from facerest import FacerestError, ImageReadError, demo
 from facerest.faces import FaceDetector
 from facerest.pipeline import DEFAULT_HYBRID_STRENGTH, DEFAULT_INFERENCE_STEPS, FaceRestorePipeline
@@ -199,6 +199,23 @@ def test_a_face_the_model_would_blur_is_left_as_it_was_unless_every_face_is_past
     pasted = run(paste_every_face=True)
     assert pasted.details["paste_every_face"] is True and pasted.details["messages"] == []
     assert not np.array_equal(np.asarray(pasted.image), photo)
+
+
+def test_noisy_faces_are_denoised_unless_turned_off(tiny_models, detector, tmp_path, monkeypatch):
+    """With a model that changes nothing, what changes is the denoising of the faces' regions."""
+    monkeypatch.setattr(FaceRestorePipeline, "restore_faces", staticmethod(restoring_with(lambda face: face)))
+    registry = demo.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    noisy = with_noise(np.asarray(PIL.Image.open(shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")).convert("RGB")), 15.0)
+    PIL.Image.fromarray(noisy).save(tmp_path / "noisy.png")
+
+    def run(**options):
+        return demo.restore(registry, detector, str(tmp_path / "noisy.png"), "gfpgan", upscale=1, output_dir=tmp_path, **options)
+
+    denoised = run()
+    assert denoised.details["denoise"] is True and np.abs(np.asarray(denoised.image).astype(int) - noisy).mean() > 1.0
+    as_given = run(denoise=False)
+    assert as_given.details["denoise"] is False
+    np.testing.assert_array_equal(np.asarray(as_given.image), noisy)
 
 
 def test_a_detector_fallback_is_one_short_note_and_long_seeds_are_refused_briefly(tiny_models, tmp_path):
