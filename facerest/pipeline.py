@@ -33,7 +33,7 @@ from diffusers.utils import BaseOutput
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
-from .denoise import denoised, denoised_faces
+from .denoise import FACE_REGION_SCALE, denoised, denoised_faces, noise_level
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
@@ -481,7 +481,9 @@ class FaceRestorePipeline(DiffusionPipeline):
 
         def given(image: np.ndarray, denoised_image: np.ndarray) -> np.ndarray:
             """What the model is given: the image with `fidelity` of its denoising kept."""
-            if denoised_image is image or fidelity == 1.0:
+            if denoised_image is image or fidelity == 0.0:
+                return image
+            if fidelity == 1.0:
                 return denoised_image
             return _with_change(image, denoised_image.astype(np.float32) - image, fidelity)
 
@@ -538,6 +540,11 @@ class FaceRestorePipeline(DiffusionPipeline):
         restored = [_with_change(given_face, change, fidelity) for given_face, change in zip(given_faces, changes)]
         corrections = [resize_square(fidelity * change, ALIGN_SIZE) for change in changes]
         pasted, messages = None, []
+        if given_photo is not photo:
+            for index, box in enumerate(boxes):
+                region = face_window(box, photo.shape, FACE_REGION_SCALE)
+                if not np.array_equal(given_photo[region], photo[region]):
+                    messages.append(f"face {index} denoised first: noise of {noise_level(photo[region]):.1f} grey levels")
         if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
             at_photo_size = add_face_corrections(given_photo, corrections, list(affines))
             blurred = np.flatnonzero(_made_blurrier(given_photo, at_photo_size, boxes))
@@ -567,15 +574,18 @@ class FaceRestorePipeline(DiffusionPipeline):
                     "off: its faces are then found and aligned)",
                 )
         model_faces = [resize_square(face, self.face_size) for face in given_faces]
+        restored = restore(model_faces, in_photo=False)
         photos = []
-        for given_face, model_face, restored_face in zip(given_faces, model_faces, restore(model_faces, in_photo=False)):
+        for face, given_face, model_face, restored_face in zip(faces, given_faces, model_faces, restored):
             change = restored_face.astype(np.float32) - model_face
             width, size = given_face.shape[1], given_face.shape[1] * upscale
             image = resize_square(given_face, size).astype(np.float32) + resize_square(fidelity * change, size)
             boxes = np.array([[0, 0, width, width]], np.float32)
             landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
-            face = _with_change(model_face, change, fidelity)
-            photos.append(_RestoredPhoto(np.clip(np.rint(image), 0, 255).astype(np.uint8), [face], boxes, landmarks, []))
+            messages = [] if given_face is face else [f"denoised first: noise of {noise_level(face):.1f} grey levels"]
+            kept_face = _with_change(model_face, change, fidelity)
+            image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+            photos.append(_RestoredPhoto(image, [kept_face], boxes, landmarks, messages))
         return photos
 
 

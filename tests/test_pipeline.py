@@ -544,6 +544,7 @@ def test_noisy_faces_are_denoised_at_the_photos_pixels_and_fidelity_scales_it_to
     output = gfpgan(noisy, detector=retinaface, never_blur=False, output_type="np")
     boxes = output.face_boxes[0]
     assert len(boxes) == 2
+    assert [message.split(":")[0] for message in output.messages[0]] == ["face 0 denoised first", "face 1 denoised first"]
     regions = [face_window(box, noisy.shape, FACE_REGION_SCALE) for box in boxes]
     for region in regions:
         assert noise_level(noisy[region]) > 12.0 and noise_level(output.images[0][region]) < DENOISE_ABOVE
@@ -552,8 +553,12 @@ def test_noisy_faces_are_denoised_at_the_photos_pixels_and_fidelity_scales_it_to
         outside[region] = False
     np.testing.assert_array_equal(output.images[0][outside], noisy[outside])
     for options in (dict(fidelity=0.0), dict(denoise=False)):
-        unchanged = gfpgan(noisy, detector=retinaface, never_blur=False, output_type="np", **options).images[0]
-        np.testing.assert_array_equal(unchanged, noisy)
+        unchanged = gfpgan(noisy, detector=retinaface, never_blur=False, output_type="np", **options)
+        np.testing.assert_array_equal(unchanged.images[0], noisy)
+        assert unchanged.messages[0] == []
+    face = resize_square(noisy[:400, 400:], 256)  # an aligned face of 256 px: measured and denoised at its own size
+    aligned = gfpgan(face, aligned=True, output_type="np")
+    assert aligned.messages[0][0].startswith("denoised first: noise of") and noise_level(aligned.images[0]) < DENOISE_ABOVE
 
 
 def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface, monkeypatch):
