@@ -20,7 +20,8 @@
 #      stage from the shipped default
 #      (idm256ft: models/default fine-tuned on whole faces with stage 6's options, a candidate to replace it);
 #      FACEREST_GPU_RUNS picks among them (idm, gfpgan, finetune), FACEREST_GPU_FINETUNE_FROM, _LR and _DETAIL set the
-#      stage's start, rate and detail weight (a run to train on: FACEREST_GPU_START=PIPELINE bash train/gpu_prepare.sh, then
+#      stage's start, rate and detail weight (FACEREST_GPU_FINETUNE_FROM=idm: the stage follows the new IDM in the same
+#      call, from its weights, for FACEREST_GPU_FINETUNE_MINUTES, default a quarter of the minutes) (a run to train on: FACEREST_GPU_START=PIPELINE bash train/gpu_prepare.sh, then
 #      FACEREST_GPU_RUNS=finetune FACEREST_GPU_FINETUNE_FROM=.gpu_carry/start bash train/gpu_run.sh);
 #      each stops with a checkpoint, saves its pipeline and then scores the test set (the hard stop may cut a
 #      score short, never the weights; the first H200 run, 2026-12-04, lost both IDMs that way before the order changed);
@@ -105,15 +106,35 @@ HARD_STOP=$((BUDGET_S - (SECONDS - START) - 30))  # a run that overstays is kill
 (( HARD_STOP < 60 )) && HARD_STOP=60
 echo "== d. training for $MINUTES minutes, degradation on $DEGRADATION, $PRECISION ($((SECONDS - START)) s; hard stop after $HARD_STOP s)"
 COMMON=(--resolution 256 --train_data_dir "$DATA/train" --testset "$WORK/testset256" --mixed_precision "$PRECISION"
-        --degradation_device "$DEGRADATION" --dataloader_num_workers "$WORKERS" --max_train_minutes "$MINUTES"
-        --max_train_steps 1000000 --checkpointing_steps "$EVERY" --checkpoints_total_limit 1 --validation_steps "$EVERY" --seed 0)
-declare -A PIDS
-if [[ $RUNS == *" idm "* ]]; then
-  timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --unet_overrides "$IDM_UNET" \
-    --prediction_type residual --sigma_data 0.19 --loss l1 --clean_prob 0.2 \
+        --degradation_device "$DEGRADATION" --dataloader_num_workers "$WORKERS" --max_train_steps 1000000
+        --checkpointing_steps "$EVERY" --checkpoints_total_limit 1 --validation_steps "$EVERY" --seed 0)
+new_idm() {  # HARD_STOP_S MINUTES
+  timeout "$1" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --max_train_minutes "$2" \
+    --unet_overrides "$IDM_UNET" --prediction_type residual --sigma_data 0.19 --loss l1 --clean_prob 0.2 \
     --learning_rate 5e-4 --lr_scheduler cosine_by_clock --lr_warmup_steps 200 \
     --train_batch_size "$IDM_BATCH" --sampling_steps 2 --eval_sampling_steps "${EVAL_STEPS[@]}" --eval_batch_size 50 \
-    --output_dir "$WORK/idm256" > "$WORK/logs/train_idm.log" 2>&1 &
+    --output_dir "$WORK/idm256" > "$WORK/logs/train_idm.log" 2>&1
+}
+stage() {  # HARD_STOP_S MINUTES FROM: stage 6's options (train/train_default.sh) on whole faces, decayed over the minutes
+  timeout "$1" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --max_train_minutes "$2" \
+    --pretrained_model_name_or_path "$3" --loss l1 --clean_prob 0.2 --detail_weight "$FINETUNE_DETAIL" \
+    --learning_rate "$FINETUNE_LR" --lr_scheduler cosine_by_clock --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
+    --sampling_steps 2 --eval_sampling_steps 1 2 --eval_batch_size 50 \
+    --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1
+}
+declare -A PIDS
+if [[ $FINETUNE_FROM == idm ]]; then
+  # the new IDM, then the stage from it, one after the other: the stage gets FACEREST_GPU_FINETUNE_MINUTES (default a
+  # quarter) of the minutes, less half a minute for the IDM's scores and the stage's start
+  [[ $RUNS == *" idm "* && $RUNS == *" finetune "* ]] || { echo "FACEREST_GPU_FINETUNE_FROM=idm needs idm and finetune in FACEREST_GPU_RUNS"; exit 1; }
+  STAGE_MINUTES=${FACEREST_GPU_FINETUNE_MINUTES:-$("$PYTHON" -c "print(round($MINUTES / 4, 2))")}
+  IDM_MINUTES=$("$PYTHON" -c "print(round(max(0.25, $MINUTES - $STAGE_MINUTES - 0.5), 2))")
+  echo "the new IDM for $IDM_MINUTES minutes, then the stage from it for $STAGE_MINUTES"
+  { chain_start=$SECONDS; new_idm "$HARD_STOP" "$IDM_MINUTES" \
+      && stage $((HARD_STOP - (SECONDS - chain_start))) "$STAGE_MINUTES" "$WORK/idm256"; } &
+  PIDS[idm+finetune]=$!
+elif [[ $RUNS == *" idm "* ]]; then
+  new_idm "$HARD_STOP" "$MINUTES" &
   PIDS[idm]=$!
 fi
 if [[ $RUNS == *" gfpgan "* ]]; then
@@ -123,13 +144,8 @@ if [[ $RUNS == *" gfpgan "* ]]; then
     --output_dir "$WORK/gfpgan256" > "$WORK/logs/train_gfpgan.log" 2>&1 &
   PIDS[gfpgan]=$!
 fi
-if [[ $RUNS == *" finetune "* ]]; then
-  # stage 6's options (train/train_default.sh) on whole faces, the rate decayed to 0 over the minutes
-  timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" \
-    --pretrained_model_name_or_path "$FINETUNE_FROM" --loss l1 --clean_prob 0.2 --detail_weight "$FINETUNE_DETAIL" \
-    --learning_rate "$FINETUNE_LR" --lr_scheduler cosine_by_clock --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
-    --sampling_steps 2 --eval_sampling_steps 1 2 --eval_batch_size 50 \
-    --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1 &
+if [[ $RUNS == *" finetune "* && $FINETUNE_FROM != idm ]]; then
+  stage "$HARD_STOP" "$MINUTES" "$FINETUNE_FROM" &
   PIDS[finetune]=$!
 fi
 FAILED=()
