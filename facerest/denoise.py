@@ -87,10 +87,11 @@ def denoised_faces(photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:
             continue
         level = noise_level(photo[region])
         if level > DENOISE_ABOVE:
-            result = photo.astype(np.float32) if result is photo else result
-            weight = _feathered(region, photo.shape)
-            result[region] += weight * (_non_local_means(photo[region], level) - result[region])
-    return result if result is photo else np.clip(np.rint(result), 0, 255).astype(np.uint8)
+            result = photo.copy() if result is photo else result
+            current = result[region].astype(np.float32)
+            change = _feathered(region, photo.shape) * (_non_local_means(photo[region], level) - current)
+            result[region] = np.clip(np.rint(current + change), 0, 255).astype(np.uint8)
+    return result
 
 
 def _feathered(region: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
