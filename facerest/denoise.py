@@ -9,9 +9,9 @@ The level is the robust standard deviation of the finest diagonal Haar band (``H
 neighbours, where a face's structure is weakest and white noise keeps its full variance) in the flattest blocks of
 the face: the root mean square of ``HH`` over blocks of ``NOISE_BLOCK`` x ``NOISE_BLOCK`` coefficients, its
 ``NOISE_QUANTILE``-th percentile over the blocks divided by that percentile's expected value under white noise of
-level 1 (the square root of a chi-squared quantile over its degrees of freedom), the median over the three channels. Blocks of hair or lashes hold
-strong ``HH`` without noise; taking the flattest blocks keeps such texture from passing for noise (the median over a
-whole face did not: a face under a net of hair read as noise of 13 grey levels).
+level 1 (the square root of a chi-squared quantile over its degrees of freedom), the median over the three channels.
+Blocks of hair or lashes hold strong ``HH`` without noise; taking the flattest blocks keeps such texture from passing
+for noise (the median over a whole face did not: a face under a net of hair read as noise of 13 grey levels).
 """
 
 from __future__ import annotations
@@ -83,13 +83,12 @@ def denoised_faces(photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     result = photo
     for box in boxes:
         region = face_window(box, photo.shape, FACE_REGION_SCALE)
-        if min(photo[region].shape[:2]) < MIN_DENOISED_SIZE:
-            continue
-        level = noise_level(photo[region])
-        if level > DENOISE_ABOVE:
+        face_region = photo[region]
+        cleaned = denoised(face_region)
+        if cleaned is not face_region:
             result = photo.copy() if result is photo else result
             current = result[region].astype(np.float32)
-            change = _feathered(region, photo.shape) * (_non_local_means(photo[region], level) - current)
+            change = _feathered(region, photo.shape) * (cleaned - current)
             result[region] = np.clip(np.rint(current + change), 0, 255).astype(np.uint8)
     return result
 

@@ -479,14 +479,6 @@ class FaceRestorePipeline(DiffusionPipeline):
                 restored = [_in_lighting_of(face, lq_face) for face, lq_face in zip(restored, given_faces)]
             return [_in_tone_of(face, lq_face) for face, lq_face in zip(restored, given_faces)]
 
-        def given(image: np.ndarray, denoised_image: np.ndarray) -> np.ndarray:
-            """What the model is given: the image with `fidelity` of its denoising kept."""
-            if denoised_image is image or fidelity == 0.0:
-                return image
-            if fidelity == 1.0:
-                return denoised_image
-            return _with_change(image, denoised_image.astype(np.float32) - image, fidelity)
-
         def load(source: ImageSource, name: str) -> np.ndarray:
             image = load_image(source, max_pixels=max_pixels)
             check_output_size(image, upscale, max_output_pixels, name)
@@ -495,8 +487,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
         if aligned:  # the faces of all inputs restored together, in batches of face_batch_size
             faces = [load(source, name) for source, name in zip(sources, names)]
-            given_faces = [given(face, denoised(face) if denoise else face) for face in faces]
-            photos = self._restore_aligned(faces, given_faces, names, upscale, restore, fidelity)
+            photos = self._restore_aligned(faces, names, upscale, restore, fidelity, denoise)
         else:
             photos = []
             for name, source in zip(names, sources):
@@ -504,9 +495,7 @@ class FaceRestorePipeline(DiffusionPipeline):
                 faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")
-                boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
-                given_photo = given(photo, denoised_faces(photo, boxes) if denoise else photo)
-                photos.append(self._restore_photo(photo, given_photo, faces, upscale, restore, never_blur, fidelity))
+                photos.append(self._restore_photo(photo, faces, upscale, restore, never_blur, fidelity, denoise))
         for photo, source in zip(photos, sources):
             note = animation_note(source)
             if note is not None:
@@ -523,38 +512,42 @@ class FaceRestorePipeline(DiffusionPipeline):
         )
 
     def _restore_photo(
-        self, photo: np.ndarray, given_photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool, fidelity: float
+        self, photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool, fidelity: float, denoise: bool
     ) -> "_RestoredPhoto":
-        """Align each face of `given_photo` (the photo, or the photo with its noisy faces denoised) at 512 px, restore
-        it at the model's size, and add `fidelity` of the model's change back into `given_photo`; with `never_blur`, a
+        """With `denoise`, denoise the regions of the noisy faces (`fidelity` of it); align each face of that photo at
+        512 px, restore it at the model's size, and add `fidelity` of the model's change back; with `never_blur`, a
         face that the change leaves less sharp (`_made_blurrier`) keeps the face the model was given."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
+        given_photo = _with_part_of(photo, denoised_faces(photo, boxes) if denoise else photo, fidelity)
+        regions = [face_window(box, photo.shape, FACE_REGION_SCALE) for box in boxes]
+        denoised_indices = {
+            index for index, region in enumerate(regions)
+            if given_photo is not photo and not np.array_equal(given_photo[region], photo[region])
+        }  # fmt: skip
         crops, affines = zip(*(align_face(given_photo, face.landmarks, ALIGN_SIZE) for face in faces))
         given_faces = [resize_square(crop, self.face_size) for crop in crops]
         restored = restore(given_faces, in_photo=True)
         changes = [face.astype(np.float32) - given_face for face, given_face in zip(restored, given_faces)]
         restored = [_with_change(given_face, change, fidelity) for given_face, change in zip(given_faces, changes)]
         corrections = [resize_square(fidelity * change, ALIGN_SIZE) for change in changes]
-        pasted, messages = None, []
-        if given_photo is not photo:
-            for index, box in enumerate(boxes):
-                region = face_window(box, photo.shape, FACE_REGION_SCALE)
-                if not np.array_equal(given_photo[region], photo[region]):
-                    messages.append(f"face {index} denoised first: noise of {noise_level(photo[region]):.1f} grey levels")
+        pasted = None
+        messages = [
+            f"face {index} denoised first: noise of {noise_level(photo[regions[index]]):.1f} grey levels"
+            for index in sorted(denoised_indices)
+        ]
         if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
             at_photo_size = add_face_corrections(given_photo, corrections, list(affines))
             blurred = np.flatnonzero(_made_blurrier(given_photo, at_photo_size, boxes))
             for index in blurred:
                 restored[index], corrections[index] = given_faces[index], np.zeros_like(corrections[index])
-                window = face_window(boxes[index], photo.shape)
-                if np.array_equal(given_photo[window], photo[window]):
-                    messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
-                else:
+                if index in denoised_indices:
                     messages.append(f"face {index} left denoised: its restoration came out less sharp than that")
+                else:
+                    messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
             if upscale == 1 and not blurred.size:
                 pasted = at_photo_size
         if pasted is None:
@@ -562,10 +555,10 @@ class FaceRestorePipeline(DiffusionPipeline):
         return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
 
     def _restore_aligned(
-        self, faces: list[np.ndarray], given_faces: list[np.ndarray], names: list[str], upscale: int, restore, fidelity: float
+        self, faces: list[np.ndarray], names: list[str], upscale: int, restore, fidelity: float, denoise: bool
     ) -> list["_RestoredPhoto"]:
-        """Restore aligned faces at the model's size, given as `given_faces` (each face, or it denoised), and add
-        `fidelity` of the model's change to each given face at its own size."""
+        """Restore aligned faces at the model's size (with `denoise`, `fidelity` of each noisy face's denoising
+        first), and add `fidelity` of the model's change to each face the model was given, at its own size."""
         for face, name in zip(faces, names):
             if face.shape[0] != face.shape[1]:
                 raise ImageReadError(
@@ -573,6 +566,7 @@ class FaceRestorePipeline(DiffusionPipeline):
                     f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]} (for a photo, turn aligned "
                     "off: its faces are then found and aligned)",
                 )
+        given_faces = [_with_part_of(face, denoised(face) if denoise else face, fidelity) for face in faces]
         model_faces = [resize_square(face, self.face_size) for face in given_faces]
         restored = restore(model_faces, in_photo=False)
         photos = []
@@ -625,6 +619,15 @@ def _lighting(face: np.ndarray) -> np.ndarray:
     small = resize_square(face, min(side, LIGHTING_RESOLUTION))
     blurred = cv2.GaussianBlur(small, (0, 0), PHOTO_LIGHTING_SCALE * small.shape[0])
     return cv2.resize(blurred, (side, side), interpolation=cv2.INTER_LINEAR)
+
+
+def _with_part_of(image: np.ndarray, changed_image: np.ndarray, fidelity: float) -> np.ndarray:
+    """`image` with `fidelity` of the change to `changed_image` (the image itself when there is none to keep)."""
+    if changed_image is image or fidelity == 0.0:
+        return image
+    if fidelity == 1.0:
+        return changed_image
+    return _with_change(image, changed_image.astype(np.float32) - image, fidelity)
 
 
 def _with_change(image: np.ndarray, change: np.ndarray, fidelity: float) -> np.ndarray:

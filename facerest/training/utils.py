@@ -65,7 +65,7 @@ class Deadline:
         """Whether the budget is spent on any process: every process gets the same answer, so all stop together."""
         if self.seconds is None:
             return False
-        spent = torch.tensor([(time.monotonic() - self.start) / self.seconds], dtype=torch.float64, device=accelerator.device)
+        spent = torch.tensor([(time.monotonic() - self.start) / self.seconds], device=accelerator.device)
         self.spent = float(accelerator.gather(spent).max())
         return self.spent >= 1.0
 
