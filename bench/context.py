@@ -113,6 +113,11 @@ class Context:
         return Path(self.options.photos) if self.options.photos else self.shared("data", "whole_imgs")
 
     @property
+    def default_model_dir(self) -> Path:
+        """The shipped default pipeline's folder (it may be missing)."""
+        return Path(self.options.default_model or "models/default")
+
+    @property
     def detector_dir(self) -> Path:
         return Path(self.options.detector_weights) if self.options.detector_weights else self.shared("weights", "facexlib")
 

@@ -109,6 +109,16 @@ def test_the_default_model_is_timed_on_one_face_and_on_four_per_pass_and_one_by_
     assert all(float(row[4]) > 0 for row in default_rows)
 
 
+def test_the_default_models_unet_is_timed_per_step_at_its_own_size(quick_report):
+    _, text = quick_report
+    sampling = next(rows for title, rows in _tables(text).items() if title.startswith("IDM sampling"))
+    (row,) = [row for row in sampling if "the shipped default (" in row[0]]
+    size = row[0].partition(" px")[0]
+    assert int(size) > 0 and row[3] == "1" and float(row[4]) > 0  # one face, ms per step
+    flops = next(rows for title, rows in _tables(text).items() if title.startswith("How close to the machine's limit"))
+    assert any(flops_row[0].startswith(f"IDM UNet step, {size} px, the shipped default") for flops_row in flops)
+
+
 def test_official_rows_say_not_installed(quick_report):
     _, text = quick_report
     forward = next(rows for title, rows in _tables(text).items() if title.startswith("GFP-GAN forward"))

@@ -137,7 +137,7 @@ def _default_model_rows(ctx: Context, table) -> None:
     CPU) and all four in one pass, timed in interleaved rounds."""
     from facerest.pipeline import FaceRestorePipeline
 
-    folder = Path(ctx.options.default_model or "models/default")
+    folder = ctx.default_model_dir
     if not (folder / "model_index.json").is_file():
         table.add(f"shipped default ({folder})", "facerest pipeline", "not found", 1)
         return

@@ -37,12 +37,32 @@ def idm(ctx: Context) -> None:
     lq = torch.rand(batch, 3, size, size, device=ctx.device) * 2 - 1
     for label, model in candidates:
         table.add(label, *_unet_row(ctx, label, model, scheduler, lq, budget))
+    default = _shipped_default_unet(ctx)
+    if default is not None:
+        label, default_unet, default_scheduler = default
+        default_size = default_unet.config.sample_size
+        default_lq = torch.rand(1, 3, default_size, default_size, device=ctx.device) * 2 - 1  # one face: 256 px
+        table.add(label, *_unet_row(ctx, label, default_unet, default_scheduler, default_lq, budget))
     table.notes += [
-        f"DDIM sampler (eta 0), fp32, batch {batch}; '(est.)': the steps x the per-step time, not run, to keep the "
-        f"bench within its budget ({budget:.0f} s of sampling per UNet).",
+        f"DDIM sampler (eta 0), fp32, batch {batch} (the shipped default: one face); '(est.)': the steps x the "
+        f"per-step time, not run, to keep the bench within its budget ({budget:.0f} s of sampling per UNet).",
         "Limited by: the UNet's arithmetic (a step is one UNet call; the scheduler update is negligible).",
     ]
     _hybrid(ctx, restorer, unet, scheduler, lq, labels)
+
+
+def _shipped_default_unet(ctx: Context):
+    """(label, unet, scheduler) of the shipped default when it is an IDM (not with --quick unless it is given)."""
+    from facerest.pipeline import FaceRestorePipeline
+
+    folder = ctx.default_model_dir
+    if (ctx.quick and not ctx.options.default_model) or not (folder / "model_index.json").is_file():
+        return None
+    pipeline = FaceRestorePipeline.from_pretrained(folder)
+    if pipeline.unet is None:
+        return None
+    size = pipeline.unet.config.sample_size
+    return f"{size} px, the shipped default ({folder})", pipeline.unet.eval().to(ctx.device), pipeline.scheduler
 
 
 def _unet_row(ctx: Context, label: str, model, scheduler, lq: torch.Tensor, budget: float) -> list:
