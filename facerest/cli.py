@@ -15,6 +15,7 @@ from .errors import FacerestError, shown_value
 
 if TYPE_CHECKING:  # the command line imports numpy, torch and the models only when a command runs
     import numpy as np
+    import torch
 
 # --dtype choices -> torch dtype names
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -249,7 +250,7 @@ def _restore(args) -> int:
     inputs, left_out = _restore_inputs(source)
     _check_whole("--seed", args.seed, 0, MAX_SEED)
     device = resolve_device(args.device)
-    pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=getattr(torch, DTYPES[args.dtype]))
+    pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=_model_dtype(args.dtype, device))
     pipeline.to(device)
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
     pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
@@ -307,6 +308,16 @@ def _restore(args) -> int:
     return 0
 
 
+def _model_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype of a --dtype choice; fp16 on the CPU is refused (the CPU emulates it, about 150 times slower
+    than fp32 for one face)."""
+    import torch
+
+    if name == "fp16" and device.type == "cpu":
+        raise FacerestError("--dtype fp16 runs on a GPU: the CPU emulates it, far slower than fp32; use --dtype fp32 or bf16")
+    return getattr(torch, DTYPES[name])
+
+
 def _check_restore_output(source: Path, output: Path) -> None:
     """Refuse an output folder that holds the input, or files that restore did not write."""
     from .images import IMAGE_EXTENSIONS
@@ -331,17 +342,28 @@ def _check_restore_output(source: Path, output: Path) -> None:
 def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, save_options: dict) -> None:
     """Write the restored photo as OUTPUT/<name>.png, with the input's transparency `alpha` when it has one, and its
     faces as OUTPUT/faces/<name>_<index>.png (with `alpha` warped as each face was), each saved with `save_options`
-    (the input's colour profile: the pixels are in its colour space)."""
+    (the input's colour profile: the pixels are in its colour space); then remove the faces of <name> that an earlier
+    run into this folder wrote beyond this run's (that photo had more faces), so that faces/ holds this run's only."""
+    import glob
+    import re
+
     from .faces import with_photo_alpha
     from .images import save_image, with_alpha
     from .output_folders import RESTORED_FACES_FOLDER
 
     photo = result.images[0] if alpha is None else with_alpha(result.images[0], alpha)
     save_image(photo, output / f"{name}.png", **save_options)
-    for index, (face, landmarks) in enumerate(zip(result.restored_faces[0], result.face_landmarks[0])):
+    faces = result.restored_faces[0]
+    for index, (face, landmarks) in enumerate(zip(faces, result.face_landmarks[0])):
         if alpha is not None:
             face = with_photo_alpha(face, alpha, landmarks)
         save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options)
+    face_stem = (output / RESTORED_FACES_FOLDER / name).name
+    earlier_face = re.compile(re.escape(face_stem) + r"_(\d{2,})\.png")
+    for path in (output / RESTORED_FACES_FOLDER / name).parent.glob(f"{glob.escape(face_stem)}_*.png"):
+        index = earlier_face.fullmatch(path.name)
+        if index and int(index.group(1)) >= len(faces):
+            path.unlink()
 
 
 def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -416,9 +438,8 @@ def _check_face_names(inputs: dict[str, Path], source: Path) -> None:
 
 
 def _compare(args) -> int:
-    import torch
-
     from .compare import compare_models
+    from .devices import resolve_device
     from .output_folders import check_writable_folder
     from .pipeline import MAX_SEED
 
@@ -436,12 +457,14 @@ def _compare(args) -> int:
         raise FacerestError(f"--steps takes comma-separated whole numbers, got {args.steps!r}") from None
     _check_whole("--batch-size", args.batch_size, 1)
     _check_whole("--seed", args.seed, 0, MAX_SEED)
+    device = resolve_device(args.device)
+    dtype = _model_dtype(args.dtype, device)
     testset = Path(args.testset).resolve()
     out = Path(args.out) if args.out else testset.parent / f"{testset.name}_compare"
     check_writable_folder(out.parent, "folder of --out")
     comparison = compare_models(
-        testset, models, out, steps=steps, strength=args.strength, seed=args.seed, device=args.device,
-        dtype=getattr(torch, DTYPES[args.dtype]), weights_dirs=args.weights_dir, batch_size=args.batch_size,
+        testset, models, out, steps=steps, strength=args.strength, seed=args.seed, device=device,
+        dtype=dtype, weights_dirs=args.weights_dir, batch_size=args.batch_size,
     )
     markdown_path, csv_path = comparison.write(out)
     print(comparison.markdown(), end="")

@@ -227,6 +227,25 @@ def test_earlier_outputs_inside_the_input_are_not_restored_again(models, face_fo
     assert {name: data for name, data in snapshot.items() if not name.startswith("restored")} == before
 
 
+def test_a_second_run_into_the_same_folder_leaves_only_its_own_faces_of_each_photo(models, tmp_path, capsys):
+    whole = shared_path("data", "whole_imgs")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(whole / "gfpgan_Blake_Lively.jpg", photos / "x.jpg")  # two faces
+    shutil.copy(whole / "codeformer_04.jpg", photos / "x_01.jpg")  # one face: faces/x_01_00.png, not one of x's
+    arguments = ["-o", tmp_path / "out", "--model", models["gfpgan"], "--detector-weights", shared_path("weights", "facexlib")]
+    status, out, _ = _restore(capsys, photos, *arguments)
+    assert status == 0 and "restored 2 of 2 images (3 faces)" in out
+    assert sorted(path.name for path in (tmp_path / "out" / "faces").iterdir()) == ["x_00.png", "x_01.png", "x_01_00.png"]
+    kept = (tmp_path / "out" / "faces" / "x_01_00.png").read_bytes()
+
+    shutil.copy(whole / "codeformer_03.jpg", photos / "x.jpg")  # now one face
+    status, out, _ = _restore(capsys, photos / "x.jpg", *arguments)
+    assert status == 0 and "restored 1 of 1 images (1 faces)" in out
+    assert sorted(path.name for path in (tmp_path / "out" / "faces").iterdir()) == ["x_00.png", "x_01_00.png"]
+    assert (tmp_path / "out" / "faces" / "x_01_00.png").read_bytes() == kept
+
+
 def test_hidden_files_and_macos_zip_folders_are_left_out_with_a_note(models, face_folder, tmp_path, capsys):
     """Thumbnails in a hidden folder, macOS's "._" resource forks and its zips' __MACOSX folder are not photos."""
     (face_folder / ".thumbnails").mkdir()
@@ -321,6 +340,15 @@ def test_a_device_this_machine_lacks_is_one_error_line_before_anything_is_writte
     status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--device", "cuda:99")
     assert status == 2 and err.strip().startswith("error: device 'cuda:99' is not available") and "Traceback" not in err
     assert "\n" not in err.strip() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused on the CPU only; this machine has a GPU")
+def test_fp16_on_the_cpu_is_one_error_line_before_the_model_loads(models, face_folder, tmp_path, capsys):
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--dtype", "fp16")
+    assert status == 2 and err.strip() == (
+        "error: --dtype fp16 runs on a GPU: the CPU emulates it, far slower than fp32; use --dtype fp32 or bf16"
+    )
+    assert "model:" not in out and not (tmp_path / "out").exists()
 
 
 def test_an_images_result_does_not_depend_on_the_other_images_of_the_folder(models, tmp_path, capsys):

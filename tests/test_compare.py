@@ -77,6 +77,8 @@ def test_compare_arguments(testset, capsys):
     (testset.parent / "a-file").write_text("mine")
     assert main(["compare", "--testset", str(testset), "--model", "a=x", "--out", str(testset.parent / "a-file" / "t")]) == 2
     assert "error: cannot write into the folder of --out" in capsys.readouterr().err
+    assert main(["compare", "--testset", str(testset), "--model", "a=x", "--device", "cpu", "--dtype", "fp16"]) == 2
+    assert "error: --dtype fp16 runs on a GPU" in capsys.readouterr().err
 
 
 def test_a_folder_that_is_not_a_test_set_is_one_error_line(testset, tmp_path, capsys):
