@@ -239,7 +239,7 @@ def _restore(args) -> int:
 
     from .errors import ImageReadError
     from .devices import resolve_device
-    from .faces import detector_summary
+    from .faces import FaceDetector, detector_summary
     from .images import colour_profile_options, load_alpha
     from .output_folders import RESTORE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
@@ -250,17 +250,17 @@ def _restore(args) -> int:
     inputs, left_out = _restore_inputs(source)
     _check_whole("--seed", args.seed, 0, MAX_SEED)
     device = resolve_device(args.device)
-    pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=_model_dtype(args.dtype, device))
+    dtype = _model_dtype(args.dtype, device)
+    detector = None
+    if not args.aligned:  # before the model loads: a mistyped --detector-weights is told at once
+        detector = FaceDetector(args.detector, args.retinaface_model, args.detector_weights, device=device)
+    pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=dtype)
     pipeline.to(device)
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
     pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
     sampling = "" if pipeline.kind == "gfpgan" else f", {args.steps or pipeline.default_inference_steps} IDM steps"
     print(f"model: {args.model} ({pipeline.kind}, {pipeline.face_size} px faces{sampling}) on {pipeline.device}, {args.dtype}")
-    detector = None
-    if not args.aligned:
-        detector = pipeline.face_detector(
-            {"backend": args.detector, "retinaface_model": args.retinaface_model, "weights_dir": args.detector_weights}
-        )
+    if detector is not None:
         print(f"face detector: {detector_summary(detector)}")
     for note in left_out:
         print(note)

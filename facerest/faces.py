@@ -119,7 +119,9 @@ class FaceDetector:
     Args:
         backend: ``"retinaface"`` (facexlib's RetinaFace), ``"mtcnn"`` (facenet-pytorch's MTCNN, whose weights
             ship inside its wheel) or ``"auto"``: RetinaFace when its weights are found or can be downloaded,
-            else MTCNN (``fallback_reason`` then says why).
+            else MTCNN (``fallback_reason`` then says why). ``"auto"`` falls back only when RetinaFace was not
+            asked for: given ``retinaface_model`` or ``weights_dir`` (a folder that must exist), weights that
+            cannot be found raise ``MissingWeightsError``, as with ``"retinaface"``.
         retinaface_model: ``"resnet50"`` or ``"mobilenet0.25"``; by default the one whose weights file
             ``weights_dir`` holds or is (resnet50 when it holds both or neither).
         weights_dir: a folder holding facexlib's RetinaFace weight files (or one such file); defaults to
@@ -160,6 +162,10 @@ class FaceDetector:
     ):
         if backend not in BACKENDS:
             raise FacerestError(f"unknown face detector {backend!r}; choose one of {', '.join(BACKENDS)}")
+        # RetinaFace was asked for by name, model or weights folder: no falling back to MTCNN then
+        retinaface_asked = backend == "retinaface" or retinaface_model is not None or weights_dir is not None
+        if weights_dir is not None and not Path(weights_dir).exists():
+            raise FacerestError(f"RetinaFace weights: {weights_dir} does not exist (give the folder that holds them)")
         if weights_dir is None:
             weights_dir = os.environ.get(DETECTOR_WEIGHTS_ENV) or None
         if retinaface_model is None:
@@ -193,8 +199,10 @@ class FaceDetector:
             try:
                 weights_path = _find_retinaface_weights(retinaface_model, weights_dir)
             except MissingWeightsError as error:
-                if backend == "retinaface":
-                    raise
+                if retinaface_asked:
+                    raise MissingWeightsError(
+                        error.filename, error.looked_in, error.download_note, needed_by=f"RetinaFace {retinaface_model}"
+                    ) from None
                 self.fallback_reason = f"RetinaFace weights unavailable ({error})"
                 logger.warning("%s; detecting faces with MTCNN instead", self.fallback_reason)
         if weights_path is not None:

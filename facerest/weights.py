@@ -18,11 +18,13 @@ from .errors import FacerestError
 
 
 class MissingWeightsError(FacerestError):
-    def __init__(self, filename: str, looked_in: list[Path], download_note: str):
+    def __init__(self, filename: str, looked_in: list[Path], download_note: str, needed_by: str | None = None):
         self.filename = filename
         self.looked_in = looked_in
+        self.download_note = download_note
         places = ", ".join(str(p) for p in looked_in) or "nowhere"
-        super().__init__(f"needs {filename}; looked in: {places}; {download_note}")
+        needs = f"{needed_by} needs" if needed_by else "needs"
+        super().__init__(f"{needs} {filename}; looked in: {places}; {download_note}")
 
 
 def cache_dir() -> Path:

@@ -93,6 +93,16 @@ def test_a_detector_fallback_is_told_once_with_what_to_do(models, no_weights_any
     assert "detection_Resnet50_Final.pth" in warning and "looked in" not in out + err
 
 
+def test_detector_weights_that_are_not_there_are_one_error_line(models, no_weights_anywhere, tmp_path, capsys):
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(tmp_path / "wall.png")
+    arguments = [tmp_path / "wall.png", "-o", tmp_path / "out", "--model", models["gfpgan"]]
+    status, _, err = _restore(capsys, *arguments, "--detector-weights", tmp_path / "typo")
+    assert status == 2 and err.strip() == f"error: RetinaFace weights: {tmp_path / 'typo'} does not exist (give the folder that holds them)"
+    status, _, err = _restore(capsys, *arguments, "--detector-weights", no_weights_anywhere)  # a folder without them
+    assert status == 2 and err.strip().startswith("error: RetinaFace resnet50 needs detection_Resnet50_Final.pth; looked in:")
+    assert "\n" not in err.strip() and not (tmp_path / "out").exists()
+
+
 def test_strict_lists_photos_without_a_face(models, tmp_path, capsys):
     Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(tmp_path / "wall.png")
     arguments = [tmp_path / "wall.png", "-o", tmp_path / "out", "--model", models["gfpgan"], "--detector", "mtcnn"]

@@ -301,11 +301,21 @@ def test_a_detector_whose_package_is_missing_names_what_to_install(backend, modu
         FaceDetector(backend, weights_dir=weights)
 
 
-def test_auto_falls_back_to_mtcnn(no_weights_anywhere):
-    detector = FaceDetector("auto", weights_dir=no_weights_anywhere)
+def test_auto_falls_back_to_mtcnn(no_weights_anywhere, monkeypatch):
+    monkeypatch.setenv("FACEREST_DETECTOR_WEIGHTS", str(no_weights_anywhere))
+    detector = FaceDetector("auto")
     assert detector.name == "mtcnn" and detector.backend == "mtcnn"
     assert "detection_Resnet50_Final.pth" in detector.fallback_reason
     assert str(no_weights_anywhere) in detector.fallback_reason
+
+
+def test_auto_does_not_fall_back_when_retinaface_was_asked_for(no_weights_anywhere):
+    with pytest.raises(FacerestError, match=f"RetinaFace weights: {no_weights_anywhere / 'typo'} does not exist"):
+        FaceDetector("auto", weights_dir=no_weights_anywhere / "typo")
+    with pytest.raises(MissingWeightsError, match=f"^RetinaFace resnet50 needs detection_Resnet50_Final.pth; looked in: {no_weights_anywhere}"):
+        FaceDetector("auto", weights_dir=no_weights_anywhere)  # a folder without them
+    with pytest.raises(MissingWeightsError, match="^RetinaFace mobilenet0.25 needs detection_mobilenet0.25_Final.pth"):
+        FaceDetector("auto", "mobilenet0.25")  # a backbone named, its weights nowhere
 
 
 def test_retinaface_without_weights_names_the_file_and_places(no_weights_anywhere):
