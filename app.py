@@ -56,6 +56,7 @@ from facerest.demo import (
 )
 from facerest.devices import resolve_device
 from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector, detector_summary
+from facerest.images import too_large_for_pillow
 from facerest.pipeline import DEFAULT_FIDELITY, MAX_UPSCALE
 
 try:  # ZeroGPU Spaces: the restore function runs under @spaces.GPU
@@ -105,7 +106,7 @@ def data_url_too_large(url: str, max_pixels: int) -> str | None:
         with PIL.Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:  # reads the header only
             width, height = image.size
     except PIL.Image.DecompressionBombError as error:
-        return f"image too large: {error}"
+        return too_large_for_pillow(error, max_pixels)
     except (ValueError, OSError, SyntaxError):  # not base64 or not an image: Gradio's decoding says so
         return None
     if width * height > max_pixels:

@@ -201,9 +201,20 @@ def _open_and_convert(handle, name, max_pixels: int | None) -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageReadError(name, "not an image file (unknown format)") from None
     except Image.DecompressionBombError as error:
-        raise ImageReadError(name, f"image too large: {error}") from None
+        raise ImageReadError(name, too_large_for_pillow(error, max_pixels)) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(name, f"cannot decode image (truncated or corrupt): {error}") from None
+
+
+def too_large_for_pillow(error: Image.DecompressionBombError, max_pixels: int | None) -> str:
+    """The reason for an image Pillow refused to open (over twice ``Image.MAX_IMAGE_PIXELS``), in the words of our
+    own size check: its pixel count (Pillow's message holds it) and ``max_pixels``, else Pillow's limit."""
+    import re
+
+    count = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(count.group(1)):,} pixels" if count else "more pixels than Pillow opens"
+    limit = max_pixels if max_pixels is not None else 2 * Image.MAX_IMAGE_PIXELS
+    return f"image too large: {size}, the limit is {limit:,}"
 
 
 def _pil_to_rgb(pil: Image.Image, name, max_pixels: int | None) -> np.ndarray:

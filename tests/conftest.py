@@ -17,6 +17,23 @@ def with_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     return np.clip(np.rint(image + noise), 0, 255).astype(np.uint8)
 
 
+def png_claiming(side: int) -> bytes:
+    """A PNG of one pixel whose header claims ``side`` x ``side`` pixels: decoding it would fail as truncated, so a
+    size check must refuse it first."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(png, "PNG")
+    data = bytearray(png.getvalue())
+    header = b"IHDR" + struct.pack(">II", side, side) + bytes(data[24:29])
+    data[12:33] = header + struct.pack(">I", zlib.crc32(header))
+    return bytes(data)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test naming what is missing."""
     path = SHARED.joinpath(*parts)

@@ -10,6 +10,7 @@ queue, memory), not restoration quality. Chromium is Debian's (/usr/bin/chromium
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import re
@@ -25,7 +26,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from conftest import REPO_ROOT, SHARED, free_port, shared_path
+from conftest import REPO_ROOT, SHARED, free_port, png_claiming, shared_path
 from facerest.demo import load_models
 from facerest.faces import FaceDetector
 from tiny_pipelines import save_tiny_pipelines
@@ -109,7 +110,6 @@ def test_detector_follows_the_weights_given():
 
 def _data_url(width: int, height: int) -> str:
     """A PNG of one gray as a `data:` URL: a few KB for any number of pixels."""
-    import base64
     import io
 
     buffer = io.BytesIO()
@@ -127,6 +127,8 @@ def test_a_large_data_url_image_is_refused_before_gradio_decodes_it(tiny_models,
     assert refusal == "image too large: 6000x4000 = 24,000,000 pixels, the limit is 16,000,000"
     assert app.data_url_too_large(url, 30_000_000) is None
     assert app.data_url_too_large("data:image/png;base64,bm90IGFuIGltYWdl", 100) is None  # not an image: Gradio says so
+    beyond_pillow = "data:image/png;base64," + base64.b64encode(png_claiming(100_000)).decode()  # over Pillow's 179 MP
+    assert app.data_url_too_large(beyond_pillow, 16_000_000) == "image too large: 10,000,000,000 pixels, the limit is 16,000,000"
 
     registry = load_models([str(tiny_models["gfpgan"])], offer_official=False)
     demo = app.build_demo(registry, detector, tmp_path, max_pixels=16_000_000)
