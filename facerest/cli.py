@@ -193,10 +193,11 @@ def _make_testset(args) -> int:
     )
     manifest = json.loads(manifest_path.read_text())
     print(f"wrote {len(manifest['images'])} LQ/HQ pairs of {args.resolution} px: {manifest_path.parent}/lq, hq, manifest.json")
-    if manifest["skipped"]:
+    if manifest["skipped"]:  # the test set is written without them; the exit status says so, as restore's does
         print(f"skipped {len(manifest['skipped'])} files of {args.hq_dir}:", file=sys.stderr)
         for entry in manifest["skipped"]:
             print(f"  {entry['source']}: {entry['reason']}", file=sys.stderr)
+        return 1
     return 0
 
 

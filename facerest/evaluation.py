@@ -178,8 +178,7 @@ def score_batches(
             if batch.images and key in scorers:  # a metric may have been dropped after its other row failed
                 timed(key[0], lambda: scorers[key].update(batch.images, batch.gt))
     if count == 0:
-        listed = "; ".join(f"{path.name}: {reason}" for path, reason in skipped)
-        raise FacerestError(f"no usable images in {label} ({listed})")
+        raise FacerestError(f"no usable images in {label} ({_first_reasons(skipped)})")
 
     rows: dict[str, Row] = {"restored": {"Images": label, "Count": count}}
     rows["restored"].update({METRIC_COLUMNS[name]: UNAVAILABLE for name in names})
@@ -192,6 +191,13 @@ def score_batches(
     notes += [f"skipped {path}: {reason}" for path, reason in skipped]
     columns = ["Images", "Count", *(METRIC_COLUMNS[name] for name in names)]
     return Evaluation(columns=columns, rows=list(rows.values()), notes=notes, seconds=seconds, skipped=skipped)
+
+
+def _first_reasons(skipped: list[tuple[Path, str]], shown: int = 3) -> str:
+    """Why the first ``shown`` images were skipped, and how many more were: one line however large the folder."""
+    listed = "; ".join(f"{path.name}: {reason}" for path, reason in skipped[:shown])
+    more = len(skipped) - shown
+    return listed + (f"; and {more} more" if more > 0 else "")
 
 
 def _choose_metrics(metrics: Sequence[str] | None, has_gt: bool, has_fid_stats: bool) -> list[str]:

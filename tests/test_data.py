@@ -269,7 +269,7 @@ def test_make_testset_cli(tmp_path, faces):
 
     bad = _add_bad_files(faces)
     made = _run_cli(faces, tmp_path / "out", "--resolution", "32", "--seed", "1")
-    assert made.returncode == 0, made.stderr
+    assert made.returncode == 1, made.stderr  # written, but without the files it skipped
     assert "wrote 5 LQ/HQ pairs" in made.stdout
     assert f"skipped {len(bad)} files" in made.stderr and all(name in made.stderr for name in bad)
     assert Image.open(tmp_path / "out" / "lq" / "01000.png").size == (32, 32)
@@ -280,7 +280,7 @@ def test_make_testset_cli(tmp_path, faces):
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "is not a test set written by make-testset" in refused.stderr
     overwritten = _run_cli(faces, tmp_path / "mine", "--resolution", "32", "--overwrite")
-    assert overwritten.returncode == 0 and (tmp_path / "mine" / "lq" / "01000.png").is_file()
+    assert overwritten.returncode == 1 and (tmp_path / "mine" / "lq" / "01000.png").is_file()
 
 
 def test_crops_are_windows_of_the_whole_degraded_pair(faces):

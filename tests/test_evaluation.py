@@ -235,6 +235,15 @@ def test_evaluate_folder_errors(tmp_path, paired_folders):
         evaluate_folders(lq, hq, metrics=["psnr"])
     with pytest.raises(FacerestError, match="unknown metric 'psnr2'"):
         evaluate_folders(lq, metrics=["psnr2"])
+    (hq / "other.png").rename(hq / "face0.png")
+    for path in lq.iterdir():  # every restored face twice the ground truth's size: one line, the first three named
+        image = cv2.imread(str(path))
+        cv2.imwrite(str(path), cv2.resize(image, (2 * image.shape[1], 2 * image.shape[0])))
+    with pytest.raises(FacerestError) as error:
+        evaluate_folders(lq, hq, metrics=["psnr"])
+    message = str(error.value)
+    assert message.startswith(f"no usable images in {lq} (face0.jpg: its size differs from the ground truth face0.png")
+    assert message.count("its size differs") == 3 and message.endswith("; and 1 more)")
 
 
 def test_evaluate_reads_sub_folders_as_restore_writes_them_and_leaves_out_its_face_crops(tmp_path, faces):
