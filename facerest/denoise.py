@@ -37,6 +37,10 @@ DENOISE_ABOVE = 6.0
 # one the face's own finest detail reads as noise (ffhq256's clean test faces shrunk to 64 px: 4.47 in the median, 36
 # of 100 above DENOISE_ABOVE; at 192 px 0.61, one of 100 at 5.08).
 MIN_DENOISED_SIZE = 192
+# A face of at most this many levels in each channel (a 1-bit or few-colour image, dithered) is left as it is: its
+# dither reads as strong noise (a 1-bit photo's face: 92 grey levels), and smoothing the region of one face of it
+# would leave a grey patch in a dithered photo.
+MAX_DITHERED_LEVELS = 16
 # The region of a photo around a face that is measured and denoised: its box grown to this many times its longer
 # side, about what the aligned 512-px crop of the face covers.
 FACE_REGION_SCALE = 2.0
@@ -70,8 +74,8 @@ def noise_level(image: np.ndarray) -> float:
 
 def denoised(face: np.ndarray) -> np.ndarray:
     """The face through non-local means at its `noise_level`; the face itself when that level is at most
-    `DENOISE_ABOVE` or the face is smaller than `MIN_DENOISED_SIZE`."""
-    if min(face.shape[:2]) < MIN_DENOISED_SIZE:
+    `DENOISE_ABOVE`, the face is smaller than `MIN_DENOISED_SIZE` or it has at most `MAX_DITHERED_LEVELS` levels."""
+    if min(face.shape[:2]) < MIN_DENOISED_SIZE or _is_dithered(face):
         return face
     level = noise_level(face)
     return _non_local_means(face, level) if level > DENOISE_ABOVE else face
@@ -91,6 +95,12 @@ def denoised_faces(photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:
             change = _feathered(region, photo.shape) * (cleaned - current)
             result[region] = np.clip(np.rint(current + change), 0, 255).astype(np.uint8)
     return result
+
+
+def _is_dithered(image: np.ndarray) -> bool:
+    """Whether every channel of the RGB uint8 image takes at most `MAX_DITHERED_LEVELS` values."""
+    return all(np.count_nonzero(np.bincount(image[..., channel].ravel(), minlength=256)) <= MAX_DITHERED_LEVELS
+               for channel in range(3))  # fmt: skip
 
 
 def _feathered(region: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:

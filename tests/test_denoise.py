@@ -68,3 +68,16 @@ def test_a_noisy_gray_face_stays_gray(ffhq_test_dir):
     result = denoised(noisy)
     assert result is not noisy and (result == result[..., :1]).all()
     assert psnr([result], [clean])[0] > psnr([noisy], [clean])[0] + 3.0
+
+
+def test_a_dithered_face_is_left_as_it_is(ffhq_test_dir):
+    """A 1-bit (dithered) face reads as very noisy, but its dither is no white noise: denoising one face's region of a
+    dithered photo would leave a grey patch in it."""
+    from PIL import Image
+
+    face = Image.open(list_images(ffhq_test_dir)[0]).convert("L").convert("1")  # Floyd-Steinberg dither
+    dithered = np.asarray(face.convert("RGB"))
+    assert noise_level(dithered) > DENOISE_ABOVE
+    assert denoised(dithered) is dithered
+    eight_colours = np.asarray(Image.open(list_images(ffhq_test_dir)[0]).convert("P", palette=Image.ADAPTIVE, colors=8).convert("RGB"))
+    assert denoised(eight_colours) is eight_colours
