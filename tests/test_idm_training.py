@@ -175,6 +175,20 @@ def test_killed_training_resumes_to_the_same_weights(reference_run, ffhq_train_d
     assert_same_weights(reference_run / "checkpoint-12" / "unet", tmp_path / "checkpoint-12" / "unet")
 
 
+def test_a_run_resumed_with_another_models_options_is_refused_in_one_line(reference_run, ffhq_train_dir, testset, tmp_path):
+    output_dir = tmp_path / "copy"
+    shutil.copytree(reference_run, output_dir)
+    before = {path: path.stat().st_mtime_ns for path in output_dir.rglob("*") if path.is_file()}
+    args = training_args(ffhq_train_dir, output_dir, testset, "--resume_from_checkpoint", "latest", "--prediction_type", "sample")
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'error: {output_dir / "checkpoint-12"} was trained with --prediction_type "epsilon", and this run has '
+        '--prediction_type "sample": resume with the checkpoint\'s options, or train into another --output_dir'
+    )
+    assert {path: path.stat().st_mtime_ns for path in output_dir.rglob("*") if path.is_file()} == before
+
+
 def test_killed_cleaning_pass_resumes_to_the_same_weights(reference_run, ffhq_train_dir, testset, tmp_path):
     args = training_args(ffhq_train_dir, tmp_path, testset)
     records = tmp_path / "round-1" / "records-0.jsonl"

@@ -11,7 +11,9 @@ from accelerate import Accelerator
 from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 
-from facerest.training.checkpoints import list_checkpoints, register_checkpoint_hooks, save_checkpoint, weights_digest
+from facerest.errors import FacerestError
+from facerest.training.checkpoints import list_checkpoints, load_checkpoint, register_checkpoint_hooks, resolve_checkpoint
+from facerest.training.checkpoints import save_checkpoint, weights_digest
 from facerest.training import utils
 from facerest.training.utils import Deadline, clock_cosine_schedule, command_line
 
@@ -40,6 +42,38 @@ def test_checkpoints_are_renamed_complete_and_pruned_to_the_limit(tmp_path):
     assert [path.name for path in list_checkpoints(tmp_path)] == ["checkpoint-3"]
     save_checkpoint(accelerator, tmp_path, 4, total_limit=None)
     assert [path.name for path in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-4"]
+
+
+def test_a_checkpoint_is_resumed_only_with_the_model_settings_it_was_trained_with(tmp_path):
+    settings = {"resolution": 64, "prediction_type": "residual", "unet_overrides": {"layers_per_block": 1}}
+    save_checkpoint(FakeAccelerator(), tmp_path, 30, total_limit=None, model_settings=settings)
+    checkpoint = tmp_path / "checkpoint-30"
+    assert resolve_checkpoint(tmp_path, "latest", settings) == checkpoint
+    assert resolve_checkpoint(tmp_path, "checkpoint-30", settings) == checkpoint  # a name in the output folder
+    assert resolve_checkpoint(tmp_path, str(checkpoint), settings) == checkpoint
+    changed = {**settings, "resolution": 32, "prediction_type": "epsilon"}
+    with pytest.raises(FacerestError) as error:
+        resolve_checkpoint(tmp_path, "latest", changed)
+    assert str(error.value) == (
+        f'{checkpoint} was trained with --resolution 64, --prediction_type "residual", and this run has --resolution '
+        '32, --prediction_type "epsilon": resume with the checkpoint\'s options, or train into another --output_dir'
+    )
+    (checkpoint / "model_settings.json").unlink()  # a checkpoint from before the settings were recorded
+    assert resolve_checkpoint(tmp_path, "latest", changed) == checkpoint
+    with pytest.raises(FacerestError, match="^--resume_from_checkpoint: no checkpoint folder at checkpoint-99 \\(nor in "):
+        resolve_checkpoint(tmp_path, "checkpoint-99", settings)
+    assert resolve_checkpoint(tmp_path / "new", "latest", settings) is None  # nothing to resume: a new run
+
+
+def test_a_checkpoint_that_cannot_be_read_is_one_error_naming_it(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(2, 2))
+    save_checkpoint(accelerator, tmp_path, 1, total_limit=None)
+    weights = next((tmp_path / "checkpoint-1").glob("model*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short, as by a full disk
+    with pytest.raises(FacerestError, match=f"^cannot load the checkpoint {tmp_path / 'checkpoint-1'} .*: delete it to resume from the one before"):
+        load_checkpoint(accelerator, tmp_path / "checkpoint-1")
+    assert model.weight.shape == (2, 2)
 
 
 def test_model_and_ema_round_trip_through_a_checkpoint(tmp_path):

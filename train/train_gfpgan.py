@@ -53,7 +53,7 @@ from facerest.models.gfpgan import GFPGANConfig, GFPGANModel, load_original_weig
 from facerest.pipeline import FaceRestorePipeline
 from facerest.push import HubError, push_trained_pipeline
 from facerest.training.checkpoints import checkpoint_step, ema_weights, register_checkpoint_hooks, resolve_checkpoint
-from facerest.training.checkpoints import save_checkpoint, weights_digest
+from facerest.training.checkpoints import load_checkpoint, save_checkpoint, weights_digest
 from facerest.training.discriminators import FACIAL_COMPONENTS, FacialComponentDiscriminators, StyleGAN2Discriminator
 from facerest.training.facial_components import FacialComponentLocator, image_numbers, load_component_landmarks
 from facerest.training.losses import GFPGAN_RECIPE as RECIPE
@@ -162,9 +162,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# The options that shape the model and its training target: a run resumed from a checkpoint must give the same.
+MODEL_SETTINGS = ("resolution", "num_style_feat", "channel_multiplier", "narrow", "num_mlp", "discriminator_narrow")
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in MODEL_SETTINGS}
+
+
 def main(args: argparse.Namespace) -> None:
     deadline = Deadline(args.max_train_minutes)
     output_dir = Path(args.output_dir)
+    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, model_settings(args))  # before any write
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -296,12 +305,11 @@ def main(args: argparse.Namespace) -> None:
     logger.info(f"  Generator parameters = {sum(p.numel() for p in generator_module.parameters()):,}")
 
     global_step = 0
-    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and checkpoint is None:
         logger.info(f"No checkpoint in {output_dir}: starting a new training run.")
     if checkpoint is not None:
         logger.info(f"Resuming from {checkpoint}")
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint)
         global_step = checkpoint_step(checkpoint)
     first_epoch = global_step // num_update_steps_per_epoch
     resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
@@ -337,7 +345,7 @@ def main(args: argparse.Namespace) -> None:
 
                 time_up = deadline.passed(accelerator)
                 if global_step % args.checkpointing_steps == 0 or time_up:
-                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit, model_settings(args))
                 if accelerator.is_main_process and global_step % args.validation_steps == 0:
                     log_validation(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / f"step_{global_step:06d}.png", global_step)
             if global_step >= max_train_steps or time_up:

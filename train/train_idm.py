@@ -50,7 +50,7 @@ from facerest.models.idm.scheduling_idm import PREDICTION_TYPES
 from facerest.pipeline import FaceRestorePipeline
 from facerest.push import HubError, push_trained_pipeline
 from facerest.training.checkpoints import checkpoint_step, register_checkpoint_hooks, resolve_checkpoint
-from facerest.training.checkpoints import save_checkpoint, weights_digest
+from facerest.training.checkpoints import load_checkpoint, save_checkpoint, weights_digest
 from facerest.training.extrinsic import CleaningPass, choose_replaced, load_manifest, round_dir, score_cleaning_pass
 from facerest.training.testset_eval import evaluate_testset
 from facerest.training.utils import Deadline, clock_cosine_schedule, command_line, first_pairs, log_validation_grid
@@ -387,10 +387,22 @@ def log_validation(args, accelerator, ema, unet_config, noise_scheduler, batch, 
     return path
 
 
+# The options that shape the model and its training target: a run resumed from a checkpoint must give the same.
+MODEL_SETTINGS = (
+    "resolution", "pretrained_model_name_or_path", "unet_overrides", "num_train_timesteps", "beta_schedule",
+    "prediction_type", "sigma_data",
+)
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in MODEL_SETTINGS}
+
+
 def main(args: argparse.Namespace) -> None:
     deadline = Deadline(args.max_train_minutes)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     output_dir = Path(args.output_dir)
+    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, model_settings(args))  # before any write
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -453,9 +465,8 @@ def main(args: argparse.Namespace) -> None:
 
     global_step = 0
     validation_grid = None  # the latest, for the model card
-    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint)
         global_step = checkpoint_step(checkpoint)
         logger.info(f"resumed from {checkpoint} at step {global_step}")
     elif args.resume_from_checkpoint:
@@ -551,7 +562,7 @@ def main(args: argparse.Namespace) -> None:
 
                 time_up = deadline.passed(accelerator)
                 if global_step % args.checkpointing_steps == 0 or global_step == round_end or time_up:
-                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit, model_settings(args))
                 if global_step % args.validation_steps == 0 and accelerator.is_main_process:
                     validation_grid = log_validation(args, accelerator, ema, unet_config, noise_scheduler, validation, global_step)
                 if global_step == round_end or time_up:

@@ -7,9 +7,13 @@ learning-rate schedulers, random states and every prepared model, except the tra
     checkpoint-<step>/<name>/        the trained weights (``save_pretrained``: loads with ``from_pretrained``)
     checkpoint-<step>/<name>_ema/    the EMA weights, the same way, and the EMA's counters (``ema_state.json``)
 
+    checkpoint-<step>/model_settings.json   the options that shape the model and its training target
+
 [`save_checkpoint`] writes it atomically (into ``partial-checkpoint-<step>``, renamed once every process has written,
 so that a run killed while saving never leaves a half-written checkpoint for ``--resume_from_checkpoint latest``) and
-then deletes the oldest so that ``checkpoints_total_limit`` remain.
+then deletes the oldest so that ``checkpoints_total_limit`` remain. [`resolve_checkpoint`] finds the checkpoint a run
+resumes from and refuses one whose model settings differ from the run's: resumed with a forgotten or mistyped option,
+the weights of one model would go on training as another.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from pathlib import Path
 import torch
 from diffusers.training_utils import EMAModel
 
+from ..errors import FacerestError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 EMA_STATE_FILENAME = "ema_state.json"
+MODEL_SETTINGS_FILENAME = "model_settings.json"
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -41,17 +48,58 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def resolve_checkpoint(output_dir: str | Path, resume_from_checkpoint: str | None) -> Path | None:
-    """Map ``--resume_from_checkpoint`` ("latest" or a path) to a checkpoint folder, or None to start fresh."""
+def resolve_checkpoint(
+    output_dir: str | Path, resume_from_checkpoint: str | None, model_settings: dict | None = None
+) -> Path | None:
+    """Map ``--resume_from_checkpoint`` ("latest", a checkpoint folder, or the name of one in ``output_dir``) to a
+    checkpoint folder, or None to start fresh. ``FacerestError`` when there is no such folder, and when the
+    checkpoint was trained with other ``model_settings`` than the run's (see [`save_checkpoint`])."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint == "latest":
         checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1] if checkpoints else None
-    path = Path(resume_from_checkpoint)
-    if not path.is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint: no checkpoint folder at {path}")
+        path = checkpoints[-1] if checkpoints else None
+    else:
+        given = Path(resume_from_checkpoint)
+        path = given if given.is_dir() else Path(output_dir, given)
+        if not path.is_dir():
+            raise FacerestError(f"--resume_from_checkpoint: no checkpoint folder at {given} (nor in {output_dir})")
+    if path is not None and model_settings is not None:
+        _check_model_settings(path, model_settings)
     return path
+
+
+def _check_model_settings(checkpoint: Path, model_settings: dict) -> None:
+    """Refuse to resume ``checkpoint`` with settings that differ from those it recorded (none recorded: a checkpoint
+    from before they were, taken as it is)."""
+    recorded_path = checkpoint / MODEL_SETTINGS_FILENAME
+    if not recorded_path.is_file():
+        return
+    recorded = json.loads(recorded_path.read_text())
+    current = _as_json(model_settings)
+    changed = [name for name in current if name in recorded and recorded[name] != current[name]]
+    if changed:
+        def options(settings: dict) -> str:
+            return ", ".join(f"--{name} {json.dumps(settings[name])}" for name in changed)
+
+        raise FacerestError(
+            f"{checkpoint} was trained with {options(recorded)}, and this run has {options(current)}: resume with the "
+            "checkpoint's options, or train into another --output_dir"
+        )
+
+
+def load_checkpoint(accelerator, checkpoint: Path) -> None:
+    """``accelerator.load_state(checkpoint)``; a checkpoint that cannot be read (a file cut short or corrupt) is one
+    ``FacerestError`` naming it and what to do, not a traceback from deep in the loader."""
+    from safetensors import SafetensorError
+
+    try:
+        accelerator.load_state(str(checkpoint))
+    except (OSError, RuntimeError, ValueError, EOFError, SafetensorError) as error:
+        raise FacerestError(
+            f"cannot load the checkpoint {checkpoint} ({type(error).__name__}: {str(error).splitlines()[0]}): delete "
+            "it to resume from the one before, or start afresh in another --output_dir"
+        ) from None
 
 
 def checkpoint_step(path: Path) -> int:
@@ -70,9 +118,12 @@ def prune_checkpoints(output_dir: str | Path, keep: int | None) -> None:
         shutil.rmtree(path)
 
 
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, total_limit: int | None) -> Path:
-    """Write ``checkpoint-<step>`` atomically, then keep the newest ``total_limit`` checkpoints (at least this one;
-    None keeps all). Every process must call it."""
+def save_checkpoint(
+    accelerator, output_dir: str | Path, step: int, total_limit: int | None, model_settings: dict | None = None
+) -> Path:
+    """Write ``checkpoint-<step>`` atomically, with the run's ``model_settings`` (the options that shape the model and
+    its training target, by option name, for [`resolve_checkpoint`] to compare on resuming), then keep the newest
+    ``total_limit`` checkpoints (at least this one; None keeps all). Every process must call it."""
     output_dir = Path(output_dir)
     final = output_dir / f"checkpoint-{step}"
     partial = output_dir / f"partial-checkpoint-{step}"
@@ -82,6 +133,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, total_limit:
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if model_settings is not None:
+            (partial / MODEL_SETTINGS_FILENAME).write_text(json.dumps(_as_json(model_settings), indent=2) + "\n")
         if final.exists():  # the same step saved again (a run resumed at the end of a round)
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -135,6 +188,11 @@ def register_checkpoint_hooks(accelerator, model: torch.nn.Module, ema: EMAModel
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
+
+
+def _as_json(settings: dict) -> dict:
+    """``settings`` as JSON reads them back (paths as strings, tuples as lists), so that saved and current compare."""
+    return json.loads(json.dumps(settings, default=str))
 
 
 def weights_digest(module: torch.nn.Module) -> str:
