@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
-import html
 import io
 import os
 import shutil
@@ -97,6 +96,12 @@ def make_detector(weights: str | os.PathLike | None = None, device: str | torch.
     """RetinaFace when its weights are found (`weights`, else `$FACEREST_DETECTOR_WEIGHTS`, else facerest's usual
     places or a download), else MTCNN; the backbone follows the weights file present (resnet50 preferred)."""
     return FaceDetector("auto", weights_dir=weights or None, device=device)
+
+
+def error_text(text: str) -> str:
+    """Text for a `gr.Error`: the browser shows its message as HTML, so no tag may pass; an API client gets the rest
+    as it is (a file name's quotes and ampersands unescaped)."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def data_url_too_large(url: str, max_pixels: int) -> str | None:
@@ -158,15 +163,15 @@ def readable_uploads(image_input, max_pixels: int):
         url = getattr(payload, "url", None) or ""
         too_large = data_url_too_large(url, max_pixels) if url.startswith("data:") else None
         if too_large:
-            raise gr.Error(html.escape(too_large), title="Image too large")
+            raise gr.Error(error_text(too_large), title="Image too large")
         try:
             return preprocess(payload)
         except PIL.Image.DecompressionBombError as error:
-            raise gr.Error(f"The image is too large: {html.escape(str(error))}", title="Image too large") from None
+            raise gr.Error(error_text(too_large_for_pillow(error, max_pixels)), title="Image too large") from None
         except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            name = html.escape(getattr(payload, "orig_name", None) or "the uploaded file")
+            name = error_text(getattr(payload, "orig_name", None) or "the uploaded file")
             raise gr.Error(
-                f"{name} cannot be read as an image ({html.escape(type(error).__name__)}); "
+                f"{name} cannot be read as an image ({type(error).__name__}); "
                 "upload a PNG, JPEG or WebP photo.",
                 title="Unreadable file",
             ) from None
@@ -211,9 +216,9 @@ def restore_endpoint(
             )
         except ImageReadError as error:
             title = "Image too large" if "too large" in error.reason else "Cannot use this image"
-            raise gr.Error(html.escape(str(error)), title=title, print_exception=False) from None
+            raise gr.Error(error_text(str(error)), title=title, print_exception=False) from None
         except FacerestError as error:
-            raise gr.Error(html.escape(str(error)), print_exception=False) from None
+            raise gr.Error(error_text(str(error)), print_exception=False) from None
         for warning in result.warnings:
             gr.Warning(warning)
         faces = [(str(path), f"face {index + 1}") for index, path in enumerate(result.face_paths)]

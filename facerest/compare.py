@@ -112,10 +112,13 @@ def _runs(name: str, kind: str, steps: Sequence[int], strength: float | None):
     """(row name, step count, strength) of each row of one model."""
     if kind == "gfpgan":
         return [(name, 1, None)]
+    def counted(count: int) -> str:
+        return f"{count} step" if count == 1 else f"{count} steps"
+
     if kind == "idm":
-        return [(f"{name} ({count} steps)", count, 1.0) for count in steps]
+        return [(f"{name} ({counted(count)})", count, 1.0) for count in steps]
     label = "" if strength is None else f", strength {strength:g}"
-    return [(f"{name} ({count} steps{label})", count, strength) for count in steps]
+    return [(f"{name} ({counted(count)}{label})", count, strength) for count in steps]
 
 
 def _without_images(row: Row) -> Row:

@@ -299,6 +299,8 @@ def restore(
         photo, output, source_name, output_dir, alpha, save_options
     )
     details = result_details(entry, pipeline, photo, output, arguments, seed, detector, seconds)
+    if upscale_note:  # in the result itself, not only the interface's pop-up: API clients see it too
+        details["messages"].insert(0, upscale_note)
     return RestoreResult(
         image=output.images[0],
         faces=list(output.restored_faces[0]),
@@ -449,8 +451,8 @@ def result_info(entry: ModelEntry, output: FaceRestorePipelineOutput, details: d
         detector += f" ({details['detector_note']})"
     (width, height), (out_width, out_height) = details["input_size"], details["output_size"]
     lines = [
-        f"**Model:** {html.escape(entry.label)}",
-        f"**Detector:** {html.escape(detector)}",
+        f"**Model:** {html.escape(entry.label, quote=False)}",
+        f"**Detector:** {html.escape(detector, quote=False)}",
         f"**Faces restored:** {len(output.restored_faces[0])}",
         f"**Size:** {width}x{height} -> {out_width}x{out_height} (upscale {details['upscale']}x)",
         f"**Fidelity:** {details['fidelity']:g} (0: the input face, 1: the full restoration)",
@@ -464,7 +466,7 @@ def result_info(entry: ModelEntry, output: FaceRestorePipelineOutput, details: d
     if len(boxes) and details["detector"] is not None:  # not for an aligned input
         shown = "; ".join(", ".join(f"{value:.0f}" for value in box) for box in boxes)
         lines.append(f"**Face boxes (x1, y1, x2, y2):** {shown}")
-    lines += [f"**Note:** {html.escape(message)}" for message in output.messages[0]]
+    lines += [f"**Note:** {html.escape(message, quote=False)}" for message in details["messages"]]
     return "\n\n".join(lines)
 
 

@@ -392,10 +392,11 @@ def test_client_errors_are_clear(server, tmp_path):
     from gradio_client.exceptions import AppError
 
     client = Client(server.url, verbose=False, download_files=tmp_path)
-    garbage = tmp_path / "holiday.jpg"
+    garbage = tmp_path / "O'Brien & co.jpg"
     garbage.write_bytes(b"these bytes are not a JPEG")
-    with pytest.raises(AppError, match=r"holiday\.jpg cannot be read as an image"):
+    with pytest.raises(AppError, match=r"O'Brien & co\.jpg cannot be read as an image"):  # as named, not as HTML
         client.predict(handle_file(str(garbage)), "gfpgan", False, 1, 25, 0.3, 0, 1.0, api_name="/restore")
+    assert app.error_text("<img src=x onerror=alert(1)>.png") == "&lt;img src=x onerror=alert(1)&gt;.png"
     large = shared_path("data", "whole_imgs", "gfpgan_00.jpg")  # 2.49 MP, above the server's --max-pixels
     with pytest.raises(AppError, match="image too large"):
         client.predict(handle_file(str(large)), "gfpgan", False, 1, 25, 0.3, 0, 1.0, api_name="/restore")

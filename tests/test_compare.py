@@ -39,8 +39,8 @@ def test_compare_writes_a_row_per_method(testset, tmp_path, capsys):
     assert status == 0
 
     methods = [
-        "degraded input", "ground truth", "gan", "idm (1 steps)", "idm (2 steps)",
-        "hybrid (1 steps, strength 0.5)", "hybrid (2 steps, strength 0.5)",
+        "degraded input", "ground truth", "gan", "idm (1 step)", "idm (2 steps)",
+        "hybrid (1 step, strength 0.5)", "hybrid (2 steps, strength 0.5)",
     ]
     with open(out.with_name("table.csv"), newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -58,7 +58,7 @@ def test_compare_writes_a_row_per_method(testset, tmp_path, capsys):
         assert float(by_method[method][METRIC_COLUMNS["psnr"]]) > 0 and by_method[method]["Count"] == "4"
     assert by_method["degraded input"]["Seconds per face"] == ""
 
-    for folder in ("gan", "idm_1_steps", "idm_2_steps", "hybrid_1_steps_strength_0.5", "hybrid_2_steps_strength_0.5"):
+    for folder in ("gan", "idm_1_step", "idm_2_steps", "hybrid_1_step_strength_0.5", "hybrid_2_steps_strength_0.5"):
         restored = list_images(out / folder)
         assert [path.name for path in restored] == [path.name for path in list_images(testset / "hq")]
         assert load_image(restored[0]).shape == (FACE_SIZE, FACE_SIZE, 3)

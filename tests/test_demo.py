@@ -169,6 +169,8 @@ def test_restore_function_messages(tiny_models, detector, tmp_path):
         "Enlarged 2x instead of 4x: at 4x the result would be 1200x800, more than this server's 0.5-megapixel limit "
         "on results."
     )
+    assert lowered.details["messages"][0] == lowered.warnings[0]  # in the result too: API clients get no pop-ups
+    assert f"**Note:** {lowered.warnings[0]}" in lowered.info
 
     aligned = run(np.full((128, 128, 3), 90, np.uint8), aligned=True, upscale=1)
     assert aligned.image.size == (128, 128) and len(aligned.faces) == 1
