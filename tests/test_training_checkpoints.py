@@ -112,6 +112,10 @@ def test_model_and_ema_round_trip_through_a_checkpoint(tmp_path):
 def test_command_line_leaves_secrets_out():
     line = command_line(["train/train_gfpgan.py", "--hub_token", "hf_secret", "--output_dir", "runs/a b"])
     assert line == "python train/train_gfpgan.py --hub_token '***' --output_dir 'runs/a b'"
+    for spelling in (["--hub_token=hf_secret"], ["--hub_tok", "hf_secret"], ["--hub_t=hf_secret"]):  # argparse takes all
+        line = command_line(["train/train_idm.py", *spelling, "--seed", "1"])
+        assert "hf_secret" not in line and "***" in line and line.endswith(" --seed 1"), line
+    assert command_line(["train/train_idm.py", "--hub_model_id", "me/model"]).endswith("--hub_model_id me/model")
 
 
 def test_the_learning_rate_on_the_clock_warms_up_then_decays_to_zero_by_the_deadline(monkeypatch):

@@ -40,12 +40,23 @@ def log_validation_grid(accelerator, columns: list[torch.Tensor], path: str | Pa
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command that started this process, for a model card; the values of secret options are left out."""
+    """The command that started this process, for a model card; the values of secret options are left out, however
+    they were given (``--hub_token X``, ``--hub_token=X``, or an abbreviation argparse accepts, ``--hub_tok X``)."""
     argv = list(sys.argv if argv is None else argv)
-    for index, word in enumerate(argv[:-1]):
-        if word in SECRET_OPTIONS:
+    for index, word in enumerate(argv):
+        name, equals, _ = word.partition("=")
+        if not _names_a_secret_option(name):
+            continue
+        if equals:
+            argv[index] = f"{name}=***"
+        elif index + 1 < len(argv):
             argv[index + 1] = "***"
     return "python " + shlex.join(argv)
+
+
+def _names_a_secret_option(word: str) -> bool:
+    """Whether ``word`` is a secret option or a prefix of one (argparse takes unambiguous prefixes)."""
+    return word.startswith("--") and len(word) > 2 and any(secret.startswith(word) for secret in SECRET_OPTIONS)
 
 
 class Deadline:
