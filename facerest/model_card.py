@@ -74,10 +74,12 @@ def read_pipeline(model_dir: str | os.PathLike) -> PipelineSummary:
     kind = "gfpgan" if "unet" not in components else ("idm" if "restorer" not in components else "hybrid")
     summary = PipelineSummary(kind=kind, components=components)
     sizes = []
-    for name, key in (("restorer", "out_size"), ("unet", "sample_size")):
+    for name, key in (("unet", "sample_size"), ("restorer", "out_size")):  # as the pipeline: the unet's when there is one
         config = _read_json(model_dir / name / "config.json") if name in components else {}
-        if isinstance(config.get(key), int):
-            sizes.append(config[key])
+        size = config.get(key)
+        size = size[0] if isinstance(size, list) and size and len(set(size)) == 1 else size
+        if isinstance(size, int):
+            sizes.append(size)
     summary.face_size = sizes[0] if sizes else None
     for name in components:
         for weights in sorted((model_dir / name).glob("*.safetensors")):

@@ -52,6 +52,9 @@ def convert(args) -> GFPGANModel:
             card = card_options(args)
         except UsageError as error:
             raise FacerestError(str(error)) from None
+    output = Path(args.output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):  # its old files would stay beside the new
+        raise FacerestError(f"--output {output} exists and is not an empty folder: choose a new one")
     config = GFPGANConfig(out_size=args.out_size, channel_multiplier=args.channel_multiplier)
     path = original_checkpoint_path(args.checkpoint)
     try:

@@ -186,6 +186,7 @@ def test_params_is_used_without_params_ema(official_v14_small, tmp_path):
         (b"not a checkpoint at all", "not a readable PyTorch checkpoint"),
         (None, "has neither 'params_ema' nor 'params' \\(top-level keys: 'state_dict'\\)"),
         ("truncated", "not a readable PyTorch checkpoint"),
+        ("a tensor", "'params_ema' is a Tensor, not a dict of tensors"),
     ],
 )
 def test_unreadable_checkpoint_names_the_file(official_v14_small, tmp_path, contents, message):
@@ -196,6 +197,8 @@ def test_unreadable_checkpoint_names_the_file(official_v14_small, tmp_path, cont
     elif contents == "truncated":
         write_official_checkpoint(path, original)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif contents == "a tensor":
+        torch.save({"params_ema": torch.zeros(3)}, path)
     else:
         path.write_bytes(contents)
     with pytest.raises(CheckpointError, match=f"broken.pth: {message}"):
@@ -284,3 +287,7 @@ def test_convert_script_writes_a_loadable_model(convert_script, tmp_path, monkey
     loaded = GFPGANModel.from_pretrained(output / "restorer")  # a FaceRestorePipeline folder
     assert loaded.config.out_size == 128 and loaded.config.channel_multiplier == 2
     assert all(torch.equal(value, official[key]) for key, value in loaded.state_dict().items())
+    written = {path: path.read_bytes() for path in output.rglob("*") if path.is_file()}
+    assert convert_script.main(arguments) == 2  # again into the same folder: its files would mix with the new ones
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --output {output} exists and is not an empty folder: choose a new one"
+    assert {path: path.read_bytes() for path in output.rglob("*") if path.is_file()} == written

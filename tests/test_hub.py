@@ -108,6 +108,16 @@ def test_model_card_describes_each_kind(saved_pipelines, card_inputs, kind):
     assert ("`restorer`" in text) == (kind != "idm") and ("`unet`" in text) == (kind != "gfpgan")
 
 
+def test_a_hybrids_card_gives_the_size_it_restores_at_the_unets(tmp_path):
+    from tiny_pipelines import FACE_SIZE, tiny_restorer, tiny_unet
+
+    from facerest import FaceRestorePipeline, IDMScheduler
+
+    hybrid = FaceRestorePipeline(restorer=tiny_restorer(), unet=tiny_unet(size=2 * FACE_SIZE), scheduler=IDMScheduler())
+    hybrid.save_pretrained(tmp_path / "hybrid")
+    assert model_card.read_pipeline(tmp_path / "hybrid").face_size == hybrid.face_size == 2 * FACE_SIZE
+
+
 def test_read_pipeline_refuses_what_is_not_a_saved_pipeline(tmp_path, saved_pipelines):
     with pytest.raises(model_card.NotASavedPipeline, match="model_index.json not found"):
         model_card.read_pipeline(tmp_path)
@@ -229,6 +239,7 @@ def test_convert_and_push_gfpgan(hub, tmp_path, monkeypatch, capsys):
 
     # A bad token: the Hub refuses, the script says so in one line and exits 1.
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    args[args.index(str(output))] = str(tmp_path / "converted2")
     assert convert.main([*args, "--push-to-hub", "tester/gfpgan-tiny2"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: pushing to tester/gfpgan-tiny2 failed")

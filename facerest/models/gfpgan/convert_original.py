@@ -58,6 +58,8 @@ def read_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         found = ", ".join(repr(key) for key in list(checkpoint)[:10]) or "none"
         raise CheckpointError(f"{path}: has neither 'params_ema' nor 'params' (top-level keys: {found})")
     state_dict = checkpoint[weight_key]
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{path}: '{weight_key}' is a {type(state_dict).__name__}, not a dict of tensors")
     not_tensors = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(f"{path}: '{weight_key}' holds non-tensor values under {_some(not_tensors)}")
