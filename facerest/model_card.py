@@ -155,7 +155,7 @@ def build_model_card(
     all_tags = list(dict.fromkeys([*BASE_TAGS, *KIND_TAGS[summary.kind], *tags]))
     card_data = ModelCardData(
         license=license,
-        library_name="diffusers",
+        library_name="facerest",  # not plain diffusers: DiffusionPipeline.from_pretrained cannot load its components
         pipeline_tag="image-to-image",
         tags=all_tags,
         datasets=list(datasets) or None,

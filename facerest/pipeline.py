@@ -72,7 +72,8 @@ DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
 
 # Component folder -> (its config file, its weights file or None); as diffusers and transformers save them.
-_SAVED_FILES = {
+# The component folders of a saved pipeline and their (config, weights) files.
+SAVED_COMPONENT_FILES = {
     "restorer": ("config.json", "model.safetensors"),
     "unet": ("config.json", "diffusion_pytorch_model.safetensors"),
     "scheduler": ("scheduler_config.json", None),
@@ -749,13 +750,13 @@ def check_saved_pipeline(folder: str | os.PathLike, variant: str | None = None) 
         raise FacerestError(f"{index_path}: not a pipeline index")
     components = {  # an absent optional component is saved as [null, null]
         name: entry[1]
-        for name in _SAVED_FILES
+        for name in SAVED_COMPONENT_FILES
         if isinstance(entry := index.get(name), list) and len(entry) == 2 and entry[0] is not None
     }
     if "restorer" not in components and "unet" not in components:
         raise FacerestError(f"{index_path} names no model component (restorer or unet)")
     for component in components:
-        config_name, weights_name = _SAVED_FILES[component]
+        config_name, weights_name = SAVED_COMPONENT_FILES[component]
         config_path = folder / component / config_name
         if not config_path.is_file():
             raise FacerestError(f"missing file {config_path}")

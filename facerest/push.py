@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import one_line
-from .model_card import SAMPLE_GRID_NAME, build_model_card, read_pipeline
+from .model_card import SAMPLE_GRID_NAME, build_model_card, read_metrics_table, read_pipeline
+from .pipeline import SAVED_COMPONENT_FILES
 
 
 def add_card_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +72,11 @@ def card_options(args) -> dict:
     for option, value in (("--metrics", args.metrics), ("--sample-grid", args.sample_grid)):
         if value and not Path(value).is_file():
             raise UsageError(f"{option} {value}: no such file")
+    if args.metrics:
+        try:
+            read_metrics_table(args.metrics)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UsageError(f"--metrics {args.metrics}: {error}") from None
     return {
         "metrics_file": args.metrics,
         "training_command": command,
@@ -129,7 +135,9 @@ def push_pipeline(
     sample_grid: str | None = None,
     **card,
 ):
-    """Create ``repo_id`` (if needed) and upload the pipeline with its card in one commit. Returns
+    """Create ``repo_id`` (if needed) and upload the pipeline with its card in one commit, which also deletes what an
+    earlier push left that this one does not replace (another kind's component folders, a sample grid). The card
+    names the repository as the Hub does (``owner/name`` for a ``repo_id`` given without its owner). Returns
     ``(repo_url, commit_info)``. Raises `NotASavedPipeline` before any network call when ``model_dir`` is not one,
     and `HubError` when the Hub refuses the upload or cannot be reached (``model_dir`` is left as it was)."""
     from huggingface_hub import HfApi
@@ -137,13 +145,14 @@ def push_pipeline(
     model_dir = Path(model_dir)
     read_pipeline(model_dir)  # refuse early, before creating the repository
     with reporting_hub_errors(f"pushing to {repo_id}"), tempfile.TemporaryDirectory(prefix="facerest-push-") as staging:
-        kind = stage_repository(model_dir, repo_id, Path(staging), sample_grid=sample_grid, **card)
         api = HfApi(token=token)
         repo_url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        kind = stage_repository(model_dir, repo_url.repo_id, Path(staging), sample_grid=sample_grid, **card)
         commit = api.upload_folder(
             repo_id=repo_url.repo_id,
             repo_type="model",
             folder_path=staging,
+            delete_patterns=[*(f"{component}/**" for component in SAVED_COMPONENT_FILES), SAMPLE_GRID_NAME],
             commit_message=commit_message or f"Upload FaceRestorePipeline ({kind})",
         )
     return repo_url, commit

@@ -96,7 +96,7 @@ def test_model_card_describes_each_kind(saved_pipelines, card_inputs, kind):
     )
     meta = front_matter(str(card))
     assert meta["license"] == "apache-2.0" and meta["pipeline_tag"] == "image-to-image"
-    assert meta["library_name"] == "diffusers" and meta["datasets"] == ["tester/faces"]
+    assert meta["library_name"] == "facerest" and meta["datasets"] == ["tester/faces"]
     assert "face-restoration" in meta["tags"] and "base_model" not in meta
     assert ("gfpgan" in meta["tags"]) == (kind != "idm") and ("diffusion" in meta["tags"]) == (kind != "gfpgan")
     text = card.text
@@ -140,6 +140,16 @@ def test_push_refuses_a_folder_that_is_not_a_pipeline(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error:") and "model_index.json not found" in err[0]
     assert push.main([str(tmp_path / "missing"), "tester/tiny"]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_push_refuses_a_metrics_file_without_a_table_before_anything_is_written(saved_pipelines, tmp_path, capsys):
+    push = load_script("push")
+    (tmp_path / "notes.md").write_text("no table here\n")
+    for extra in ([], ["--dry-run", str(tmp_path / "dry")]):
+        assert push.main([str(saved_pipelines["gfpgan"]), "tester/tiny", "--metrics", str(tmp_path / "notes.md"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --metrics {tmp_path / 'notes.md'}: {tmp_path / 'notes.md'} holds no Markdown table"]
+    assert not (tmp_path / "dry").exists()
 
 
 def test_push_refuses_a_bad_repo_id(saved_pipelines, capsys):
@@ -202,6 +212,15 @@ def test_push_then_load_by_repo_id(hub, tmp_path, saved_pipelines, card_inputs):
     result = run(["hub/push.py", str(folder), "tester/tiny-hybrid", "--training-budget", "20 steps"], hub, tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(repo.commits) == 3 and "20 steps" in repo.files()["README.md"].decode()
+    assert "sample_grid.png" not in repo.files()  # not given this time: the card shows none, and the old one went
+
+    # Another kind of model into the same repository, named without its owner: the hybrid's restorer goes with the
+    # same commit (a download would fetch it for nothing), and the card names the repository as the Hub does.
+    result = run(["hub/push.py", str(saved_pipelines["idm"]), "tiny-hybrid"], hub, tmp_path)
+    assert result.returncode == 0, result.stderr
+    files = repo.files()
+    assert not any(name.startswith("restorer/") for name in files) and "unet/config.json" in files
+    assert 'from_pretrained("tester/tiny-hybrid")' in files["README.md"].decode()
 
 
 # -- convert_gfpgan.py --push-to-hub -----------------------------------------------------------------------------
