@@ -359,9 +359,9 @@ def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, sa
         if alpha is not None:
             face = with_photo_alpha(face, alpha, landmarks)
         save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options)
-    face_stem = (output / RESTORED_FACES_FOLDER / name).name
-    earlier_face = re.compile(re.escape(face_stem) + r"_(\d{2,})\.png")
-    for path in (output / RESTORED_FACES_FOLDER / name).parent.glob(f"{glob.escape(face_stem)}_*.png"):
+    faces_of_name = output / RESTORED_FACES_FOLDER / name  # <name> may hold sub-folders
+    earlier_face = re.compile(re.escape(faces_of_name.name) + r"_(\d{2,})\.png")
+    for path in faces_of_name.parent.glob(f"{glob.escape(faces_of_name.name)}_*.png"):
         index = earlier_face.fullmatch(path.name)
         if index and int(index.group(1)) >= len(faces):
             path.unlink()

@@ -112,13 +112,9 @@ def _runs(name: str, kind: str, steps: Sequence[int], strength: float | None):
     """(row name, step count, strength) of each row of one model."""
     if kind == "gfpgan":
         return [(name, 1, None)]
-    def counted(count: int) -> str:
-        return f"{count} step" if count == 1 else f"{count} steps"
-
-    if kind == "idm":
-        return [(f"{name} ({counted(count)})", count, 1.0) for count in steps]
-    label = "" if strength is None else f", strength {strength:g}"
-    return [(f"{name} ({counted(count)}{label})", count, strength) for count in steps]
+    label = "" if kind == "idm" or strength is None else f", strength {strength:g}"
+    strength = 1.0 if kind == "idm" else strength  # the whole chain
+    return [(f"{name} ({count} step{'' if count == 1 else 's'}{label})", count, strength) for count in steps]
 
 
 def _without_images(row: Row) -> Row:

@@ -72,7 +72,6 @@ DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
 
 # Component folder -> (its config file, its weights file or None); as diffusers and transformers save them.
-# The component folders of a saved pipeline and their (config, weights) files.
 SAVED_COMPONENT_FILES = {
     "restorer": ("config.json", "model.safetensors"),
     "unet": ("config.json", "diffusion_pytorch_model.safetensors"),
