@@ -102,6 +102,16 @@ def test_set_timesteps_strided(n):
 def test_set_timesteps_rejects_bad_counts(n):
     with pytest.raises(ValueError, match="num_inference_steps"):
         IDMScheduler().set_timesteps(n)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        IDMScheduler().sampling_timesteps(n)
+
+
+def test_sampling_timesteps_leave_the_schedule_as_it_is():
+    """`train_idm.py --train_at_sampling_steps 2` trains at the timesteps two-step sampling visits."""
+    scheduler = IDMScheduler()
+    scheduler.set_timesteps(10)
+    assert scheduler.sampling_timesteps(2).tolist() == [T - 1, T // 2 - 1]
+    assert len(scheduler.timesteps) == 10 and scheduler.num_inference_steps == 10
 
 
 def step_cases():

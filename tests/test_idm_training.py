@@ -416,3 +416,12 @@ def test_degradation_overrides_reach_the_training_pairs(reference_run, ffhq_trai
             cwd=REPO_ROOT, env=environment(), capture_output=True, text=True,
         )  # fmt: skip
         assert refused.returncode != 0 and f"--degradation_overrides: {message}" in refused.stderr, refused.stderr
+
+
+def test_training_at_the_sampling_steps_draws_only_their_timesteps(reference_run, ffhq_train_dir, tmp_path):
+    """--train_at_sampling_steps N trains where N-step sampling calls the model: N equal to the chain's length is the
+    whole chain (the same draws as without it), one step is the last timestep alone (another loss)."""
+    chain_length = str(json.loads((reference_run / "scheduler" / "scheduler_config.json").read_text())["num_train_timesteps"])
+    every_timestep = fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "every")
+    assert every_timestep == fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "chain", "--train_at_sampling_steps", chain_length)
+    assert every_timestep != fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "one", "--train_at_sampling_steps", "1")

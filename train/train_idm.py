@@ -134,6 +134,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fraction of training faces left undegraded (clean pairs teach the model to keep a face that needs nothing)",
     )
     train.add_argument(
+        "--train_at_sampling_steps",
+        type=int,
+        default=None,
+        help="train only at the timesteps that sampling with this many steps visits (a model specialised for its "
+        "step count, e.g. the 2 of the default); default: every timestep of the training chain",
+    )
+    train.add_argument(
         "--degradation_overrides",
         type=json.loads,
         default={},
@@ -428,6 +435,9 @@ def main(args: argparse.Namespace) -> None:
             prediction_type=args.prediction_type,
             sigma_data=args.sigma_data,
         )
+    # every timestep of the chain, 0 .. T-1, unless --train_at_sampling_steps names a sampling schedule's
+    steps = args.train_at_sampling_steps or noise_scheduler.config.num_train_timesteps
+    training_timesteps = noise_scheduler.sampling_timesteps(steps).flip(0)
     halvings = len(unet.config.block_out_channels) - 1
     if args.crop_size is not None and args.crop_size % 2**halvings:
         raise FacerestError(f"--crop_size {args.crop_size} cannot be halved {halvings} times, once per UNet level")
@@ -535,7 +545,7 @@ def main(args: argparse.Namespace) -> None:
                     noise = torch.randn(gt.shape, generator=batch_generator(*key, 1, device=gt.device), device=gt.device)
                 else:
                     noise = torch.randn(gt.shape, generator=generator).to(gt.device)
-                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (gt.shape[0],), generator=generator)
+                timesteps = training_timesteps[torch.randint(0, len(training_timesteps), (gt.shape[0],), generator=generator)]
                 # gamma ~ U(gamma_t, gamma_{t-1}) (SR3)
                 noise_level = noise_scheduler.sample_noise_level(timesteps, generator=generator).to(gt.device)
 

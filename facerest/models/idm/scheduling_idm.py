@@ -250,15 +250,19 @@ class IDMScheduler(SchedulerMixin, ConfigMixin):
         Table 2): the first timestep is always the last training step, so sampling starts from pure noise whatever
         the step count, and `num_inference_steps == num_train_timesteps` gives the full chain.
         """
+        self.timesteps = self.sampling_timesteps(num_inference_steps).to(device)
+        self.num_inference_steps = num_inference_steps
+
+    def sampling_timesteps(self, num_inference_steps: int) -> torch.Tensor:
+        """The timesteps that `set_timesteps(num_inference_steps)` chooses, largest first (the schedule is unchanged)."""
         num_train_timesteps = self.config.num_train_timesteps
         if not 1 <= num_inference_steps <= num_train_timesteps:
             raise ValueError(
                 f"num_inference_steps must be between 1 and num_train_timesteps ({num_train_timesteps}), "
                 f"got {num_inference_steps}"
             )
-        self.num_inference_steps = num_inference_steps
         strides = np.arange(num_inference_steps) * num_train_timesteps // num_inference_steps
-        self.timesteps = torch.from_numpy(num_train_timesteps - 1 - strides).to(device)
+        return torch.from_numpy(num_train_timesteps - 1 - strides)
 
     def previous_timestep(self, timestep: int) -> int:
         """The timestep after `timestep` in the current schedule; -1 (the clean image) after the last one."""
