@@ -44,6 +44,16 @@ def test_same_seed_same_output_different_seed_different(unet, eta):
     assert (first - other).abs().mean() > 1e-3
 
 
+def test_sampling_leaves_the_scheduler_as_it_was_so_threads_can_share_it(unet):
+    """Each call sets the timesteps of its own copy: a pipeline called from two threads with different step counts
+    shares one scheduler, and a call that reset the shared one broke the other's chain mid-way."""
+    scheduler = IDMScheduler()
+    scheduler.set_timesteps(10)
+    lq = random_faces(1, 0)
+    idm_sample(unet, scheduler, lq, num_inference_steps=3, generator=torch.Generator().manual_seed(0), progress=False)
+    assert scheduler.num_inference_steps == 10 and len(scheduler.timesteps) == 10
+
+
 def test_batch_shape_range_and_independent_noise(unet):
     lq = random_faces(1, 0).repeat(3, 1, 1, 1)
     restored = sample(unet, lq)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from diffusers import UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
@@ -28,7 +30,8 @@ def idm_sample(
 
     Args:
         unet: the denoiser, `in_channels=6` (sample ++ degraded face), `out_channels=3`.
-        scheduler: the [`IDMScheduler`] it was trained with. Its timesteps are reset by this call.
+        scheduler: the [`IDMScheduler`] it was trained with. The call sets the timesteps of a copy, so the scheduler
+            is left as it was and calls can run side by side (threads sharing one pipeline).
         lq: degraded aligned faces, `(N, 3, R, R)` in [-1, 1].
         num_inference_steps: steps of the full schedule (strided over the training chain).
         strength: in (0, 1]; how much of the schedule to run. 1.0 starts from pure noise and ignores `init`. Below
@@ -52,6 +55,7 @@ def idm_sample(
     if init is not None and init.shape != lq.shape:
         raise ValueError(f"init must have the shape of lq {tuple(lq.shape)}, got {tuple(init.shape)}")
 
+    scheduler = copy.deepcopy(scheduler)
     scheduler.set_timesteps(num_inference_steps)
     num_steps_run = max(1, round(strength * num_inference_steps))
     timesteps = scheduler.timesteps[-num_steps_run:]
