@@ -107,7 +107,7 @@ def check_output_size(image: np.ndarray, upscale: int, max_output_pixels: int | 
         raise ImageReadError(
             name,
             f"the result at upscale {upscale} would be {width * upscale}x{height * upscale}, "
-            f"{width * height * upscale**2 / 1e6:.0f} megapixels, more than the {max_output_pixels / 1e6:g}-megapixel "
+            f"{width * height * upscale**2 / 1e6:.3g} megapixels, more than the {max_output_pixels / 1e6:g}-megapixel "
             "limit on results; choose a smaller upscale",
         )
 
@@ -246,6 +246,9 @@ def _array_to_rgb(array: np.ndarray, name) -> np.ndarray:
         )
     if array.size == 0:
         raise ImageReadError(name, "empty image (no pixels)")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ImageReadError(name, f"expected a uint8 array (or floats in [0, 1]), got dtype {array.dtype} (a mask? "
+                             "multiply it by 255 and pass it as uint8)")  # fmt: skip
     if array.dtype == np.uint8:
         pass
     elif array.dtype == np.uint16 or (np.issubdtype(array.dtype, np.integer) and array.max() > 255):

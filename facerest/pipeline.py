@@ -16,6 +16,8 @@ change is added to the denoised photo. A face that the change leaves less sharp 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -232,9 +234,13 @@ class FaceRestorePipeline(DiffusionPipeline):
             raise FacerestError(f"cannot load a FaceRestorePipeline from {folder}: {one_line(error)}") from None
 
     @classmethod
-    def hybrid(cls, gan: "FaceRestorePipeline", idm: "FaceRestorePipeline") -> "FaceRestorePipeline":
-        """The hybrid of a GFP-GAN pipeline and an IDM pipeline, sharing their modules. It restores at the IDM's face
-        size; a GAN of another size restores the faces resized to its own, and its estimate is resized back."""
+    def hybrid(
+        cls, gan: "FaceRestorePipeline | str | os.PathLike", idm: "FaceRestorePipeline | str | os.PathLike"
+    ) -> "FaceRestorePipeline":
+        """The hybrid of a GFP-GAN pipeline and an IDM pipeline (each loaded, or a folder or Hub id to load), sharing
+        their modules. It restores at the IDM's face size; a GAN of another size restores the faces resized to its
+        own, and its estimate is resized back."""
+        gan, idm = (part if isinstance(part, FaceRestorePipeline) else cls.from_pretrained(part) for part in (gan, idm))
         if gan.restorer is None or idm.unet is None:
             raise FacerestError(f"a hybrid needs a GFP-GAN and an IDM pipeline, in that order; got {gan.kind!r} and {idm.kind!r}")
         return cls(
@@ -255,7 +261,13 @@ class FaceRestorePipeline(DiffusionPipeline):
         """
         if isinstance(detector, FaceDetector):
             return detector
+        if detector is not None and not isinstance(detector, (str, dict)):
+            raise FacerestError(f"detector must be a FaceDetector, a backend name or a dict of its settings, got {detector!r}")
         settings = {"backend": detector} if isinstance(detector, str) else dict(detector or {})
+        unknown = sorted(set(settings) - set(inspect.signature(FaceDetector).parameters))
+        if unknown:
+            raise FacerestError(f"unknown detector setting(s) {', '.join(unknown)}; FaceDetector takes "
+                                f"{', '.join(inspect.signature(FaceDetector).parameters)}")  # fmt: skip
         settings.setdefault("backend", "auto")
         settings.setdefault("device", self.device)
         key = tuple(sorted((name, str(value)) for name, value in settings.items()))
@@ -272,25 +284,41 @@ class FaceRestorePipeline(DiffusionPipeline):
         output_type: str = "pil",
         face_batch_size: int | None = None,
         fidelity: float = DEFAULT_FIDELITY,
+        eta: float | None = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        generators_needed: int | None = None,
+        min_face_size: float | None = None,
     ) -> None:
-        """Raise a `FacerestError` saying which argument of [`~FaceRestorePipeline.__call__`] is out of range."""
-        if isinstance(upscale, bool) or not isinstance(upscale, (int, np.integer)) or not 1 <= upscale <= MAX_UPSCALE:
+        """Raise a `FacerestError` saying which argument of [`~FaceRestorePipeline.__call__`] is out of range or of
+        the wrong type; a list of generators must hold `generators_needed` (one per image, or per face)."""
+        if not _is_whole(upscale) or not 1 <= upscale <= MAX_UPSCALE:
             raise FacerestError(f"upscale must be a whole number from 1 to {MAX_UPSCALE}, got {upscale!r}")
-        if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float, np.floating)) or not 0.0 <= fidelity <= 1.0:
+        if not _is_real(fidelity) or not 0.0 <= fidelity <= 1.0:
             raise FacerestError(f"fidelity must be a number from 0 (the input face) to 1 (the full restoration), got {fidelity!r}")
         if output_type not in OUTPUT_TYPES:
             raise FacerestError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
-        if face_batch_size is not None and face_batch_size < 1:
-            raise FacerestError(f"face_batch_size must be at least 1, got {face_batch_size}")
-        if self.unet is None:
-            if strength is not None:
-                raise FacerestError("strength applies to pipelines with an IDM unet ('idm' or 'hybrid'), not 'gfpgan'")
-            return
-        if strength is not None and not 0.0 < strength <= 1.0:
-            raise FacerestError(f"strength must lie in (0, 1], got {strength}")
-        max_steps = self.scheduler.config.num_train_timesteps
-        if num_inference_steps is not None and not 1 <= num_inference_steps <= max_steps:
-            raise FacerestError(f"num_inference_steps must be from 1 to {max_steps}, got {num_inference_steps}")
+        if face_batch_size is not None and (not _is_whole(face_batch_size) or face_batch_size < 1):
+            raise FacerestError(f"face_batch_size must be a whole number of at least 1, got {face_batch_size!r}")
+        if min_face_size is not None and (not _is_real(min_face_size) or min_face_size < 0):
+            raise FacerestError(f"min_face_size must be a number of pixels, 0 or more, got {min_face_size!r}")
+        if eta is not None and (not _is_real(eta) or not 0.0 <= eta <= 1.0):
+            raise FacerestError(f"eta must be None (the ancestral update) or a number from 0 to 1 (DDIM), got {eta!r}")
+        _check_generator(generator, generators_needed)
+        models = [model for model in (self.restorer, self.unet) if model is not None]
+        if any(model.dtype == torch.float16 and model.device.type == "cpu" for model in models):
+            raise FacerestError(
+                "the models are float16 on the CPU, which emulates float16 far slower than float32: use "
+                "pipeline.to(torch.float32) (or torch.bfloat16) on the CPU; float16 is for GPUs"
+            )
+        if num_inference_steps is not None:
+            max_steps = self.scheduler.config.num_train_timesteps if self.unet is not None else float("inf")
+            if not _is_whole(num_inference_steps) or not 1 <= num_inference_steps <= max_steps:
+                steps = f"from 1 to {max_steps}" if self.unet is not None else "of at least 1"
+                raise FacerestError(f"num_inference_steps must be a whole number {steps}, got {num_inference_steps!r}")
+        if strength is not None and self.unet is None:
+            raise FacerestError("strength applies to pipelines with an IDM unet ('idm' or 'hybrid'), not 'gfpgan'")
+        if strength is not None and (not _is_real(strength) or not 0.0 < strength <= 1.0):
+            raise FacerestError(f"strength must lie in (0, 1], got {strength!r}")
 
     @torch.no_grad()
     def restore_faces(
@@ -320,8 +348,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             eta (`float` or `None`, defaults to 0.0):
                 The DDIM update's noise (0.0: deterministic given the starting noise); `None` for the ancestral
                 update of the IDM paper. See [`IDMScheduler.step`].
-            generator (`torch.Generator`, *optional*):
-                Random generator(s) for the IDM noise; the same seed gives the same faces.
+            generator (`torch.Generator` or a list of them, *optional*):
+                Random generator for the IDM noise, or one per face; the same seed gives the same faces.
             progress (`bool`, defaults to `True`):
                 Show a progress bar over the IDM steps.
             face_batch_size (`int`, *optional*):
@@ -335,7 +363,8 @@ class FaceRestorePipeline(DiffusionPipeline):
         size = self.face_size
         if lq.ndim != 4 or tuple(lq.shape[1:]) != (3, size, size):
             raise ValueError(f"expected aligned faces of shape (N, 3, {size}, {size}), got {tuple(lq.shape)}")
-        self.check_inputs(num_inference_steps=num_inference_steps, strength=strength, face_batch_size=face_batch_size)
+        self.check_inputs(num_inference_steps=num_inference_steps, strength=strength, face_batch_size=face_batch_size,
+                          eta=eta, generator=generator, generators_needed=len(lq))  # fmt: skip
         batch_size = face_batch_size or self.default_face_batch_size
         starts = range(0, len(lq), batch_size)
 
@@ -433,8 +462,10 @@ class FaceRestorePipeline(DiffusionPipeline):
                 for `"hybrid"`).
             eta (`float` or `None`, defaults to 0.0):
                 The DDIM update's noise; `None` for the ancestral update.
-            generator (`torch.Generator`, *optional*):
-                Random generator for the IDM noise, for reproducible results.
+            generator (`torch.Generator` or a list of them, *optional*):
+                Random generator for the IDM noise, for reproducible results. One generator draws for the faces of
+                all images in turn, so an image's result depends on the images before it; a list, one generator per
+                image, makes each image's result its own (the command line seeds each image afresh so).
             face_batch_size (`int`, *optional*):
                 At most this many faces of a photo are restored in one forward pass (default
                 `default_face_batch_size`: 8, or 1 on the CPU, where GFP-GAN's passes run side by side).
@@ -465,13 +496,17 @@ class FaceRestorePipeline(DiffusionPipeline):
             `ImageReadError` (a `FacerestError`) naming the image when it cannot be decoded, is too large, is an
             aligned face that is not square, or (with `strict`) shows no face.
         """
-        self.check_inputs(upscale, num_inference_steps, strength, output_type, face_batch_size, fidelity)
         sources = list(image) if isinstance(image, (list, tuple)) else [image]
+        self.check_inputs(
+            upscale, num_inference_steps, strength, output_type, face_batch_size, fidelity, eta, generator, len(sources),
+            min_face_size,
+        )  # fmt: skip
         face_detector = None if aligned else self.face_detector(detector)
+        generators = generator if isinstance(generator, list) else [generator] * len(sources)
 
-        def restore(given_faces: list[np.ndarray], in_photo: bool) -> list[np.ndarray]:
-            """The restored faces (uint8, face_size) of the faces the model is given; faces `in_photo` keep the
-            photo's lighting."""
+        def restore(given_faces: list[np.ndarray], in_photo: bool, generator) -> list[np.ndarray]:
+            """The restored faces (uint8, face_size) of the faces the model is given, drawing the IDM's noise from
+            `generator` (a list: one per face); faces `in_photo` keep the photo's lighting."""
             lq = torch.stack([image_to_tensor(face) for face in given_faces])
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
             restored = [tensor_to_image(face) for face in restored]
@@ -480,22 +515,29 @@ class FaceRestorePipeline(DiffusionPipeline):
             return [_in_tone_of(face, lq_face) for face, lq_face in zip(restored, given_faces)]
 
         def load(source: ImageSource, name: str) -> np.ndarray:
-            image = load_image(source, max_pixels=max_pixels)
+            try:
+                image = load_image(source, max_pixels=max_pixels)
+            except ImageReadError as error:
+                if error.source == name:
+                    raise
+                raise ImageReadError(f"{name} ({error.source})", error.reason) from None  # which of the list's arrays
             check_output_size(image, upscale, max_output_pixels, name)
             return image
 
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
         if aligned:  # the faces of all inputs restored together, in batches of face_batch_size
             faces = [load(source, name) for source, name in zip(sources, names)]
-            photos = self._restore_aligned(faces, names, upscale, restore, fidelity, denoise)
+            restore_all = functools.partial(restore, generator=generator)  # a list: one per image, so one per face
+            photos = self._restore_aligned(faces, names, upscale, restore_all, fidelity, denoise)
         else:
             photos = []
-            for name, source in zip(names, sources):
+            for name, source, photo_generator in zip(names, sources, generators):
                 photo = load(source, name)
                 faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
                 if not faces and strict:
                     raise ImageReadError(name, "no face found")
-                photos.append(self._restore_photo(photo, faces, upscale, restore, never_blur, fidelity, denoise))
+                restore_photo = functools.partial(restore, generator=photo_generator)
+                photos.append(self._restore_photo(photo, faces, upscale, restore_photo, never_blur, fidelity, denoise))
         for photo, source in zip(photos, sources):
             note = animation_note(source)
             if note is not None:
@@ -619,6 +661,25 @@ def _lighting(face: np.ndarray) -> np.ndarray:
     small = resize_square(face, min(side, LIGHTING_RESOLUTION))
     blurred = cv2.GaussianBlur(small, (0, 0), PHOTO_LIGHTING_SCALE * small.shape[0])
     return cv2.resize(blurred, (side, side), interpolation=cv2.INTER_LINEAR)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _check_generator(generator, generators_needed: int | None) -> None:
+    """A `FacerestError` unless `generator` is None, a `torch.Generator`, or a list of `generators_needed` of them."""
+    generators = generator if isinstance(generator, list) else [generator]
+    if generator is not None and not all(isinstance(item, torch.Generator) for item in generators):
+        raise FacerestError(
+            f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or a list of them, got {generator!r}"
+        )
+    if isinstance(generator, list) and generators_needed is not None and len(generator) != generators_needed:
+        raise FacerestError(f"a list of generators must hold one per image ({generators_needed}), got {len(generator)}")
 
 
 def _with_part_of(image: np.ndarray, changed_image: np.ndarray, fidelity: float) -> np.ndarray:

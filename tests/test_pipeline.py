@@ -99,7 +99,7 @@ def test_restore_faces_arguments_are_checked(gfpgan, pipelines):
         gfpgan.restore_faces(torch.zeros(1, 3, 32, 32))
     with pytest.raises(FacerestError, match=r"strength must lie in \(0, 1\], got 1.5"):
         pipelines["hybrid"].restore_faces(_faces(), strength=1.5)
-    with pytest.raises(FacerestError, match="num_inference_steps must be from 1 to 1000, got 0"):
+    with pytest.raises(FacerestError, match="num_inference_steps must be a whole number from 1 to 1000, got 0"):
         pipelines["idm"].restore_faces(_faces(), num_inference_steps=0)
 
 
@@ -214,6 +214,58 @@ def test_call_arguments_are_checked(gfpgan):
         gfpgan(face, aligned=True, output_type="latent")
     with pytest.raises(ImageReadError, match=r"must be square, got 48x64 \(for a photo, turn aligned off"):
         gfpgan(np.zeros((64, 48, 3), np.uint8), aligned=True)
+
+
+def test_call_arguments_of_the_wrong_type_are_one_error_each(pipelines):
+    """What an app passes from a form (strings, floats) or by mistake is told as a FacerestError naming the argument,
+    not a TypeError from deep inside the call."""
+    idm, face = pipelines["idm"], np.zeros((FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    wrong = {
+        "num_inference_steps": [2.5, "2", True, 0, 1001], "strength": ["0.5", True, 0], "face_batch_size": [2.5, "2", 0],
+        "eta": [-1, "x", 1.5], "min_face_size": ["x", -1], "fidelity": [True, 2], "generator": [0, [_seeded()] * 2],
+        "detector": [5, {"bogus": 1}],
+    }  # fmt: skip
+    for argument, values in wrong.items():
+        for value in values:
+            with pytest.raises(FacerestError, match=f"^{argument}|^a list of generators|^unknown detector setting"):
+                idm(face, aligned=argument != "detector", progress=False, **{argument: value})
+    with pytest.raises(FacerestError, match=r"a list of generators must hold one per image \(1\), got 2"):
+        idm(face, aligned=True, generator=[_seeded(), _seeded()])
+    with pytest.raises(FacerestError, match="unknown detector setting"):
+        idm(face, detector={"bogus": 1})
+
+
+def test_float16_models_on_the_cpu_are_refused_before_restoring():
+    """The CPU emulates float16: one face took 209 s instead of 1.3 s in float32."""
+    pipeline = tiny_pipeline("idm").to(torch.float16)
+    with pytest.raises(FacerestError, match=r"float16 on the CPU.*pipeline.to\(torch.float32\)"):
+        pipeline(np.zeros((FACE_SIZE, FACE_SIZE, 3), np.uint8), aligned=True)
+
+
+def test_one_generator_per_image_makes_each_result_its_own(pipelines):
+    """A list of generators, one per image: an image restores the same alone or after another."""
+    idm = pipelines["idm"]
+    faces = [np.asarray(Image.effect_noise((FACE_SIZE, FACE_SIZE), 60 + 20 * i).convert("RGB")) for i in range(2)]
+    run = lambda images, seeds: idm(images, aligned=True, generator=[_seeded(seed) for seed in seeds], output_type="np", progress=False)
+    alone = run(faces[1:], [7]).images[0]
+    np.testing.assert_array_equal(run(faces, [3, 7]).images[1], alone)
+    shared = idm(faces, aligned=True, generator=_seeded(7), output_type="np", progress=False).images[1]
+    assert not np.array_equal(shared, alone)  # one generator: the second image draws after the first
+
+
+def test_a_hybrid_is_made_from_saved_pipelines_too(pipelines, tmp_path):
+    pipelines["gfpgan"].save_pretrained(tmp_path / "gan")
+    FaceRestorePipeline(unet=pipelines["idm"].unet, scheduler=pipelines["idm"].scheduler).save_pretrained(tmp_path / "idm")
+    hybrid = FaceRestorePipeline.hybrid(str(tmp_path / "gan"), tmp_path / "idm")
+    assert hybrid.kind == "hybrid" and hybrid.face_size == pipelines["idm"].face_size
+
+
+def test_an_unreadable_image_of_a_list_is_named_by_its_place(gfpgan):
+    face = np.zeros((FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    with pytest.raises(ImageReadError, match=r"^image 2 \(<NoneType>\): expected a file path"):
+        gfpgan([face, face, None], aligned=True)
+    with pytest.raises(ImageReadError, match=r"^image 1 \(<ndarray>\): expected a uint8 array .*got dtype bool"):
+        gfpgan([face, np.ones((8, 8), bool)], aligned=True)
 
 
 def test_aligned_faces_come_back_at_input_size_times_upscale(gfpgan):
@@ -341,7 +393,7 @@ def test_images_and_results_over_the_pixel_limits_are_refused(gfpgan, mtcnn, tmp
     with pytest.raises(ImageReadError, match="the limit is 100"):
         gfpgan(small, aligned=True, max_pixels=100)
     with pytest.raises(ImageReadError, match=(
-        r"small.png: the result at upscale 4 would be 80x80, 0 megapixels, more than the 0.005-megapixel limit on "
+        r"small.png: the result at upscale 4 would be 80x80, 0.0064 megapixels, more than the 0.005-megapixel limit on "
         r"results; choose a smaller upscale"
     )):  # fmt: skip
         gfpgan(small, aligned=True, upscale=4, max_output_pixels=5_000)
