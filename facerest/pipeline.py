@@ -493,8 +493,9 @@ class FaceRestorePipeline(DiffusionPipeline):
             detector's name and the messages.
 
         Raises:
-            `ImageReadError` (a `FacerestError`) naming the image when it cannot be decoded, is too large, is an
-            aligned face that is not square, or (with `strict`) shows no face.
+            `FacerestError` naming an argument out of range or of the wrong type (`check_inputs`), before any image
+            is read; `ImageReadError` (a `FacerestError`) naming the image when it cannot be decoded, is too large, is
+            an aligned face that is not square, or (with `strict`) shows no face.
         """
         sources = list(image) if isinstance(image, (list, tuple)) else [image]
         self.check_inputs(
