@@ -535,10 +535,13 @@ class FaceRestorePipeline(DiffusionPipeline):
             for name, source, photo_generator in zip(names, sources, generators):
                 photo = load(source, name)
                 faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
+                turned_note = None if faces else _turned_note(face_detector, photo)
                 if not faces and strict:
-                    raise ImageReadError(name, "no face found")
+                    raise ImageReadError(name, "no face found" + (f"; {turned_note}" if turned_note else ""))
                 restore_photo = functools.partial(restore, generator=photo_generator)
                 photos.append(self._restore_photo(photo, faces, upscale, restore_photo, never_blur, fidelity, denoise))
+                if turned_note:
+                    photos[-1].messages.append(turned_note)
         for photo, source in zip(photos, sources):
             note = animation_note(source)
             if note is not None:
@@ -624,6 +627,18 @@ class FaceRestorePipeline(DiffusionPipeline):
             image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
             photos.append(_RestoredPhoto(image, [kept_face], boxes, landmarks, messages))
         return photos
+
+
+QUARTER_TURNS = {1: "turned a quarter clockwise", 2: "turned upside down", 3: "turned a quarter counter-clockwise"}
+
+
+def _turned_note(face_detector: FaceDetector, photo: np.ndarray) -> str | None:
+    """For a photo without a face: what it shows turned (`FaceDetector.faces_when_turned`), if it shows a face so."""
+    turns, count = face_detector.faces_when_turned(photo)
+    if not count:
+        return None
+    faces = "a face" if count == 1 else f"{count} faces"
+    return f"{QUARTER_TURNS[turns]} it shows {faces}: if it is sideways or upside down, turn it upright and restore it again"
 
 
 def _made_blurrier(photo: np.ndarray, restored_photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -416,6 +416,22 @@ def test_photo_without_a_face(gfpgan, mtcnn):
         gfpgan(photo, detector=mtcnn, strict=True)
 
 
+def test_a_photo_turned_sideways_says_what_it_shows_turned(gfpgan, retinaface):
+    """RetinaFace finds none of the four faces of codeformer_00 turned a quarter counter-clockwise (a scan fed in
+    sideways): the photo comes back unchanged, and the note says that turned back it shows them."""
+    upright = load_image(shared_path("data", "whole_imgs", "codeformer_00.jpg"))
+    sideways = np.ascontiguousarray(np.rot90(upright))
+    output = gfpgan(sideways, detector=retinaface, output_type="np")
+    np.testing.assert_array_equal(output.images[0], sideways)
+    assert output.messages == [[
+        "no face found: returned unchanged",
+        "turned a quarter clockwise it shows 4 faces: if it is sideways or upside down, turn it upright and restore it again",
+    ]]  # fmt: skip
+    with pytest.raises(ImageReadError, match="^image 0: no face found; turned a quarter clockwise it shows 4 faces"):
+        gfpgan(sideways, detector=retinaface, strict=True)
+    assert retinaface.faces_when_turned(np.zeros((64, 64, 3), np.uint8)) == (0, 0)
+
+
 @pytest.mark.parametrize(
     "component, damage",
     [("restorer", "missing"), ("restorer", "corrupt"), ("unet", "missing"), ("unet", "corrupt")],
