@@ -68,15 +68,20 @@ def kill_when(args: list[str], ready, what: str) -> None:
     assert alive, f"the run ended before {what}: {stderr[-3000:]}"
 
 
-def fine_tune_first_loss(train_dir: Path, pretrained: Path, output_dir: Path, *extra: str) -> float:
-    """Fine-tune `pretrained` for two steps at learning rate 0 (the weights cannot move); returns the first step's loss."""
+def fine_tune(train_dir: Path, pretrained: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Fine-tune `pretrained` for two steps at learning rate 0 (the weights cannot move), checkpointing at the end."""
     args = [
         "--train_data_dir", str(train_dir), "--max_train_samples", "4", "--resolution", "32",
         "--pretrained_model_name_or_path", str(pretrained), "--output_dir", str(output_dir),
         "--train_batch_size", "2", "--max_train_steps", "2", "--learning_rate", "0", "--checkpointing_steps", "2",
         "--validation_steps", "100", *extra,
     ]  # fmt: skip
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=environment(), capture_output=True, text=True)
+
+
+def fine_tune_first_loss(train_dir: Path, pretrained: Path, output_dir: Path, *extra: str) -> float:
+    """`fine_tune`'s first step's loss."""
+    done = fine_tune(train_dir, pretrained, output_dir, *extra)
     assert done.returncode == 0, done.stderr[-3000:]
     return float(re.search(r"loss=([\d.]+)", done.stderr).group(1))
 
@@ -187,6 +192,19 @@ def test_a_run_resumed_with_another_models_options_is_refused_in_one_line(refere
         '--prediction_type "sample": resume with the checkpoint\'s options, or train into another --output_dir'
     )
     assert {path: path.stat().st_mtime_ns for path in output_dir.rglob("*") if path.is_file()} == before
+
+
+def test_a_fine_tune_resumes_without_naming_its_pretrained_models_schedule(reference_run, ffhq_train_dir, tmp_path):
+    """A fine-tune takes the pretrained model's schedule (here a residual one) without its options on the command line,
+    as train_default.sh's stages do; run again with --resume_from_checkpoint latest it resumes (the checkpoint had
+    recorded the schedule filled in from the model, and the same command was refused as another model's)."""
+    pretrained = tmp_path / "residual"
+    shutil.copytree(reference_run, pretrained, ignore=shutil.ignore_patterns("checkpoint-*", "round-*", "logs", "eval"))
+    config_path = pretrained / "scheduler" / "scheduler_config.json"
+    config_path.write_text(json.dumps(json.loads(config_path.read_text()) | {"prediction_type": "residual", "sigma_data": 0.5}))
+    assert fine_tune(ffhq_train_dir, pretrained, tmp_path / "fine_tune").returncode == 0
+    resumed = fine_tune(ffhq_train_dir, pretrained, tmp_path / "fine_tune", "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stderr, resumed.stderr[-3000:]
 
 
 def test_killed_cleaning_pass_resumes_to_the_same_weights(reference_run, ffhq_train_dir, testset, tmp_path):

@@ -173,7 +173,8 @@ def model_settings(args: argparse.Namespace) -> dict:
 def main(args: argparse.Namespace) -> None:
     deadline = Deadline(args.max_train_minutes)
     output_dir = Path(args.output_dir)
-    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, model_settings(args))  # before any write
+    settings = model_settings(args)  # as given, before anything below fills options in from a pretrained model
+    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, settings)  # before any write
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -345,7 +346,7 @@ def main(args: argparse.Namespace) -> None:
 
                 time_up = deadline.passed(accelerator)
                 if global_step % args.checkpointing_steps == 0 or time_up:
-                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit, model_settings(args))
+                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit, settings)
                 if accelerator.is_main_process and global_step % args.validation_steps == 0:
                     log_validation(accelerator, ema, generator_module, validation_batch, output_dir / "samples" / f"step_{global_step:06d}.png", global_step)
             if global_step >= max_train_steps or time_up:

@@ -409,7 +409,8 @@ def main(args: argparse.Namespace) -> None:
     deadline = Deadline(args.max_train_minutes)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     output_dir = Path(args.output_dir)
-    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, model_settings(args))  # before any write
+    settings = model_settings(args)  # as given, before anything below fills options in from a pretrained model
+    checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, settings)  # before any write
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -572,7 +573,7 @@ def main(args: argparse.Namespace) -> None:
 
                 time_up = deadline.passed(accelerator)
                 if global_step % args.checkpointing_steps == 0 or global_step == round_end or time_up:
-                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit, model_settings(args))
+                    save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit, settings)
                 if global_step % args.validation_steps == 0 and accelerator.is_main_process:
                     validation_grid = log_validation(args, accelerator, ema, unet_config, noise_scheduler, validation, global_step)
                 if global_step == round_end or time_up:
