@@ -264,10 +264,10 @@ class FaceRestorePipeline(DiffusionPipeline):
         if detector is not None and not isinstance(detector, (str, dict)):
             raise FacerestError(f"detector must be a FaceDetector, a backend name or a dict of its settings, got {detector!r}")
         settings = {"backend": detector} if isinstance(detector, str) else dict(detector or {})
-        unknown = sorted(set(settings) - set(inspect.signature(FaceDetector).parameters))
+        known = inspect.signature(FaceDetector).parameters
+        unknown = sorted(set(settings) - set(known))
         if unknown:
-            raise FacerestError(f"unknown detector setting(s) {', '.join(unknown)}; FaceDetector takes "
-                                f"{', '.join(inspect.signature(FaceDetector).parameters)}")  # fmt: skip
+            raise FacerestError(f"unknown detector setting(s) {', '.join(unknown)}; FaceDetector takes {', '.join(known)}")
         settings.setdefault("backend", "auto")
         settings.setdefault("device", self.device)
         key = tuple(sorted((name, str(value)) for name, value in settings.items()))
