@@ -515,16 +515,7 @@ class FaceRestorePipeline(DiffusionPipeline):
                 restored = [_in_lighting_of(face, lq_face) for face, lq_face in zip(restored, given_faces)]
             return [_in_tone_of(face, lq_face) for face, lq_face in zip(restored, given_faces)]
 
-        def load(source: ImageSource, name: str) -> np.ndarray:
-            try:
-                image = load_image(source, max_pixels=max_pixels)
-            except ImageReadError as error:
-                if error.source == name:
-                    raise
-                raise ImageReadError(f"{name} ({error.source})", error.reason) from None  # which of the list's arrays
-            check_output_size(image, upscale, max_output_pixels, name)
-            return image
-
+        load = functools.partial(_load_named, max_pixels=max_pixels, upscale=upscale, max_output_pixels=max_output_pixels)
         names = [str(source) if isinstance(source, (str, os.PathLike)) else f"image {index}" for index, source in enumerate(sources)]
         if aligned:  # the faces of all inputs restored together, in batches of face_batch_size
             faces = [load(source, name) for source, name in zip(sources, names)]
@@ -630,6 +621,18 @@ class FaceRestorePipeline(DiffusionPipeline):
 
 
 QUARTER_TURNS = {1: "turned a quarter clockwise", 2: "turned upside down", 3: "turned a quarter counter-clockwise"}
+
+
+def _load_named(source: ImageSource, name: str, max_pixels, upscale: int, max_output_pixels) -> np.ndarray:
+    """The image `source` as an RGB uint8 array; an `ImageReadError` names it `name` (its place in a list)."""
+    try:
+        image = load_image(source, max_pixels=max_pixels)
+    except ImageReadError as error:
+        if error.source == name:
+            raise
+        raise ImageReadError(f"{name} ({error.source})", error.reason) from None  # which of the list's arrays
+    check_output_size(image, upscale, max_output_pixels, name)
+    return image
 
 
 def _turned_note(face_detector: FaceDetector, photo: np.ndarray) -> str | None:
