@@ -7,6 +7,11 @@ noise and JPEG; this sweep applies each alone (`degrade` with one stage on, and 
 the 256-px face, some beyond the recipe's ranges (JPEG quality 20, noise that is not enlarged with the face), to show which a model undoes and which it leaves or worsens. Each cell is
 the mean PSNR (dB) and SSIM gain over the degraded input, and how many faces gained PSNR. The first `--faces` faces
 of `--faces-dir` are used, restored in batches of eight seeded 0, 8, 16, ... as `bench/default_checks.py` does.
+
+`--in-photos SIZE` measures a face in a photo instead: each face, resized to SIZE px, is set into a photo 2.4 x 1.8
+times its size (`detection_recall.photo_with_a_face`), the whole photo is degraded, restored as README command 1
+restores it (detection, alignment, the model's change pasted back, seeded 0) and the face's square is scored against
+the clean photo's.
 """
 
 import argparse
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from facerest import FaceRestorePipeline
 from facerest.degradation import DegradationConfig, degrade
@@ -23,6 +29,7 @@ from facerest.metrics import psnr, ssim
 from facerest.table import Table
 
 from default_checks import restore_aligned
+from detection_recall import photo_with_a_face
 
 
 def one_stage(**stage) -> Callable[[np.ndarray, int], np.ndarray]:
@@ -58,20 +65,44 @@ DEGRADATIONS = {
 }
 
 
-def sweep(models: dict[str, FaceRestorePipeline], originals: list[np.ndarray]) -> Table:
+def restore_in_photos(pipeline: FaceRestorePipeline, photos: list[np.ndarray], detector: dict) -> list[np.ndarray]:
+    """Each photo restored as README command 1 restores it (detection, alignment, the change pasted back), seeded 0."""
+    return [
+        pipeline(photo, detector=detector, generator=torch.Generator().manual_seed(0), output_type="np", progress=False).images[0]
+        for photo in photos
+    ]
+
+
+def sweep(models: dict[str, FaceRestorePipeline], originals: list[np.ndarray], photo_face_size: int | None, detector: dict) -> Table:
+    """Each degradation's input PSNR and SSIM and each model's gains; with `photo_face_size`, of the face's square in
+    a photo (`photo_with_a_face`, the face resized to that size) degraded and restored whole."""
     table = Table(["degradation", "input PSNR", "input SSIM"] + [f"{name}: ΔPSNR, ΔSSIM, faces gaining" for name in models])
-    settings = dict(output_type="np", progress=False)
+    if photo_face_size:
+        faces = [cv2.resize(face, (photo_face_size,) * 2, interpolation=cv2.INTER_AREA) for face in originals]
+        photos, _, corners = zip(*(photo_with_a_face(face, seed) for seed, face in enumerate(faces)))
+        squares = [(slice(top, top + photo_face_size), slice(left, left + photo_face_size)) for top, left in corners]
     for degradation_name, apply_degradation in DEGRADATIONS.items():
-        degraded = [apply_degradation(face, seed) for seed, face in enumerate(originals)]
-        psnr_in, ssim_in = psnr(degraded, originals), ssim(degraded, originals)
+        if photo_face_size:
+            degraded_photos = [apply_degradation(photo, seed) for seed, photo in enumerate(photos)]
+            targets = [photo[square] for photo, square in zip(photos, squares)]
+            degraded = [photo[square] for photo, square in zip(degraded_photos, squares)]
+        else:
+            targets = originals
+            degraded = [apply_degradation(face, seed) for seed, face in enumerate(originals)]
+        psnr_in, ssim_in = psnr(degraded, targets), ssim(degraded, targets)
         row = table.add(degradation_name, float(psnr_in.mean()), float(ssim_in.mean()))
         for name, pipeline in models.items():
-            restored = restore_aligned(pipeline, degraded, settings)
-            psnr_out, ssim_out = psnr(restored, originals), ssim(restored, originals)
-            gain = f"{(psnr_out - psnr_in).mean():+.2f} dB, {(ssim_out - ssim_in).mean():+.3f}, {int((psnr_out > psnr_in).sum())}/{len(originals)}"
+            if photo_face_size:
+                restored_photos = restore_in_photos(pipeline, degraded_photos, detector)
+                restored = [photo[square] for photo, square in zip(restored_photos, squares)]
+            else:
+                restored = restore_aligned(pipeline, degraded, dict(output_type="np", progress=False))
+            psnr_out, ssim_out = psnr(restored, targets), ssim(restored, targets)
+            gain = f"{(psnr_out - psnr_in).mean():+.2f} dB, {(ssim_out - ssim_in).mean():+.3f}, {int((psnr_out > psnr_in).sum())}/{len(targets)}"
             row[f"{name}: ΔPSNR, ΔSSIM, faces gaining"] = gain
         print(" | ".join(table.cell(value) for value in row.values()), flush=True)
-    table.notes.append(f"{len(originals)} aligned 256-px faces; each degradation alone, at the face's own pixels")
+    where = f"{photo_face_size}-px faces in photos, each photo" if photo_face_size else "aligned 256-px faces; each"
+    table.notes.append(f"{len(originals)} {where} degraded by one degradation alone, at its own pixels")
     return table
 
 
@@ -80,6 +111,11 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, help="NAME=PATH of a saved pipeline (repeatable)")
     parser.add_argument("--faces-dir", type=Path, default=Path("../shared/data/ffhq256/test"), help="clean aligned faces")
     parser.add_argument("--faces", type=int, default=24, help="how many of them (default 24)")
+    parser.add_argument(
+        "--in-photos", type=int, metavar="SIZE",
+        help="set each face, resized to SIZE px, into a photo, degrade the photo and restore it as README command 1 does",
+    )  # fmt: skip
+    parser.add_argument("--detector-weights", default="../shared/weights/facexlib", help="RetinaFace weights (--in-photos)")
     parser.add_argument("--out", type=Path, help="write the table here (OUT.md and OUT.csv)")
     args = parser.parse_args()
 
@@ -88,7 +124,7 @@ def main() -> None:
         parser.error("--model takes NAME=PATH")
     models = {name: FaceRestorePipeline.from_pretrained(path) for name, path in named}
     originals = [load_image(path) for path in list_images(args.faces_dir)[: args.faces]]
-    table = sweep(models, originals)
+    table = sweep(models, originals, args.in_photos, {"weights_dir": args.detector_weights})
     print(table.markdown())
     if args.out:
         table.write(args.out)

@@ -13,7 +13,8 @@ through the Space variable FACEREST_MODELS (comma-separated repository ids, the 
 `--hardware` also requests that hardware for the Space (paid flavours are billed by the Hub).
 
 The token comes from $HF_TOKEN or `hf auth login`; $HF_ENDPOINT selects another Hub.
-Exit status: 0 deployed, 1 the Hub refused or failed, 2 bad arguments or missing files.
+Each --model must be a pipeline on the Hub (its model_index.json) before anything is uploaded.
+Exit status: 0 deployed, 1 the Hub refused or failed, 2 bad arguments, missing files or models.
 """
 
 from __future__ import annotations
@@ -121,6 +122,17 @@ def stage_space(source: Path, staging: Path, readme: str) -> list[str]:
     return names
 
 
+def check_models(api, repo_ids: list[str]) -> None:
+    """Raise `UsageError` naming the model repositories that the Space could not load: those without a saved
+    pipeline's model_index.json on the Hub (missing, misspelt, private to another account, or not a pipeline)."""
+    missing = [repo_id for repo_id in repo_ids if not api.file_exists(repo_id, "model_index.json")]
+    if missing:
+        raise UsageError(
+            f"no facerest pipeline at {', '.join(missing)} on the Hub (no model_index.json: the repository is missing, "
+            "misspelt, private to another account or not a saved pipeline): push it first (hub/push.py)"
+        )
+
+
 def deploy(args) -> str:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HFValidationError
@@ -135,9 +147,10 @@ def deploy(args) -> str:
     check_source(source)
     sdk_version = gradio_version(source / "requirements.txt")
     readme = space_readme(args.title, sdk_version, args.model, args.hardware or DEFAULT_HARDWARE)
+    api = HfApi(token=args.token)
+    check_models(api, args.model)
     with tempfile.TemporaryDirectory(prefix="facerest-space-") as staging:
         stage_space(source, Path(staging), readme)
-        api = HfApi(token=args.token)
         url = api.create_repo(args.space_id, repo_type="space", space_sdk="gradio", private=args.private, exist_ok=True)
         space_id = url.repo_id
         commit = api.upload_folder(

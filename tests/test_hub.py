@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from test_hub_server import FakeHub, hub_env
+from test_hub_server import FakeHub, FakeRepo, hub_env
 from tiny_pipelines import tiny_pipeline
 
 from facerest import model_card
@@ -282,8 +282,17 @@ def space_source(tmp_path):
     return source
 
 
+def put_pipeline_repos(hub: FakeHub, *repo_ids: str) -> None:
+    """Model repositories holding what marks a saved pipeline (model_index.json), as hub/push.py leaves them."""
+    for repo_id in repo_ids:
+        repo = FakeRepo("model", repo_id, private=False, sdk=None, hardware=None)
+        repo.commit({**repo.files(), "model_index.json": b'{"_class_name": "FaceRestorePipeline"}'}, "pipeline")
+        hub.repos[("model", repo_id)] = repo
+
+
 def test_deploy_space_uploads_the_app_and_sets_the_model(hub, tmp_path, space_source):
     deploy = load_script("deploy_space")
+    put_pipeline_repos(hub, "tester/gfpgan64", "tester/idm64", "tester/other")
     gradio = deploy.gradio_version(REPO_ROOT / "requirements.txt")
     args = ["hub/deploy_space.py", "tester/demo", "--model", "tester/gfpgan64", "--model", "tester/idm64"]
     result = run([*args, "--source", str(space_source), "--private"], hub, tmp_path)
@@ -314,6 +323,17 @@ def test_deploy_space_uploads_the_app_and_sets_the_model(hub, tmp_path, space_so
     assert front_matter(files["README.md"].decode())["suggested_hardware"] == "t4-small"
     assert space.variables["FACEREST_MODELS"]["value"] == "tester/other"
     assert space.hardware == "t4-small" and hub.unhandled == []
+
+
+def test_deploy_space_refuses_a_model_that_is_not_on_the_hub(hub, tmp_path, space_source):
+    put_pipeline_repos(hub, "tester/idm64")
+    hub.repos[("model", "tester/weights-only")] = FakeRepo("model", "tester/weights-only", False, None, None)
+    args = ["hub/deploy_space.py", "tester/demo", "--model", "tester/idm64", "--model", "tester/idm46"]
+    result = run([*args, "--model", "tester/weights-only", "--source", str(space_source)], hub, tmp_path)
+    assert result.returncode == 2
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no facerest pipeline at tester/idm46, tester/weights-only on the Hub")
+    assert ("space", "tester/demo") not in hub.repos  # nothing was created or uploaded
 
 
 def test_deploy_space_refuses_without_app_py(tmp_path, space_source, capsys):
