@@ -20,8 +20,6 @@ import cv2
 import numpy as np
 from scipy.stats import chi2
 
-from .faces import face_window
-
 # HH coefficients along a block's side (a block covers 16 x 16 pixels).
 NOISE_BLOCK = 8
 # The percentile of the blocks' levels taken as the face's: the flattest tenth of the face.
@@ -33,16 +31,17 @@ _QUANTILE_UNDER_UNIT_NOISE = float(np.sqrt(chi2.ppf(NOISE_QUANTILE / 100, NOISE_
 # median), the degraded faces of the 256-px test set at most 4.45, those of realworld_lq at most 1.42; white noise of
 # standard deviation 6 reads 6.22 in the median face, 8 reads 8.18.
 DENOISE_ABOVE = 6.0
-# Only a face (an aligned face's side, a photo's region around a face) at least this large is measured: in a smaller
-# one the face's own finest detail reads as noise (ffhq256's clean test faces shrunk to 64 px: 4.47 in the median, 36
-# of 100 above DENOISE_ABOVE; at 192 px 0.61, one of 100 at 5.08).
+# Only an image at least this large is measured (an aligned face; a photo's region around a face, which `face_region`
+# grows to this size): where a face fills a smaller one, its own finest detail reads as noise (ffhq256's clean test
+# faces shrunk to 64 px: 4.47 in the median, 36 of 100 above DENOISE_ABOVE; at 192 px 0.61, one of 100 at 5.08).
 MIN_DENOISED_SIZE = 192
 # A face of at most this many levels in each channel (a 1-bit or few-colour image, dithered) is left as it is: its
 # dither reads as strong noise (a 1-bit photo's face: 92 grey levels), and smoothing the region of one face of it
 # would leave a grey patch in a dithered photo.
 MAX_DITHERED_LEVELS = 16
 # The region of a photo around a face that is measured and denoised: its box grown to this many times its longer
-# side, about what the aligned 512-px crop of the face covers.
+# side, about what the aligned 512-px crop of the face covers, and further to MIN_DENOISED_SIZE around a smaller face
+# (`face_region`), where the background then holds the flattest blocks the level is read from.
 FACE_REGION_SCALE = 2.0
 # The denoised region fades into the photo over this fraction of its side (not at the photo's own edges), so that no
 # rectangle shows where the noise stops.
@@ -81,15 +80,30 @@ def denoised(face: np.ndarray) -> np.ndarray:
     return _non_local_means(face, level) if level > DENOISE_ABOVE else face
 
 
+def face_region(box: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The region of a photo measured and denoised around a face box (x1, y1, x2, y2): a square of `FACE_REGION_SCALE`
+    times the box's longer side, or of `MIN_DENOISED_SIZE` when that is larger, centred on the box and moved inside the
+    photo where it would cross an edge (clipped only where the photo is smaller). Noise is the photo's, not the face's:
+    around a small face the region reads it from the background."""
+    x1, y1, x2, y2 = (float(value) for value in box)
+    side = round(max(FACE_REGION_SCALE * max(x2 - x1, y2 - y1), MIN_DENOISED_SIZE))
+
+    def span(centre: float, length: int) -> slice:
+        start = int(min(max(centre - side / 2, 0), max(length - side, 0)))
+        return slice(start, min(start + side, length))
+
+    return span((y1 + y2) / 2, shape[0]), span((x1 + x2) / 2, shape[1])
+
+
 def denoised_faces(photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """The photo with the region around each face box (`FACE_REGION_SCALE`) `denoised`; the photo itself when no
-    region of at least `MIN_DENOISED_SIZE` has a noise level above `DENOISE_ABOVE`."""
+    """The photo with the region around each face box (`face_region`) `denoised`; the photo itself when no region of
+    at least `MIN_DENOISED_SIZE` has a noise level above `DENOISE_ABOVE`."""
     result = photo
     for box in boxes:
-        region = face_window(box, photo.shape, FACE_REGION_SCALE)
-        face_region = photo[region]
-        cleaned = denoised(face_region)
-        if cleaned is not face_region:
+        region = face_region(box, photo.shape)
+        region_pixels = photo[region]
+        cleaned = denoised(region_pixels)
+        if cleaned is not region_pixels:
             result = photo.copy() if result is photo else result
             current = result[region].astype(np.float32)
             change = _feathered(region, photo.shape) * (cleaned - current)

@@ -35,7 +35,7 @@ from diffusers.utils import BaseOutput
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
-from .denoise import FACE_REGION_SCALE, denoised, denoised_faces, noise_level
+from .denoise import denoised, denoised_faces, face_region, noise_level
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
@@ -560,7 +560,7 @@ class FaceRestorePipeline(DiffusionPipeline):
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
         given_photo = _with_part_of(photo, denoised_faces(photo, boxes) if denoise else photo, fidelity)
-        regions = [face_window(box, photo.shape, FACE_REGION_SCALE) for box in boxes]
+        regions = [face_region(box, photo.shape) for box in boxes]
         denoised_indices = {
             index for index, region in enumerate(regions)
             if given_photo is not photo and not np.array_equal(given_photo[region], photo[region])

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from conftest import shared_path, with_noise
 
-from facerest.denoise import DENOISE_ABOVE, FACE_REGION_SCALE, denoised, denoised_faces, noise_level
-from facerest.faces import face_window
+from facerest.denoise import DENOISE_ABOVE, MIN_DENOISED_SIZE, denoised, denoised_faces, face_region, noise_level
 from facerest.images import list_images, load_image
 from facerest.metrics import psnr
 
@@ -50,7 +49,7 @@ def test_a_photos_noisy_face_region_is_denoised_and_fades_into_the_photo():
     photo = with_noise(np.full((600, 800, 3), 128, np.uint8), 15.0)
     box = np.array([300, 200, 450, 350], np.float32)  # a 150-px face: a 300-px region from (225, 125) to (525, 425)
     result = denoised_faces(photo, box[None])
-    rows, columns = face_window(box, photo.shape, FACE_REGION_SCALE)
+    rows, columns = face_region(box, photo.shape)
     change = np.abs(result.astype(np.float32) - photo)
     outside = np.ones(photo.shape[:2], bool)
     outside[rows, columns] = False
@@ -58,8 +57,24 @@ def test_a_photos_noisy_face_region_is_denoised_and_fades_into_the_photo():
     centre = result[rows.start + 100 : rows.stop - 100, columns.start + 100 : columns.stop - 100]
     assert noise_level(centre) < 3.0
     assert change[rows.start, columns].mean() < 0.1 * change[rows.start + 60, columns.start + 60 : columns.stop - 60].mean()
-    small_box = np.array([380, 280, 420, 320], np.float32)  # an 80-px region: its own detail would read as noise
-    assert denoised_faces(photo, small_box[None]) is photo
+
+
+def test_a_small_faces_noise_is_read_from_the_photo_around_it():
+    """Around a 40-px face the region grows to MIN_DENOISED_SIZE (an 80-px one would read the face's own detail as
+    noise): the photo's noise is denoised there; a photo smaller than that is left as it is."""
+    photo = with_noise(np.full((600, 800, 3), 128, np.uint8), 15.0)
+    small_box = np.array([380, 280, 420, 320], np.float32)
+    rows, columns = face_region(small_box, photo.shape)
+    assert rows.stop - rows.start == columns.stop - columns.start == MIN_DENOISED_SIZE
+    result = denoised_faces(photo, small_box[None])
+    assert noise_level(result[rows, columns]) < 3.0
+    outside = np.ones(photo.shape[:2], bool)
+    outside[rows, columns] = False
+    np.testing.assert_array_equal(result[outside], photo[outside])
+    corner = face_region(np.array([5, 10, 45, 50], np.float32), photo.shape)  # moved inside the photo, not clipped
+    assert (corner[0].start, corner[0].stop, corner[1].start, corner[1].stop) == (0, MIN_DENOISED_SIZE, 0, MIN_DENOISED_SIZE)
+    small_photo = photo[250:350, 350:450]  # the same face in a 100-px photo
+    assert denoised_faces(small_photo, (small_box - [350, 250, 350, 250])[None]) is small_photo
 
 
 def test_a_noisy_gray_face_stays_gray(ffhq_test_dir):

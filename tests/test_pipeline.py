@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from facerest import FaceRestorePipeline, IDMScheduler
-from facerest.denoise import DENOISE_ABOVE, FACE_REGION_SCALE, noise_level
+from facerest.denoise import DENOISE_ABOVE, face_region, noise_level
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, add_face_corrections, align_face, face_paste_mask, face_window
 from facerest.images import DEFAULT_MAX_PIXELS, is_monochrome, list_images, load_image, resize_square, with_chroma_of
@@ -607,7 +607,7 @@ def test_noisy_faces_are_denoised_at_the_photos_pixels_and_fidelity_scales_it_to
     boxes = output.face_boxes[0]
     assert len(boxes) == 2
     assert [message.split(":")[0] for message in output.messages[0]] == ["face 0 denoised first", "face 1 denoised first"]
-    regions = [face_window(box, noisy.shape, FACE_REGION_SCALE) for box in boxes]
+    regions = [face_region(box, noisy.shape) for box in boxes]
     for region in regions:
         assert noise_level(noisy[region]) > 12.0 and noise_level(output.images[0][region]) < DENOISE_ABOVE
     outside = np.ones(noisy.shape[:2], bool)
