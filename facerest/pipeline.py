@@ -42,7 +42,7 @@ from .images import (
     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, animation_note, check_output_size, image_to_tensor,
     is_monochrome, load_image, resize_square, tensor_to_image, with_chroma_of,
 )
-from .metrics import gradient_sharpness, halved
+from .metrics import gradient_sharpness
 from .models.gfpgan import GFPGANModel
 from .models.idm import IDMScheduler, idm_sample
 
@@ -451,9 +451,9 @@ class FaceRestorePipeline(DiffusionPipeline):
                 such noise as it is.
             never_blur (`bool`, defaults to `True`):
                 In photos (not `aligned`): a face whose box the restoration leaves less sharp than the face the model
-                was given (the photo's, or the photo's denoised), both as it is and halved (the mean gradient,
-                `gradient_sharpness`), keeps that face, with a message; the model smoothed it rather than restored it
-                (a clean, sharp face). `False` pastes every restoration.
+                was given (the photo's, or the photo's denoised; the mean gradient, `gradient_sharpness`) keeps that
+                face, with a message; the model smoothed it rather than restored it (a clean, sharp face). `False`
+                pastes every restoration.
             num_inference_steps (`int`, *optional*):
                 IDM steps of the full schedule (default: `default_inference_steps`), see
                 [`~FaceRestorePipeline.restore_faces`].
@@ -553,7 +553,7 @@ class FaceRestorePipeline(DiffusionPipeline):
     ) -> "_RestoredPhoto":
         """With `denoise`, denoise the regions of the noisy faces (`fidelity` of it); align each face of that photo at
         512 px, restore it at the model's size, and add `fidelity` of the model's change back; with `never_blur`, a
-        face that the change leaves less sharp (`_made_blurrier`) keeps the face the model was given."""
+        face that the change leaves less sharp (`_faces_made_blurrier`) keeps the face the model was given."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
@@ -577,15 +577,14 @@ class FaceRestorePipeline(DiffusionPipeline):
             for index in sorted(denoised_indices)
         ]
         if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
-            at_photo_size = add_face_corrections(given_photo, corrections, list(affines))
-            blurred = np.flatnonzero(_made_blurrier(given_photo, at_photo_size, boxes))
+            blurred, at_photo_size = _faces_made_blurrier(given_photo, corrections, list(affines), boxes)
             for index in blurred:
                 restored[index], corrections[index] = given_faces[index], np.zeros_like(corrections[index])
                 if index in denoised_indices:
                     messages.append(f"face {index} left denoised: its restoration came out less sharp than that")
                 else:
                     messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
-            if upscale == 1 and not blurred.size:
+            if upscale == 1:
                 pasted = at_photo_size
         if pasted is None:
             pasted = add_face_corrections(given_photo, corrections, list(affines), upscale)
@@ -644,16 +643,25 @@ def _turned_note(face_detector: FaceDetector, photo: np.ndarray) -> str | None:
     return f"{QUARTER_TURNS[turns]} it shows {faces}: if it is sideways or upside down, turn it upright and restore it again"
 
 
-def _made_blurrier(photo: np.ndarray, restored_photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """For each face box, whether the restored photo is less sharp there than the photo, both as it is and with both
-    halved (`gradient_sharpness` of `face_window`): a face whose finest pixels only lost noise, halftone dots or
-    compression blocks keeps its sharpness halved; a face the model smoothed loses it at both sizes."""
-
-    def sharpness(image: np.ndarray) -> np.ndarray:
-        return np.array([gradient_sharpness(image), gradient_sharpness(halved(image))])
-
+def _faces_made_blurrier(
+    photo: np.ndarray, corrections: list[np.ndarray], affines: list[np.ndarray], boxes: np.ndarray
+) -> tuple[list[int], np.ndarray]:
+    """The faces whose corrections leave their box less sharp than in `photo` (`gradient_sharpness` of
+    `face_window`), and the photo with the other faces' corrections added. Leaving a face out can change a
+    neighbour's box where their corrections overlap, so the check repeats until no further face is left out."""
     windows = [face_window(box, photo.shape) for box in boxes]
-    return np.array([np.all(sharpness(restored_photo[window]) < sharpness(photo[window])) for window in windows], bool)
+    sharpness_before = [gradient_sharpness(photo[window]) for window in windows]
+    blurred: list[int] = []
+    while True:
+        kept = [np.zeros_like(correction) if index in blurred else correction for index, correction in enumerate(corrections)]
+        result = add_face_corrections(photo, kept, affines)
+        newly_blurred = [
+            index for index, (window, before) in enumerate(zip(windows, sharpness_before))
+            if index not in blurred and gradient_sharpness(result[window]) < before
+        ]  # fmt: skip
+        if not newly_blurred:
+            return sorted(blurred), result
+        blurred += newly_blurred
 
 
 def _in_tone_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:
