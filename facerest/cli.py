@@ -63,8 +63,9 @@ def _add_evaluate_parser(commands) -> None:
         "--metrics",
         nargs="+",
         metavar="NAME",
-        help="any of lpips, lpips-random, fid, niqe, psnr, ssim, identity (default: all that apply; "
-        "lpips-random, a random AlexNet, only when lpips's weights are missing)",
+        help="any of lpips, lpips-random, fid, niqe, psnr, ssim, psnr-y, ssim-y, identity (default: all that apply "
+        "but psnr-y and ssim-y, PSNR and SSIM on the BT.601 luma, which are computed when named; lpips-random, a "
+        "random AlexNet, only when lpips's weights are missing)",
     )
     evaluate.add_argument("--fid-stats", help="FID against these saved statistics (.npz with mu, sigma) instead of --gt")
     evaluate.add_argument(

@@ -14,6 +14,7 @@ lists of RGB uint8 arrays; ``aligned_restorer`` makes one of a ``FaceRestorePipe
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -45,9 +46,14 @@ METRIC_COLUMNS = {
     "niqe": "NIQE↓",
     "psnr": "PSNR↑ (RGB)",
     "ssim": "SSIM↑ (RGB)",
+    "psnr-y": "PSNR↑ (Y)",
+    "ssim-y": "SSIM↑ (Y)",
     "identity": "Identity↓ (ArcFace angle, °)",
 }
-FULL_REFERENCE_METRICS = {"lpips", "lpips-random", "psnr", "ssim", "identity"}
+FULL_REFERENCE_METRICS = {"lpips", "lpips-random", "psnr", "ssim", "psnr-y", "ssim-y", "identity"}
+# Metrics computed only when asked for by name: a random AlexNet's LPIPS (offered when lpips's weights are missing),
+# and PSNR and SSIM on the luma (BT.601 Y), as papers that follow basicsr's test_y_channel report them.
+ON_REQUEST_METRICS = {"lpips-random", "psnr-y", "ssim-y"}
 UNAVAILABLE = "unavailable"
 
 
@@ -112,7 +118,8 @@ def evaluate_folders(
 
     ``metrics`` are names from ``METRIC_COLUMNS``; by default every metric that applies: the no-reference ones
     (NIQE, and FID when ``fid_stats`` is given) without ``gt_dir``, all of them with it, plus ``lpips-random`` when
-    ``lpips`` is unavailable (its AlexNet weights missing). With ``gt_dir``, a second row gives the ground truth's NIQE.
+    ``lpips`` is unavailable (its AlexNet weights missing); ``psnr-y`` and ``ssim-y`` (on the BT.601 luma) only when
+    named. With ``gt_dir``, a second row gives the ground truth's NIQE.
     FID compares with ``fid_stats`` (an ``.npz`` from ``save_fid_statistics``) when given, else with ``gt_dir``.
 
     A metric whose weights cannot be found shows as ``unavailable``, with a note naming the file and the places
@@ -207,7 +214,7 @@ def _choose_metrics(metrics: Sequence[str] | None, has_gt: bool, has_fid_stats: 
         return has_gt or name not in FULL_REFERENCE_METRICS
 
     if metrics is None:
-        return [name for name in METRIC_COLUMNS if name != "lpips-random" and applies(name)]
+        return [name for name in METRIC_COLUMNS if name not in ON_REQUEST_METRICS and applies(name)]
     for name in metrics:
         if name not in METRIC_COLUMNS:
             raise FacerestError(f"unknown metric {name!r}; choose from {', '.join(METRIC_COLUMNS)}")
@@ -222,10 +229,10 @@ def _build_scorers(
     niqe_size: int | None = None,
 ):
     """``(row, scorer)`` pairs for one metric: the restored row, plus the ground-truth row for NIQE."""
-    if name == "psnr":
-        return [("restored", _MeanScorer(psnr))]
-    if name == "ssim":
-        return [("restored", _MeanScorer(ssim))]
+    if name in ("psnr", "psnr-y"):
+        return [("restored", _MeanScorer(functools.partial(psnr, on_luma=name == "psnr-y")))]
+    if name in ("ssim", "ssim-y"):
+        return [("restored", _MeanScorer(functools.partial(ssim, on_luma=name == "ssim-y")))]
     if name == "niqe":
         params = load_niqe_params(extra_dirs=extra_dirs)
 

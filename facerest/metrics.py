@@ -108,15 +108,26 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# PSNR and SSIM (RGB, [0, 255])
+# PSNR and SSIM (RGB or luma, [0, 255])
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def psnr(restored: Images, gt: Images) -> np.ndarray:
-    """Peak signal-to-noise ratio per image on RGB in [0, 255]: ``10 log10(255^2 / MSE)``, in dB."""
+def luma(image: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma Y of an RGB uint8 image, float64 in [16, 235] (MATLAB's ``rgb2ycbcr``, as basicsr's
+    ``test_y_channel`` takes it): the channel many super-resolution and restoration papers report PSNR and SSIM on."""
+    return 16.0 + image.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+def _pixels(image: np.ndarray, on_luma: bool) -> np.ndarray:
+    return luma(image) if on_luma else image.astype(np.float64)
+
+
+def psnr(restored: Images, gt: Images, on_luma: bool = False) -> np.ndarray:
+    """Peak signal-to-noise ratio per image on RGB in [0, 255] (`on_luma`: on its `luma`): ``10 log10(255^2 /
+    MSE)``, in dB."""
     values = []
     for a, b in zip(*_as_pairs(restored, gt)):
-        mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+        mse = np.mean((_pixels(a, on_luma) - _pixels(b, on_luma)) ** 2)
         values.append(np.inf if mse == 0 else 10.0 * np.log10(255.0**2 / mse))
     return np.array(values)
 
@@ -139,8 +150,9 @@ _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2
 
 
-def ssim(restored: Images, gt: Images) -> np.ndarray:
-    """Structural similarity per image on RGB in [0, 255] (basicsr's / Wang et al.'s, per channel, averaged).
+def ssim(restored: Images, gt: Images, on_luma: bool = False) -> np.ndarray:
+    """Structural similarity per image on RGB in [0, 255] (basicsr's / Wang et al.'s, per channel, averaged;
+    `on_luma`: on its `luma` alone).
 
     ``SSIM = (2 mu_x mu_y + C1)(2 sigma_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2))`` with local
     statistics under an 11 x 11 Gaussian window (sigma 1.5), ``C1 = (0.01 * 255)^2``, ``C2 = (0.03 * 255)^2``,
@@ -150,7 +162,7 @@ def ssim(restored: Images, gt: Images) -> np.ndarray:
     for a, b in zip(*_as_pairs(restored, gt)):
         if min(a.shape[:2]) <= 2 * _SSIM_MARGIN:
             raise ValueError(f"SSIM needs images larger than 11 x 11 pixels, got {a.shape[1]}x{a.shape[0]}")
-        x, y = a.astype(np.float64), b.astype(np.float64)
+        x, y = _pixels(a, on_luma), _pixels(b, on_luma)
         mu_x, mu_y = _ssim_local_mean(x), _ssim_local_mean(y)
         sigma_x2 = _ssim_local_mean(x * x) - mu_x**2
         sigma_y2 = _ssim_local_mean(y * y) - mu_y**2

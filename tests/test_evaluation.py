@@ -214,6 +214,13 @@ def test_evaluate_marks_metrics_without_weights_unavailable_and_runs_the_rest(is
     assert all(isinstance(row[METRIC_COLUMNS[name]], float) for name in ("niqe", "psnr", "ssim"))
 
 
+def test_luma_psnr_and_ssim_are_computed_when_named(paired_folders):
+    lq, hq = paired_folders
+    row = evaluate_folders(lq, hq, metrics=["psnr", "psnr-y", "ssim-y"], device="cpu").rows[0]
+    assert 15 < row["PSNR↑ (Y)"] < 45 and row["PSNR↑ (Y)"] != row["PSNR↑ (RGB)"] and 0 < row["SSIM↑ (Y)"] < 1
+    assert METRIC_COLUMNS["psnr-y"] not in evaluate_folders(lq, hq, metrics=["psnr", "ssim"], device="cpu").columns
+
+
 def test_evaluate_without_gt_gives_niqe_only(isolated_weights, paired_folders):
     lq, _ = paired_folders
     evaluation = evaluate_folders(lq)

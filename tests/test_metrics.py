@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from facerest import metrics
@@ -42,6 +43,21 @@ def test_psnr_and_ssim_agree_with_scikit_image_on_degraded_real_faces(faces):
         )
         assert s == pytest.approx(reference, abs=1e-4)
     assert 15 < ours_psnr.min() and ours_psnr.max() < 45 and 0.3 < ours_ssim.min() and ours_ssim.max() < 1
+
+
+def test_psnr_and_ssim_on_luma_agree_with_scikit_images_bt601_y(faces):
+    """On the luma as basicsr's test_y_channel takes it: MATLAB's rgb2ycbcr Y, in [16, 235], scored with 255 as peak."""
+    degraded = [jpeg(faces[0], 25), blur(faces[1], 2.0)]
+    ours_psnr, ours_ssim = metrics.psnr(degraded, faces[:2], on_luma=True), metrics.ssim(degraded, faces[:2], on_luma=True)
+    for restored, gt, p, s in zip(degraded, faces, ours_psnr, ours_ssim):
+        y_restored, y_gt = rgb2ycbcr(restored)[..., 0], rgb2ycbcr(gt)[..., 0]
+        assert p == pytest.approx(peak_signal_noise_ratio(y_gt, y_restored, data_range=255), abs=1e-4)
+        reference = structural_similarity(
+            y_gt, y_restored, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        assert s == pytest.approx(reference, abs=1e-4)
+    np.testing.assert_allclose(metrics.luma(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)), [[16.0, 235.0]])
+    assert not np.allclose(ours_psnr, metrics.psnr(degraded, faces[:2]))  # RGB is another figure
 
 
 def test_pixel_metrics_accept_arrays_lists_and_tensors():
