@@ -623,6 +623,16 @@ def test_noisy_faces_are_denoised_at_the_photos_pixels_and_fidelity_scales_it_to
     assert aligned.messages[0][0].startswith("denoised first: noise of") and noise_level(aligned.images[0]) < DENOISE_ABOVE
 
 
+def test_the_noise_around_small_faces_is_read_from_the_photo(gfpgan, retinaface, monkeypatch):
+    """codeformer_00's faces have 40- to 52-px boxes: twice a box is under MIN_DENOISED_SIZE, so each region grows to
+    it and reads the photo's noise from the background around the face."""
+    monkeypatch.setattr(gfpgan, "restore_faces", restoring_with(lambda face: face))
+    noisy = with_noise(load_image(shared_path("data", "whole_imgs", "codeformer_00.jpg")), 12.0)
+    output = gfpgan(noisy, detector=retinaface, never_blur=False, output_type="np")
+    assert len(output.face_boxes[0]) == 4 and all(np.ptp(output.face_boxes[0][:, 0::2], axis=1) < 60)
+    assert [message.split(":")[0] for message in output.messages[0]] == [f"face {index} denoised first" for index in range(4)]
+
+
 def test_a_face_left_as_it_was_is_checked_again_without_its_neighbours_change():
     """Face 1's correction blurs face 1 but sharpens face 0's box, where it overlaps; face 0's own blurs it a little.
     With both, face 0 reads sharper; once face 1 is left as it was, face 0 reads less sharp too, and is left."""
