@@ -73,30 +73,34 @@ def restore_in_photos(pipeline: FaceRestorePipeline, photos: list[np.ndarray], d
     ]
 
 
+def face_pairs(
+    originals: list[np.ndarray], apply_degradation: Callable, photo_face_size: int | None, detector: dict
+) -> tuple[list[np.ndarray], list[np.ndarray], Callable]:
+    """(clean faces, degraded faces, restore) for one degradation, where `restore(pipeline)` gives the restored
+    faces: the aligned faces themselves, or with `photo_face_size` each face's square in a photo (`photo_with_a_face`,
+    the face resized to that size) that is degraded and restored whole."""
+    if not photo_face_size:
+        degraded = [apply_degradation(face, seed) for seed, face in enumerate(originals)]
+        return originals, degraded, lambda pipeline: restore_aligned(pipeline, degraded, dict(output_type="np", progress=False))
+    faces = [cv2.resize(face, (photo_face_size,) * 2, interpolation=cv2.INTER_AREA) for face in originals]
+    photos, _, corners = zip(*(photo_with_a_face(face, seed) for seed, face in enumerate(faces)))
+    degraded_photos = [apply_degradation(photo, seed) for seed, photo in enumerate(photos)]
+
+    def squares(images: list[np.ndarray]) -> list[np.ndarray]:
+        return [image[top : top + photo_face_size, left : left + photo_face_size] for image, (top, left) in zip(images, corners)]
+
+    return squares(photos), squares(degraded_photos), lambda pipeline: squares(restore_in_photos(pipeline, degraded_photos, detector))
+
+
 def sweep(models: dict[str, FaceRestorePipeline], originals: list[np.ndarray], photo_face_size: int | None, detector: dict) -> Table:
-    """Each degradation's input PSNR and SSIM and each model's gains; with `photo_face_size`, of the face's square in
-    a photo (`photo_with_a_face`, the face resized to that size) degraded and restored whole."""
+    """Each degradation's input PSNR and SSIM and each model's gains (`face_pairs`)."""
     table = Table(["degradation", "input PSNR", "input SSIM"] + [f"{name}: ΔPSNR, ΔSSIM, faces gaining" for name in models])
-    if photo_face_size:
-        faces = [cv2.resize(face, (photo_face_size,) * 2, interpolation=cv2.INTER_AREA) for face in originals]
-        photos, _, corners = zip(*(photo_with_a_face(face, seed) for seed, face in enumerate(faces)))
-        squares = [(slice(top, top + photo_face_size), slice(left, left + photo_face_size)) for top, left in corners]
     for degradation_name, apply_degradation in DEGRADATIONS.items():
-        if photo_face_size:
-            degraded_photos = [apply_degradation(photo, seed) for seed, photo in enumerate(photos)]
-            targets = [photo[square] for photo, square in zip(photos, squares)]
-            degraded = [photo[square] for photo, square in zip(degraded_photos, squares)]
-        else:
-            targets = originals
-            degraded = [apply_degradation(face, seed) for seed, face in enumerate(originals)]
+        targets, degraded, restore = face_pairs(originals, apply_degradation, photo_face_size, detector)
         psnr_in, ssim_in = psnr(degraded, targets), ssim(degraded, targets)
         row = table.add(degradation_name, float(psnr_in.mean()), float(ssim_in.mean()))
         for name, pipeline in models.items():
-            if photo_face_size:
-                restored_photos = restore_in_photos(pipeline, degraded_photos, detector)
-                restored = [photo[square] for photo, square in zip(restored_photos, squares)]
-            else:
-                restored = restore_aligned(pipeline, degraded, dict(output_type="np", progress=False))
+            restored = restore(pipeline)
             psnr_out, ssim_out = psnr(restored, targets), ssim(restored, targets)
             gain = f"{(psnr_out - psnr_in).mean():+.2f} dB, {(ssim_out - ssim_in).mean():+.3f}, {int((psnr_out > psnr_in).sum())}/{len(targets)}"
             row[f"{name}: ΔPSNR, ΔSSIM, faces gaining"] = gain

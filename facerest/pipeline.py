@@ -653,8 +653,8 @@ def _faces_made_blurrier(
     sharpness_before = [gradient_sharpness(photo[window]) for window in windows]
     blurred: list[int] = []
     while True:
-        kept = [np.zeros_like(correction) if index in blurred else correction for index, correction in enumerate(corrections)]
-        result = add_face_corrections(photo, kept, affines)
+        kept = [index for index in range(len(corrections)) if index not in blurred]
+        result = add_face_corrections(photo, [corrections[index] for index in kept], [affines[index] for index in kept])
         newly_blurred = [
             index for index, (window, before) in enumerate(zip(windows, sharpness_before))
             if index not in blurred and gradient_sharpness(result[window]) < before
