@@ -17,7 +17,8 @@ Each part prints one line (and `--out` writes them all as JSON):
   and how many false faces; and the PSNR of the degraded square restored as an aligned face (`restore --aligned`).
 
 Faces are restored in batches of eight with seed 0, 8, 16, ... (whole photos: seed 0 each), so figures can differ by
-a little from the CLI's, which seeds one face at a time; compare candidates with this script alone.
+a little from the CLI's, which seeds one face at a time; compare candidates with this script alone. `--seed S` adds S
+to every seed: the spread of a model's figures over seeds is what a difference between two models must exceed.
 """
 
 import argparse
@@ -42,20 +43,20 @@ PHOTO_FACE_SIZES = (128, 256, 512)
 PHOTO_FACES = 24
 
 
-def restore_aligned(pipeline, faces, settings) -> list[np.ndarray]:
+def restore_aligned(pipeline, faces, settings, seed: int = 0) -> list[np.ndarray]:
     restored = []
     for start in range(0, len(faces), BATCH):
-        generator = torch.Generator().manual_seed(start)
+        generator = torch.Generator().manual_seed(seed + start)
         batch = faces[start : start + BATCH]
         restored += pipeline(batch, aligned=True, generator=generator, **settings).images
     return restored
 
 
-def check_whole_photos(pipeline, settings, detector, shared: Path) -> dict:
+def check_whole_photos(pipeline, settings, detector, shared: Path, seed: int) -> dict:
     ratios = {}
     for path in list_images(shared / "data" / "whole_imgs"):
         photo = load_image(path)
-        output = pipeline(photo, detector=detector, generator=torch.Generator().manual_seed(0), **settings)
+        output = pipeline(photo, detector=detector, generator=torch.Generator().manual_seed(seed), **settings)
         for index, box in enumerate(output.face_boxes[0]):
             window = face_window(box, photo.shape)  # the box grown 1.2x, as bench/before_after.py measures it
             ratio = gradient_sharpness(output.images[0][window]) / gradient_sharpness(photo[window])
@@ -68,17 +69,17 @@ def check_whole_photos(pipeline, settings, detector, shared: Path) -> dict:
     }  # fmt: skip
 
 
-def check_clean_faces(pipeline, settings, testset: Path) -> dict:
+def check_clean_faces(pipeline, settings, testset: Path, seed: int) -> dict:
     clean = [load_image(path) for path in list_images(testset / "hq")]
-    scores = psnr(restore_aligned(pipeline, clean, settings), clean)
+    scores = psnr(restore_aligned(pipeline, clean, settings, seed), clean)
     return {"psnr_mean": float(scores.mean()), "psnr_lowest": float(scores.min()), "below_30_db": int((scores < 30).sum())}
 
 
-def check_test_faces(pipeline, settings, testset: Path, niqe_params) -> dict:
+def check_test_faces(pipeline, settings, testset: Path, niqe_params, seed: int) -> dict:
     degraded = [load_image(path) for path in list_images(testset / "lq")]
     originals = [load_image(path) for path in list_images(testset / "hq")]
     start = time.perf_counter()
-    restored = restore_aligned(pipeline, degraded, settings)
+    restored = restore_aligned(pipeline, degraded, settings, seed)
     seconds = (time.perf_counter() - start) / len(degraded)
     return {
         "psnr_input": float(psnr(degraded, originals).mean()), "psnr": float(psnr(restored, originals).mean()),
@@ -88,30 +89,30 @@ def check_test_faces(pipeline, settings, testset: Path, niqe_params) -> dict:
     }  # fmt: skip
 
 
-def check_real_faces(pipeline, settings, shared: Path, niqe_params) -> dict:
+def check_real_faces(pipeline, settings, shared: Path, niqe_params, seed: int) -> dict:
     faces = [load_image(path) for path in sorted((shared / "data" / "realworld_lq").rglob("*.png"))]
-    before, after = niqe(faces, niqe_params), niqe(restore_aligned(pipeline, faces, settings), niqe_params)
+    before, after = niqe(faces, niqe_params), niqe(restore_aligned(pipeline, faces, settings, seed), niqe_params)
     return {"niqe_input": float(before.mean()), "niqe": float(after.mean()), "lower": int((after < before).sum()), "faces": len(faces)}
 
 
-def check_paired_photos(pipeline, settings, testset: Path, detector, colour: bool) -> dict:
+def check_paired_photos(pipeline, settings, testset: Path, detector, colour: bool, seed: int) -> dict:
     colour_stages = {} if colour else dict(color_jitter_prob=0.0, gray_prob=0.0, photometric_jitter_prob=0.0)
     figures = {}
     for size in PHOTO_FACE_SIZES:
         squares_before, squares_after, squares_aligned, clean_squares, found, false = [], [], [], [], 0, 0
-        for seed, path in enumerate(list_images(testset / "hq")[:PHOTO_FACES]):
+        for photo_seed, path in enumerate(list_images(testset / "hq")[:PHOTO_FACES]):
             face = cv2.resize(load_image(path), (size, size), interpolation=cv2.INTER_AREA if size < 256 else cv2.INTER_CUBIC)
-            clean, _, (top, left) = photo_with_a_face(face, seed)
+            clean, _, (top, left) = photo_with_a_face(face, photo_seed)
             recipe = DegradationConfig(reference_resolution=round(512 * max(clean.shape[:2]) / size), **colour_stages)
-            degraded = degrade(clean, recipe, seed=seed)
-            output = pipeline(degraded, detector=detector, generator=torch.Generator().manual_seed(0), **settings)
+            degraded = degrade(clean, recipe, seed=photo_seed)
+            output = pipeline(degraded, detector=detector, generator=torch.Generator().manual_seed(seed), **settings)
             centres = (output.face_boxes[0][:, :2] + output.face_boxes[0][:, 2:]) / 2
             inside = np.all((centres >= (left, top)) & (centres <= (left + size, top + size)), axis=1)
             found, false = found + int(inside.any()), false + int((~inside).sum())
             square = np.s_[top : top + size, left : left + size]
             squares_before.append(degraded[square])
             squares_after.append(output.images[0][square])
-            squares_aligned += restore_aligned(pipeline, [degraded[square]], settings)
+            squares_aligned += restore_aligned(pipeline, [degraded[square]], settings, seed)
             clean_squares.append(clean[square])
         figures[f"{size} px"] = {
             "found": f"{found} of {len(clean_squares)}", "false_faces": false,
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument(
         "--photos-without-colour", action="store_true", help="photos: the recipe without its colour shift, gray and jitter"
     )
+    parser.add_argument("--seed", type=int, default=0, help="added to every seed of the restorations (default 0)")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
 
@@ -152,12 +154,12 @@ def main() -> None:
     niqe_params = load_niqe_params(extra_dirs=[args.shared / "weights"])
     detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=args.shared / "weights" / "facexlib")
     checks = {
-        "whole": lambda: check_whole_photos(pipeline, photo_settings, detector, args.shared),
-        "clean": lambda: check_clean_faces(pipeline, settings, args.testset),
-        "test": lambda: check_test_faces(pipeline, settings, args.testset, niqe_params),
-        "real": lambda: check_real_faces(pipeline, settings, args.shared, niqe_params),
+        "whole": lambda: check_whole_photos(pipeline, photo_settings, detector, args.shared, args.seed),
+        "clean": lambda: check_clean_faces(pipeline, settings, args.testset, args.seed),
+        "test": lambda: check_test_faces(pipeline, settings, args.testset, niqe_params, args.seed),
+        "real": lambda: check_real_faces(pipeline, settings, args.shared, niqe_params, args.seed),
         "photos": lambda: check_paired_photos(
-            pipeline, photo_settings, args.testset, detector, colour=not args.photos_without_colour
+            pipeline, photo_settings, args.testset, detector, not args.photos_without_colour, args.seed
         ),
     }
     figures = {}

@@ -225,19 +225,25 @@ def test_default_checks_script_scores_a_model_on_the_test_set(tmp_path):
     make_testset(hq, tmp_path / "testset", resolution=192, seed=0)  # NIQE needs two 96-px blocks
     tiny_pipeline("idm").save_pretrained(tmp_path / "idm")
     script = Path(__file__).resolve().parents[1] / "bench" / "default_checks.py"
-    out = tmp_path / "checks.json"
-    done = subprocess.run(
-        [sys.executable, str(script), "--model", str(tmp_path / "idm"), "--steps", "1", "--parts", "clean,test",
-         "--testset", str(tmp_path / "testset"), "--shared", str(shared_path()), "--out", str(out)],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    figures = json.loads(out.read_text())
-    assert [line.split()[0] for line in done.stdout.splitlines()] == ["clean", "test"]
+
+    def run_checks(*options: str) -> tuple[dict, str]:
+        out = tmp_path / "checks.json"
+        done = subprocess.run(
+            [sys.executable, str(script), "--model", str(tmp_path / "idm"), "--steps", "1", "--parts", "clean,test",
+             "--testset", str(tmp_path / "testset"), "--shared", str(shared_path()), "--out", str(out), *options],
+            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(out.read_text()), done.stdout
+
+    figures, stdout = run_checks()
+    assert [line.split()[0] for line in stdout.splitlines()] == ["clean", "test"]
     assert 0 < figures["clean"]["psnr_lowest"] <= figures["clean"]["psnr_mean"] < 100
     test = figures["test"]
     assert 0 < test["psnr_input"] < 100 and 0 < test["psnr"] < 100 and 0 < test["ssim"] <= 1 and test["niqe"] > 0
     assert test["seconds_per_face"] > 0
+    reseeded = run_checks("--seed", "8")[0]["test"]  # other noise for the same faces: the same input, another output
+    assert reseeded["psnr_input"] == test["psnr_input"] and reseeded["psnr"] != test["psnr"]
 
 
 def test_before_after_script_finds_a_blurred_face_blurrier(tmp_path):
