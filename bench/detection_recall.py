@@ -6,7 +6,8 @@ Each aligned face, resized to --face-size px, is set at a random place in a phot
 background holds no face (a smooth colour field with fine texture), and the whole photo is degraded with
 make-testset's recipe, seeded per face. A face counts as found when a detection's centre lies in its square; any
 other detection is a false face, counted also on each background alone. Run once at the photo's size only
-(`coarse_scales=()`) and once with the copies shrunk 2, 4 and 8 times (FaceDetector's default).
+(`coarse_scales=()`) and with the copies shrunk 2, 4 and 8 times (FaceDetector's default), with and without the check
+of each face by MTCNN's last network (`face_check_threshold`).
 
 Then group photos (`--group-photos N` of each size: 1280 x 960, 1600 x 1200, 2000 x 1500 px, shrunk to 1,024 px for
 detection), each of 12 faces of 50-130 px (boxes of about 28-72 px) on a textured background, blurred slightly
@@ -121,7 +122,10 @@ def main() -> None:
 
     detectors = {
         "photo size only": FaceDetector("retinaface", weights_dir=args.detector_weights, coarse_scales=()),
-        "and shrunk 2x, 4x, 8x": FaceDetector("retinaface", weights_dir=args.detector_weights),
+        "and shrunk 2x, 4x, 8x, without the face check": FaceDetector(
+            "retinaface", weights_dir=args.detector_weights, face_check_threshold=None
+        ),
+        "and shrunk 2x, 4x, 8x (the default)": FaceDetector("retinaface", weights_dir=args.detector_weights),
     }
     table = Table([
         "Face size (px)", "Photos", "Detection", "Faces found", "Landmark error (median, of the eye distance)",
@@ -151,7 +155,12 @@ def group_photo_table(faces_dir: Path, count: int, detector_weights: str | None)
     photos = [group_photo(face_paths, seed, *size) for seed in range(count) for size in sizes]
     detectors = {
         "threshold on the 1,024-px copy": FaceDetector("retinaface", weights_dir=detector_weights, weak_face_score=None),
-        f"and weak faces ({WEAK_FACE_SCORE}+) the finer copy finds": FaceDetector("retinaface", weights_dir=detector_weights),
+        f"and weak faces ({WEAK_FACE_SCORE}+) the finer copy finds, without the face check": FaceDetector(
+            "retinaface", weights_dir=detector_weights, face_check_threshold=None
+        ),
+        f"and weak faces ({WEAK_FACE_SCORE}+) the finer copy finds (the default)": FaceDetector(
+            "retinaface", weights_dir=detector_weights
+        ),
     }
     table = Table(["Group photos", "Faces", "Detection", "Faces found", "False faces"])
     for label, detector in detectors.items():

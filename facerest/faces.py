@@ -96,6 +96,15 @@ SMALL_FACE_AT_DETECTION_SIZE = 32
 # hand in codeformer_02 enlarged 4x: 0.99 at 4,096 px, 0.87 at 1,024).
 WEAK_FACE_SCORE = 0.9
 
+# RetinaFace scores some things that are not faces at 0.97 and more: skin-coloured stripes, an ear, the hair above a
+# face, a blurred patch of background. MTCNN's last network (ONet: a face classifier on 48-px crops, whose weights ship
+# in facenet-pytorch's wheel) judges each box again, turned upright by its eyes (`_FaceCheck`), and a face it scores
+# under this probability is dropped. It scored those false faces 0.0001-0.06 (bench/portrait_detection.py,
+# bench/detection_recall.py, realworld_lq's Wider-Test/0211); the faces of 100 FFHQ portraits 0.74 or more, those of
+# whole_imgs 0.97 upright and 0.25 or more turned 45 degrees; but a few of the most degraded faces 0.02-0.07 (2 of the
+# 120 of bench/detection_recall.py are lost).
+FACE_CHECK_THRESHOLD = 0.1
+
 
 @dataclass
 class DetectedFace:
@@ -142,6 +151,8 @@ class FaceDetector:
         coarse_scales: RetinaFace also looks for faces on copies this many times the detection size, where blurred
             and noisy faces score higher (see ``detect``); ``()`` turns that off. MTCNN's own image pyramid already
             shrinks the photo, so it ignores them.
+        face_check_threshold: a RetinaFace face that MTCNN's last network scores under this probability is dropped
+            (``FACE_CHECK_THRESHOLD``); ``None`` turns the check off. MTCNN ends with that network itself.
 
     ``backend`` says which detector runs (``"retinaface"`` or ``"mtcnn"``) and ``name`` which exactly:
     ``"retinaface-resnet50"``, ``"retinaface-mobilenet0.25"`` or ``"mtcnn"``.
@@ -159,6 +170,7 @@ class FaceDetector:
         small_face_detection_side: int | None = 4096,
         weak_face_score: float | None = WEAK_FACE_SCORE,
         coarse_scales: tuple[float, ...] = COARSE_DETECTION_SCALES,
+        face_check_threshold: float | None = FACE_CHECK_THRESHOLD,
     ):
         if backend not in BACKENDS:
             raise FacerestError(f"unknown face detector {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -189,6 +201,8 @@ class FaceDetector:
             raise FacerestError(f"weak_face_score must lie between 0 and 1, got {weak_face_score}")
         if not all(0 < scale < 1 for scale in coarse_scales):
             raise FacerestError(f"coarse_scales must lie between 0 and 1, got {tuple(coarse_scales)}")
+        if face_check_threshold is not None and not 0 < face_check_threshold < 1:
+            raise FacerestError(f"face_check_threshold must lie between 0 and 1, got {face_check_threshold}")
         self.device = torch.device(device)
         self.min_face_size = min_face_size
         self.max_detection_side = max_detection_side
@@ -218,6 +232,9 @@ class FaceDetector:
         self.small_face_detection_side = small_face_detection_side if self.backend == "retinaface" else None
         retinaface_weak_score = weak_face_score is not None and self.backend == "retinaface"
         self.weak_face_score = min(weak_face_score, self.score_threshold) if retinaface_weak_score else None
+        checked = face_check_threshold is not None and self.backend == "retinaface"
+        self.face_check_threshold = face_check_threshold if checked else None
+        self._face_check = _FaceCheck(self.device) if checked else None
 
     def detect(
         self, image: np.ndarray, only_center_face: bool = False, min_face_size: float | None = None
@@ -316,6 +333,9 @@ class FaceDetector:
             image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
         threshold = self.score_threshold if score_threshold is None else score_threshold
         boxes, landmarks, scores = self._detect_faces(image, threshold)
+        if self._face_check is not None and len(boxes):
+            keep = self._face_check(image, boxes, landmarks) >= self.face_check_threshold
+            boxes, landmarks, scores = boxes[keep], landmarks[keep], scores[keep]
         return [
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)
@@ -516,6 +536,38 @@ class _MTCNN:
             return np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32)
         keep = scores.astype(np.float32) >= score_threshold
         return boxes[keep].astype(np.float32), landmarks[keep].astype(np.float32), scores[keep].astype(np.float32)
+
+
+class _FaceCheck:
+    """MTCNN's last network (ONet) as a second judge of other detectors' faces: the probability that each box holds a
+    face, seen as ONet sees its own candidates (the box made square, 48 px, pixels scaled to about [-1, 1]) and turned
+    so that the eyes' landmarks lie level (a face tilted 45 degrees scored 0.01 as it lay, 0.25 turned upright)."""
+
+    SIZE = 48
+
+    def __init__(self, device: torch.device):
+        mtcnn = import_package("facenet_pytorch.models.mtcnn", "facenet-pytorch", "checking RetinaFace's faces")
+        self.network = mtcnn.ONet(pretrained=True).to(device).eval()
+        self.device = device
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        crops = np.stack([self._upright_square(image, box, points) for box, points in zip(boxes, landmarks)])
+        with torch.inference_mode():
+            pixels = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
+            return self.network((pixels - 127.5) / 128)[2][:, 1].cpu().numpy()
+
+    def _upright_square(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The square around ``box``'s centre with its longer side, turned by the eyes' angle, at ``SIZE`` px (black
+        outside the image)."""
+        centre = (float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2)
+        side = max(float(max(box[2] - box[0], box[3] - box[1])), 1.0)
+        left_eye, right_eye = landmarks[0], landmarks[1]
+        angle = float(np.degrees(np.arctan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0])))
+        crop_side = max(self.SIZE, round(side))  # warped at the box's own size, then shrunk by area averaging
+        affine = cv2.getRotationMatrix2D(centre, angle, crop_side / side)
+        affine[:, 2] += (crop_side / 2 - centre[0], crop_side / 2 - centre[1])
+        crop = cv2.warpAffine(image, affine, (crop_side, crop_side), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        return cv2.resize(crop, (self.SIZE, self.SIZE), interpolation=cv2.INTER_AREA)
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 512) -> tuple[np.ndarray, np.ndarray]:

@@ -280,15 +280,36 @@ def test_detection_recall_script_finds_more_faces_with_the_shrunk_copies():
     assert done.returncode == 0, done.stderr
     group_rows = re.findall(r"^\| 3 \| 36 \| ([^|]+) \| (\d+) \| (\d+) \|$", done.stdout, flags=re.M)
     assert [label for label, _, _ in group_rows] == [
-        "threshold on the 1,024-px copy", "and weak faces (0.9+) the finer copy finds",
+        "threshold on the 1,024-px copy", "and weak faces (0.9+) the finer copy finds, without the face check",
+        "and weak faces (0.9+) the finer copy finds (the default)",
     ]  # fmt: skip
-    (_, found_threshold, false_threshold), (_, found_weak, false_weak) = group_rows
+    (_, found_threshold, false_threshold), (_, found_weak, false_weak), (_, found_checked, false_checked) = group_rows
     assert 30 <= int(found_threshold) <= int(found_weak) <= 36 and int(false_threshold) == int(false_weak) == 0
+    assert int(found_checked) == int(found_weak) and int(false_checked) == 0
     rows = re.findall(r"^\| 128 \| 8 \| ([^|]+) \| (\d+) \| ([\d.]+) \| (\d+) \| (\d+) \|$", done.stdout, flags=re.M)
-    assert [row[0] for row in rows] == ["photo size only", "and shrunk 2x, 4x, 8x"]
-    (_, found_full, *_), (_, found_shrunk, error, false_in_photos, false_on_backgrounds) = rows
+    assert [row[0] for row in rows] == [
+        "photo size only", "and shrunk 2x, 4x, 8x, without the face check", "and shrunk 2x, 4x, 8x (the default)",
+    ]  # fmt: skip
+    (_, found_full, *_), (_, found_shrunk, error, false_in_photos, false_on_backgrounds), checked = rows
     assert int(found_full) < int(found_shrunk) <= 8  # 6 and 8 when written
     assert 0 < float(error) < 0.5 and int(false_in_photos) + int(false_on_backgrounds) <= 1
+    assert int(checked[1]) == int(found_shrunk)  # the check keeps these 128-px degraded faces
+
+
+def test_portrait_detection_script_finds_each_face_and_fewer_others_with_the_check():
+    script = Path(__file__).resolve().parents[1] / "bench" / "portrait_detection.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(shared_path("data", "ffhq256", "test")), "--count", "2",
+         "--detector-weights", str(shared_path("weights", "facexlib"))],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^\| ([^|]+) \| 2 \| ([^|]+) \| (\d+) \| (\d+) \| (\d+) \|$", done.stdout, flags=re.M)
+    assert len(rows) == 14  # seven layouts, without and with the check
+    for unchecked, checked in zip(rows[0::2], rows[1::2]):
+        assert unchecked[0] == checked[0] and unchecked[1] == "without the face check"
+        assert int(checked[2]) == int(unchecked[2]) >= 1  # 01000's landmarks at 512 px lie 0.73 eye distances off
+        assert int(checked[3]) <= int(unchecked[3])
 
 
 def test_degradation_throughput_script_prints_its_table(tmp_path):

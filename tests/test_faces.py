@@ -214,6 +214,51 @@ def test_a_face_filling_a_large_portrait_is_one_face(retinaface_detector, ffhq_t
         _assert_one_face_at(retinaface_detector.detect(portrait), expected, f"{name} at {side} px padded by {pad}")
 
 
+@pytest.fixture(scope="module")
+def unchecked_detector():
+    """RetinaFace without the face check (``face_check_threshold=None``): shows each false face below is there."""
+    weights = shared_path("weights", "facexlib")
+    return FaceDetector("retinaface", "mobilenet0.25", weights_dir=weights, face_check_threshold=None)
+
+
+@pytest.mark.parametrize(
+    "name, bottom",
+    [
+        ("01051.jpg", 400),  # skin-coloured stripes: the face's bottom rows repeated below it, as a neck and clothes
+        ("01052.jpg", 400),
+        ("01040.jpg", 0),  # the ear at the frame's right edge
+    ],
+)
+def test_what_retinaface_takes_for_a_face_beside_a_portrait_is_dropped(
+    retinaface_detector, unchecked_detector, ffhq_test_dir, name, bottom
+):
+    """An FFHQ face enlarged to 1,024 px (over 400 px of its bottom row repeated, or as it is): RetinaFace also
+    scores a second box a face (0.98-0.99); the face check drops it and keeps the face."""
+    portrait = cv2.resize(load_image(ffhq_test_dir / name), (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    portrait = cv2.copyMakeBorder(portrait, 0, bottom, 0, 0, cv2.BORDER_REPLICATE)
+    assert len(unchecked_detector.detect(portrait)) == 2
+    _assert_one_face_at(retinaface_detector.detect(portrait), FFHQ_TEMPLATE_512 * 2, f"{name} over {bottom} px")
+
+
+def test_the_hair_above_a_blurred_face_is_dropped(retinaface_detector, unchecked_detector):
+    """A real blurred face with sunglasses under curly hair (aligned at 512 px), where RetinaFace also takes the
+    hair for a face (0.99): one face, the one whose box holds the template's eyes, nose and mouth."""
+    image = load_image(shared_path("data", "realworld_lq", "Wider-Test", "0211.png"))
+    assert len(unchecked_detector.detect(image)) == 2
+    (face,) = retinaface_detector.detect(image)
+    assert np.all((FFHQ_TEMPLATE_512 >= face.box[:2]) & (FFHQ_TEMPLATE_512 <= face.box[2:])), face.box
+
+
+@pytest.mark.parametrize("name", PORTRAIT_FACES)
+def test_the_face_check_keeps_a_tilted_face(retinaface_detector, unchecked_detector, ffhq_test_dir, name):
+    """A face tilted 45 degrees in a photo: the check judges it turned upright by its eyes, and keeps it."""
+    photo = np.full((640, 640, 3), (90, 110, 140), np.uint8)
+    photo[192:448, 192:448] = load_image(ffhq_test_dir / name)
+    photo = cv2.warpAffine(photo, cv2.getRotationMatrix2D((320, 320), 45, 1.0), (640, 640), borderValue=(90, 110, 140))
+    assert len(unchecked_detector.detect(photo)) == 1
+    assert len(retinaface_detector.detect(photo)) == 1
+
+
 @pytest.mark.parametrize("name", PORTRAIT_FACES)
 def test_a_noisy_face_shrunk_and_enlarged_again_is_found(retinaface_detector, ffhq_test_dir, name):
     """An FFHQ face shrunk to 48 px, noised there and enlarged back to 256 px in a 640 x 480 photo, as an old print's
@@ -428,6 +473,8 @@ def test_bad_options_and_inputs():
             FaceDetector("mtcnn", coarse_scales=scales)
     with pytest.raises(FacerestError, match="weak_face_score must lie between 0 and 1, got 1.5"):
         FaceDetector("mtcnn", weak_face_score=1.5)
+    with pytest.raises(FacerestError, match="face_check_threshold must lie between 0 and 1, got 1.5"):
+        FaceDetector("mtcnn", face_check_threshold=1.5)
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="RGB uint8"):
         align_face(image.astype(np.float32), FFHQ_TEMPLATE_512)
