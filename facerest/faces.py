@@ -4,7 +4,8 @@ The flow for one photo, as in facexlib's ``FaceRestoreHelper`` (which is not use
 network that is not needed here):
 
 1. ``FaceDetector.detect`` finds each face's box and 5 landmarks (eyes, nose, mouth corners) with RetinaFace,
-   or with MTCNN from facenet-pytorch when RetinaFace's weights cannot be had;
+   each face checked by MTCNN's last network, or with MTCNN from facenet-pytorch when RetinaFace's weights cannot
+   be had;
 2. ``align_face`` warps each face onto the FFHQ template with a similarity transform (rotation, uniform scale,
    translation) fitted to the 5 landmarks;
 3. a model restores the crops;
