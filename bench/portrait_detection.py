@@ -36,7 +36,8 @@ LAYOUTS = {
 def portrait(face: np.ndarray, layout: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(the portrait, the FFHQ template's landmarks in it)."""
     side, top, bottom, left, right, border, degrees = layout
-    image = cv2.copyMakeBorder(cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC), top, bottom, left, right, border)
+    image = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    image = cv2.copyMakeBorder(image, top, bottom, left, right, border)
     landmarks = FFHQ_TEMPLATE_512 * (side / 512) + np.array([left, top], np.float32)
     if degrees:
         height, width = image.shape[:2]
@@ -48,16 +49,20 @@ def portrait(face: np.ndarray, layout: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("faces_dir", type=Path, help="aligned face images (e.g. ../shared/data/ffhq256/test)")
+    parser.add_argument(
+        "faces_dir", type=Path, help="aligned face images, its sub-folders too (e.g. ../shared/data/ffhq256/test)"
+    )
     parser.add_argument("--count", type=int, default=100, help="faces (the first in name order)")
     parser.add_argument("--detector-weights", default=None, help="RetinaFace weights folder (else facerest's default)")
     args = parser.parse_args()
 
     detectors = {
-        "without the face check": FaceDetector("retinaface", weights_dir=args.detector_weights, face_check_threshold=None),
+        "without the face check": FaceDetector(
+            "retinaface", weights_dir=args.detector_weights, face_check_threshold=None
+        ),
         "with it (the default)": FaceDetector("retinaface", weights_dir=args.detector_weights),
     }
-    faces = [load_image(path) for path in list_images(args.faces_dir)[: args.count]]
+    faces = [load_image(path) for path in list_images(args.faces_dir, recursive=True)[: args.count]]
     table = Table(["Layout", "Portraits", "Detection", "Face found", "Other detections", "Portraits with others"])
     for name, layout in LAYOUTS.items():
         portraits = [portrait(face, layout) for face in faces]
