@@ -36,6 +36,7 @@ from facerest.degradation import DegradationConfig, degrade
 from facerest.faces import FaceDetector, face_window
 from facerest.images import list_images, load_image
 from facerest.metrics import gradient_sharpness, load_niqe_params, niqe, psnr, ssim
+from facerest.pipeline import DEFAULT_FIDELITY
 
 BATCH = 8
 PARTS = ("whole", "clean", "test", "real", "photos")
@@ -131,6 +132,9 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=None, help="IDM start (default: the pipeline's)")
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the ancestral update)")
     parser.add_argument(
+        "--fidelity", type=float, default=DEFAULT_FIDELITY, help=f"the pipeline's fidelity (default {DEFAULT_FIDELITY})"
+    )
+    parser.add_argument(
         "--paste-every-face", action="store_true", help="never_blur=False: paste a restoration even when it is less sharp"
     )
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of: " + ", ".join(PARTS))
@@ -149,7 +153,10 @@ def main() -> None:
         parser.error(f"unknown part {', '.join(unknown)}: choose from {', '.join(PARTS)}")
 
     pipeline = FaceRestorePipeline.from_pretrained(args.model)
-    settings = dict(num_inference_steps=args.steps, strength=args.strength, eta=args.eta, output_type="np", progress=False)
+    settings = dict(
+        num_inference_steps=args.steps, strength=args.strength, eta=args.eta, fidelity=args.fidelity, output_type="np",
+        progress=False,
+    )
     photo_settings = dict(settings, never_blur=not args.paste_every_face)
     niqe_params = load_niqe_params(extra_dirs=[args.shared / "weights"])
     detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=args.shared / "weights" / "facexlib")
