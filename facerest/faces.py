@@ -234,8 +234,7 @@ class FaceDetector:
         retinaface_weak_score = weak_face_score is not None and self.backend == "retinaface"
         self.weak_face_score = min(weak_face_score, self.score_threshold) if retinaface_weak_score else None
         checked = face_check_threshold is not None and self.backend == "retinaface"
-        self.face_check_threshold = face_check_threshold if checked else None
-        self._face_check = _FaceCheck(self.device) if checked else None
+        self._face_check = _FaceCheck(face_check_threshold, self.device) if checked else None
 
     def detect(
         self, image: np.ndarray, only_center_face: bool = False, min_face_size: float | None = None
@@ -335,7 +334,7 @@ class FaceDetector:
         threshold = self.score_threshold if score_threshold is None else score_threshold
         boxes, landmarks, scores = self._detect_faces(image, threshold)
         if self._face_check is not None and len(boxes):
-            keep = self._face_check(image, boxes, landmarks) >= self.face_check_threshold
+            keep = self._face_check.faces(image, boxes, landmarks)
             boxes, landmarks, scores = boxes[keep], landmarks[keep], scores[keep]
         return [
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
@@ -540,22 +539,26 @@ class _MTCNN:
 
 
 class _FaceCheck:
-    """MTCNN's last network (ONet) as a second judge of other detectors' faces: the probability that each box holds a
-    face, seen as ONet sees its own candidates (the box made square, 48 px, pixels scaled to about [-1, 1]) and turned
-    so that the eyes' landmarks lie level (a face tilted 45 degrees scored 0.01 as it lay, 0.25 turned upright)."""
+    """MTCNN's last network (ONet) as a second judge of other detectors' faces: each box holds a face when ONet scores
+    it at least ``threshold``, seen as ONet sees its own candidates (the box made square, 48 px, pixels scaled to about
+    [-1, 1]) and turned so that the eyes' landmarks lie level (a face tilted 45 degrees scored 0.01 as it lay, 0.25
+    turned upright)."""
 
     SIZE = 48
 
-    def __init__(self, device: torch.device):
+    def __init__(self, threshold: float, device: torch.device):
         mtcnn = import_package("facenet_pytorch.models.mtcnn", "facenet-pytorch", "checking RetinaFace's faces")
         self.network = mtcnn.ONet(pretrained=True).to(device).eval()
+        self.threshold = threshold
         self.device = device
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def faces(self, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Which of the (N, 4) ``boxes`` with their (N, 5, 2) ``landmarks`` in ``image`` hold a face: (N,) bool."""
         crops = np.stack([self._upright_square(image, box, points) for box, points in zip(boxes, landmarks)])
         with torch.inference_mode():
             pixels = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
-            return self.network((pixels - 127.5) / 128)[2][:, 1].cpu().numpy()
+            probabilities = self.network((pixels - 127.5) / 128)[2][:, 1].cpu().numpy()
+        return probabilities >= self.threshold
 
     def _upright_square(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The square around ``box``'s centre with its longer side, turned by the eyes' angle, at ``SIZE`` px (black
