@@ -372,8 +372,8 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """The images to restore and their output names: the file itself, or a folder's images and those of its
     sub-folders (by extension; broken links too, to be listed as failed), each named by ``_output_names``; and a
     note on each thing left out: sub-folders that hold restore's output (known by its marker), hidden files and
-    folders (a name starting with ".": thumbnails, macOS's "._" resource forks) and the "__MACOSX" folder of a zip
-    made on a Mac."""
+    folders (a name starting with ".": thumbnails, macOS's "._" resource forks), the "__MACOSX" folder of a zip
+    made on a Mac, and files that are not images by their extension (a video, a sidecar: counted by extension)."""
     from .images import IMAGE_EXTENSIONS
     from .output_folders import MARKER_NAME, RESTORE_COMMAND, output_folder_command
 
@@ -384,22 +384,32 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     earlier_outputs = sorted(
         marker.parent for marker in source.rglob(MARKER_NAME) if output_folder_command(marker.parent) == RESTORE_COMMAND
     )
-    candidates = sorted(
+    files = sorted(
         path
         for path in source.rglob("*")
         if (path.is_file() or (path.is_symlink() and not path.exists()))
-        and path.suffix.lower() in IMAGE_EXTENSIONS
         and not any(path.is_relative_to(folder) for folder in earlier_outputs)
     )
-    paths = [path for path in candidates if not _is_hidden(path.relative_to(source))]
-    hidden = len(candidates) - len(paths)
+    images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
+    paths = [path for path in images if not _is_hidden(path.relative_to(source))]
+    hidden = len(images) - len(paths)
+    others = [
+        path for path in files if path.suffix.lower() not in IMAGE_EXTENSIONS and not _is_hidden(path.relative_to(source))
+    ]
+    others_note = ""
+    if others:
+        kinds = ", ".join(sorted({path.suffix.lower() or "no extension" for path in others}))
+        others_note = f"{len(others)} file(s) that are not images by their extension ({kinds})"
     left_out = [f"not restoring {folder}: it holds an earlier restore output" for folder in earlier_outputs]
     if hidden:
         left_out.append(f"not restoring {hidden} hidden image file(s) (a name starting with '.', or in __MACOSX/)")
+    if others:
+        left_out.append(f"not restoring {others_note}")
     if not paths:
         raise FacerestError(
             f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {source} or its sub-folders"
             + (f", only {hidden} hidden one(s)" if hidden else "")
+            + (f"; it holds {others_note}" if others else "")
         )
     inputs = _output_names(paths, source)
     _check_face_names(inputs, source)

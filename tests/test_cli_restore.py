@@ -462,3 +462,22 @@ def test_phone_photo_formats_are_restored(models, face_folder, tmp_path, capsys)
     assert "restored 3 of 3 images (3 faces)" in out
     for name in names.values():
         assert load_image(tmp_path / "out" / f"{name}.png").shape == (face.height, face.width, 3)
+
+
+def test_files_that_are_not_images_are_counted_in_a_note(models, face_folder, tmp_path, capsys):
+    """A folder of photos often holds other files (videos, sidecars, notes): they are left out, and the note says
+    how many and of which kinds; a browser's .jfif download is a JPEG and is restored."""
+    (face_folder / "a.png").rename(face_folder / "a.jfif")
+    (face_folder / "clip.MOV").write_bytes(b"not a photo")
+    (face_folder / "notes.txt").write_text("taken in 1962")
+    (face_folder / "README").write_text("scans")
+    arguments = ["--model", models["gfpgan"], "--aligned"]
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", *arguments)
+    assert status == 0 and "restored 2 of 2 images" in out, err
+    assert "not restoring 3 file(s) that are not images by their extension (.mov, .txt, no extension)" in out
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["a.png", "b.png"]
+    only_notes = tmp_path / "only_notes"
+    only_notes.mkdir()
+    (only_notes / "notes.txt").write_text("taken in 1962")
+    status, _, err = _restore(capsys, only_notes, "-o", tmp_path / "out2", *arguments)
+    assert status == 2 and err.strip().endswith("it holds 1 file(s) that are not images by their extension (.txt)")
