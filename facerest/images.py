@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
@@ -146,10 +147,17 @@ def with_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def save_image(image: np.ndarray, path: Union[str, os.PathLike], **save_kwargs) -> None:
-    """Write an RGB (or RGBA) uint8 array; the format follows the file extension."""
+    """Write an RGB (or RGBA) uint8 array; the format follows the file extension. The file is written beside its
+    place under a hidden name and moved there once complete, so a run killed or failing mid-write (a full disk)
+    leaves no truncated image, and an earlier image at `path` stays whole until it is replaced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, **save_kwargs)
+    partial = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.partial{path.suffix}")  # unique per call
+    try:
+        Image.fromarray(image).save(partial, **save_kwargs)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def colour_profile_options(path: Union[str, os.PathLike]) -> dict:

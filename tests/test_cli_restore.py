@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -312,6 +313,23 @@ def test_an_unwritable_output_stops_before_the_first_image_and_a_failed_save_doe
     status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
     assert status == 1 and "restored 1 of 2 images" in out and (tmp_path / "out" / "b.png").is_file()
     assert f"{face_folder / 'a.png'}: cannot save the result: Is a directory" in err
+
+
+def test_a_save_that_fails_midway_leaves_the_earlier_result_whole(models, face_folder, tmp_path, capsys, monkeypatch):
+    """A full disk (or a kill) during a write leaves neither a truncated image nor a damaged earlier result."""
+    arguments = [face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned"]
+    assert _restore(capsys, *arguments)[0] == 0
+    before = _snapshot(tmp_path / "out")
+
+    def write_half_then_fail(image, target, *args, **kwargs):
+        Path(target).write_bytes(b"\x89PNG\r\n\x1a\n half an image")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", write_half_then_fail)
+    status, out, err = _restore(capsys, *arguments)
+    assert status == 1 and "restored 0 of 2 images" in out
+    assert f"{face_folder / 'a.png'}: cannot save the result: No space left on device" in err
+    assert _snapshot(tmp_path / "out") == before
 
 
 def test_broken_links_are_listed_and_long_seeds_are_refused_in_one_line(models, face_folder, tmp_path, capsys):
