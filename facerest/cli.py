@@ -19,6 +19,10 @@ if TYPE_CHECKING:  # the command line imports numpy, torch and the models only w
 
 # --dtype choices -> torch dtype names
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# `restore`'s options by the pipeline argument each sets, to name them in an error as the user typed them
+RESTORE_OPTIONS = {
+    "upscale": "--upscale", "num_inference_steps": "--steps", "strength": "--strength", "fidelity": "--fidelity"
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,7 +263,11 @@ def _restore(args) -> int:
     pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=dtype)
     pipeline.to(device)
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
-    pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
+    try:
+        pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
+    except FacerestError as error:  # the pipeline names its argument; the user typed an option
+        argument, _, rest = str(error).partition(" ")
+        raise FacerestError(f"{RESTORE_OPTIONS.get(argument, argument)} {rest}") from None
     sampling = "" if pipeline.kind == "gfpgan" else f", {args.steps or pipeline.default_inference_steps} IDM steps"
     print(f"model: {args.model} ({pipeline.kind}, {pipeline.face_size} px faces{sampling}) on {pipeline.device}, {args.dtype}")
     if detector is not None:

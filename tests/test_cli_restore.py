@@ -118,11 +118,13 @@ def test_options_are_checked_before_restoring(models, tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "face.png")
     arguments = [tmp_path, "-o", tmp_path / "out", "--aligned", "--model"]
     status, _, err = _restore(capsys, *arguments, models["gfpgan"], "--strength", "0.5")
-    assert status == 2 and "error: strength applies to pipelines with an IDM unet" in err
+    assert status == 2 and "error: --strength applies to pipelines with an IDM unet" in err
     status, _, err = _restore(capsys, *arguments, models["idm"], "--upscale", "8")
-    assert status == 2 and "error: upscale must be a whole number from 1 to 4, got 8" in err
+    assert status == 2 and "error: --upscale must be a whole number from 1 to 4, got 8" in err
+    status, _, err = _restore(capsys, *arguments, models["idm"], "--steps", "0")
+    assert status == 2 and "error: --steps must be a whole number from 1 to 1000, got 0" in err
     status, _, err = _restore(capsys, *arguments, models["gfpgan"], "--fidelity", "1.5")
-    assert status == 2 and "error: fidelity must be a number from 0 (the input face) to 1" in err
+    assert status == 2 and "error: --fidelity must be a number from 0 (the input face) to 1" in err
     assert not (tmp_path / "out").exists()
 
 
