@@ -263,11 +263,7 @@ def _restore(args) -> int:
     pipeline = FaceRestorePipeline.from_pretrained(args.model, dtype=dtype)
     pipeline.to(device)
     fidelity = DEFAULT_FIDELITY if args.fidelity is None else args.fidelity
-    try:
-        pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
-    except FacerestError as error:  # the pipeline names its argument; the user typed an option
-        argument, _, rest = str(error).partition(" ")
-        raise FacerestError(f"{RESTORE_OPTIONS.get(argument, argument)} {rest}") from None
+    _check_restore_options(pipeline, args, fidelity)
     sampling = "" if pipeline.kind == "gfpgan" else f", {args.steps or pipeline.default_inference_steps} IDM steps"
     print(f"model: {args.model} ({pipeline.kind}, {pipeline.face_size} px faces{sampling}) on {pipeline.device}, {args.dtype}")
     if detector is not None:
@@ -374,6 +370,16 @@ def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, sa
         index = earlier_face.fullmatch(path.name)
         if index and int(index.group(1)) >= len(faces):
             path.unlink()
+
+
+def _check_restore_options(pipeline, args: argparse.Namespace, fidelity: float) -> None:
+    """`FaceRestorePipeline.check_inputs` of `restore`'s options; its error names the option as the user typed it
+    (`--steps`), where the pipeline names its argument (`num_inference_steps`)."""
+    try:
+        pipeline.check_inputs(upscale=args.upscale, num_inference_steps=args.steps, strength=args.strength, fidelity=fidelity)
+    except FacerestError as error:
+        argument, _, rest = str(error).partition(" ")
+        raise FacerestError(f"{RESTORE_OPTIONS.get(argument, argument)} {rest}") from None
 
 
 def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
