@@ -404,20 +404,17 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
         if (path.is_file() or (path.is_symlink() and not path.exists()))
         and not any(path.is_relative_to(folder) for folder in earlier_outputs)
     )
-    images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
-    paths = [path for path in images if not _is_hidden(path.relative_to(source))]
-    hidden = len(images) - len(paths)
-    others = [
-        path for path in files if path.suffix.lower() not in IMAGE_EXTENSIONS and not _is_hidden(path.relative_to(source))
-    ]
+    visible = [path for path in files if not _is_hidden(path.relative_to(source))]
+    paths = [path for path in visible if path.suffix.lower() in IMAGE_EXTENSIONS]
+    hidden = sum(path.suffix.lower() in IMAGE_EXTENSIONS for path in files) - len(paths)
+    others = [path for path in visible if path.suffix.lower() not in IMAGE_EXTENSIONS]
+    left_out = [f"not restoring {folder}: it holds an earlier restore output" for folder in earlier_outputs]
+    if hidden:
+        left_out.append(f"not restoring {hidden} hidden image file(s) (a name starting with '.', or in __MACOSX/)")
     others_note = ""
     if others:
         kinds = ", ".join(sorted({path.suffix.lower() or "no extension" for path in others}))
         others_note = f"{len(others)} file(s) that are not images by their extension ({kinds})"
-    left_out = [f"not restoring {folder}: it holds an earlier restore output" for folder in earlier_outputs]
-    if hidden:
-        left_out.append(f"not restoring {hidden} hidden image file(s) (a name starting with '.', or in __MACOSX/)")
-    if others:
         left_out.append(f"not restoring {others_note}")
     if not paths:
         raise FacerestError(

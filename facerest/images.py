@@ -23,7 +23,9 @@ from .errors import FacerestError, ImageReadError
 
 register_heif_opener()  # phone photos: HEIC/HEIF (AVIF is Pillow's own)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif")
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"
+)
 
 # 64 megapixels: a 8000 x 8000 photo. Larger inputs are refused before their pixels are decoded.
 DEFAULT_MAX_PIXELS = 64_000_000
