@@ -324,6 +324,40 @@ def test_denoiser_loss_adds_the_weighted_detail_deficit_of_its_estimate():
     assert detail_deficit(condition, x0) > 0
 
 
+def test_structural_dissimilarity_is_one_minus_the_evaluations_ssim():
+    from facerest.metrics import ssim
+    from facerest.models.idm.denoiser import structural_dissimilarity
+
+    generator = torch.Generator().manual_seed(0)
+    face = torch.randint(0, 256, (1, 3, 40, 48), generator=generator).double()
+    noisy = (face + 40 * torch.randn(face.shape, generator=generator, dtype=face.dtype)).round().clamp(0, 255)
+    as_uint8 = lambda images: np.ascontiguousarray(images[0].permute(1, 2, 0).numpy().astype(np.uint8))
+    evaluated = ssim([as_uint8(noisy)], [as_uint8(face)])[0]
+    assert 0.5 < evaluated < 0.95
+    dissimilarity = structural_dissimilarity(noisy / 127.5 - 1, face / 127.5 - 1)
+    assert dissimilarity.item() == pytest.approx(1 - evaluated, abs=1e-9)
+    assert structural_dissimilarity(face / 127.5 - 1, face / 127.5 - 1).item() == pytest.approx(0, abs=1e-12)
+
+
+def test_denoiser_loss_adds_the_weighted_structural_dissimilarity_of_its_estimate():
+    from facerest.models.idm import IDMDenoiser
+    from facerest.models.idm.denoiser import structural_dissimilarity
+
+    class Zero(torch.nn.Module):
+        def forward(self, sample, timestep):
+            return type("Output", (), {"sample": torch.zeros_like(sample[:, :3])})()
+
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(2, 3, 16, 16, generator=generator), torch.randn(2, 3, 16, 16, generator=generator)
+    condition = torch.nn.functional.avg_pool2d(x0, 3, stride=1, padding=1)  # residual 0: the estimate is the condition
+    denoiser = IDMDenoiser(Zero(), IDMScheduler(prediction_type="residual", sigma_data=0.2))
+    gamma = torch.tensor([0.3, 0.6])
+    plain = denoiser.loss(x0, condition, noise, gamma, "l1")
+    with_ssim = denoiser.loss(x0, condition, noise, gamma, "l1", ssim_weight=3.0)
+    torch.testing.assert_close(with_ssim - plain, 3.0 * structural_dissimilarity(condition, x0))
+    assert structural_dissimilarity(condition, x0) > 0
+
+
 def test_other_prediction_types_see_x_t_itself():
     x_t = to_torch(random_tensors(8)[0])
     for prediction_type in ("epsilon", "sample", "residual"):

@@ -123,6 +123,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weight of the detail term: the local gradient energy the estimate of the clean face lacks against the "
         "clean face (IDMDenoiser.loss, detail_deficit); above 0 it keeps the estimate from averaging texture away",
     )
+    model.add_argument(
+        "--ssim_weight",
+        type=float,
+        default=0.0,
+        help="weight of the SSIM term: 1 - SSIM of the estimate of the clean face against it (IDMDenoiser.loss, "
+        "structural_dissimilarity), the SSIM of the evaluation",
+    )
 
     train = parser.add_argument_group("training")
     train.add_argument("--output_dir", required=True)
@@ -552,8 +559,8 @@ def main(args: argparse.Namespace) -> None:
 
                 with accelerator.accumulate(unet):
                     # E || f_theta(x_d, x_t, gamma) - target ||_p^p at x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps,
-                    # plus detail_weight times the detail the x_0 estimate lacks (IDMDenoiser.loss)
-                    loss = denoiser.loss(gt, lq, noise, noise_level, args.loss, args.detail_weight)
+                    # plus the detail the x_0 estimate lacks and its SSIM term, weighted (IDMDenoiser.loss)
+                    loss = denoiser.loss(gt, lq, noise, noise_level, args.loss, args.detail_weight, args.ssim_weight)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)

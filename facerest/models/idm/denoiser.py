@@ -16,6 +16,7 @@ from .scheduling_idm import IDMScalings, IDMScheduler
 
 LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
 DETAIL_WINDOW = 8  # side in pixels of the tiles over which `detail_deficit` compares the gradient energy
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # the Gaussian window of `facerest.metrics.ssim`, which the SSIM term follows
 
 
 class IDMDenoiser(torch.nn.Module):
@@ -71,17 +72,22 @@ class IDMDenoiser(torch.nn.Module):
         noise_level: torch.Tensor | float | int,
         loss_type: str = "l1",
         detail_weight: float = 0.0,
+        ssim_weight: float = 0.0,
     ) -> torch.Tensor:
         """The training loss `E || f_theta(x_d, x_t, gamma) - target ||_p^p` (p = 1 for `"l1"`, 2 for `"l2"`) at
         `x_t = add_noise(x_0, noise, noise_level)`, the target after the scheduler's `prediction_type`, plus
-        `detail_weight` times the [`detail_deficit`] of the resulting estimate of `x_0`."""
+        `detail_weight` times the [`detail_deficit`] and `ssim_weight` times the [`structural_dissimilarity`] of the
+        resulting estimate of `x_0`."""
         x_t = self.scheduler.add_noise(x_0, noise, noise_level)
         target = self.scheduler.training_target(x_0, noise, condition=x_d, noise_level=noise_level)
         output = self(x_t, x_d, noise_level)
         loss = LOSSES[loss_type](output.float(), target.float())
-        if detail_weight:
-            estimate = self.scheduler.precondition_outputs(output, noise_level, x_t, condition=x_d)
-            loss = loss + detail_weight * detail_deficit(estimate.float(), x_0.float())
+        if detail_weight or ssim_weight:
+            estimate = self.scheduler.precondition_outputs(output, noise_level, x_t, condition=x_d).float()
+            if detail_weight:
+                loss = loss + detail_weight * detail_deficit(estimate, x_0.float())
+            if ssim_weight:
+                loss = loss + ssim_weight * structural_dissimilarity(estimate, x_0.float())
         return loss
 
 
@@ -99,3 +105,26 @@ def detail_deficit(estimate: torch.Tensor, x_0: torch.Tensor, window: int = DETA
     keeps that in check) and, unlike a pixel distance, it does not ask for the detail to be where `x_0` has it: the
     estimate of an uncertain texture is then a texture, not its blurred average."""
     return F.relu(local_gradient_energy(x_0, window) - local_gradient_energy(estimate, window)).mean()
+
+
+def structural_dissimilarity(estimate: torch.Tensor, x_0: torch.Tensor) -> torch.Tensor:
+    """`1 - SSIM(estimate, x_0)` for faces in [-1, 1]: the SSIM of `facerest.metrics.ssim` (11 x 11 Gaussian window,
+    sigma 1.5, per channel, over the pixels whose window fits), differentiable, on the faces moved to [0, 1] (its
+    luminance term depends on the mean itself, not only on its differences). Zhao et al., "Loss Functions for Image
+    Restoration with Neural Networks", pair such a term with L1."""
+    estimate, x_0 = (estimate + 1) / 2, (x_0 + 1) / 2
+    channels = x_0.shape[1]
+    line = torch.signal.windows.gaussian(SSIM_WINDOW, std=SSIM_SIGMA, dtype=x_0.dtype, device=x_0.device)
+    line = line / line.sum()
+    rows, columns = line.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), line.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+
+    def local_mean(images: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(images, rows, groups=channels), columns, groups=channels)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_x, mu_y = local_mean(estimate), local_mean(x_0)
+    sigma_x2 = local_mean(estimate * estimate) - mu_x**2
+    sigma_y2 = local_mean(x_0 * x_0) - mu_y**2
+    sigma_xy = local_mean(estimate * x_0) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x2 + sigma_y2 + c2))
+    return 1 - ssim_map.mean()
