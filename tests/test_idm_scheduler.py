@@ -304,20 +304,28 @@ def test_detail_deficit_counts_only_the_detail_an_estimate_lacks():
     assert detail_deficit(shifted, face) < 0.1 * detail_deficit(blurred, face)
 
 
-def test_denoiser_loss_adds_the_weighted_detail_deficit_of_its_estimate():
-    from facerest.models.idm import IDMDenoiser
-    from facerest.models.idm.denoiser import detail_deficit
+class ZeroUNet(torch.nn.Module):
+    """A UNet that predicts 0: with the residual prediction type the estimate of x_0 is the degraded face itself."""
 
-    class Zero(torch.nn.Module):
-        def forward(self, sample, timestep):
-            return type("Output", (), {"sample": torch.zeros_like(sample[:, :3])})()
+    def forward(self, sample, timestep):
+        return type("Output", (), {"sample": torch.zeros_like(sample[:, :3])})()
+
+
+def zero_residual_case():
+    """A denoiser around `ZeroUNet` and its inputs: (denoiser, x0, condition, noise, gamma), the condition a blurred x0."""
+    from facerest.models.idm import IDMDenoiser
 
     generator = torch.Generator().manual_seed(0)
     x0, noise = torch.rand(2, 3, 16, 16, generator=generator), torch.randn(2, 3, 16, 16, generator=generator)
     condition = torch.nn.functional.avg_pool2d(x0, 3, stride=1, padding=1)  # a blurred face: residual 0 keeps it
-    scheduler = IDMScheduler(prediction_type="residual", sigma_data=0.2)
-    denoiser = IDMDenoiser(Zero(), scheduler)
-    gamma = torch.tensor([0.3, 0.6])
+    denoiser = IDMDenoiser(ZeroUNet(), IDMScheduler(prediction_type="residual", sigma_data=0.2))
+    return denoiser, x0, condition, noise, torch.tensor([0.3, 0.6])
+
+
+def test_denoiser_loss_adds_the_weighted_detail_deficit_of_its_estimate():
+    from facerest.models.idm.denoiser import detail_deficit
+
+    denoiser, x0, condition, noise, gamma = zero_residual_case()
     plain = denoiser.loss(x0, condition, noise, gamma, "l1")
     with_detail = denoiser.loss(x0, condition, noise, gamma, "l1", detail_weight=2.0)
     torch.testing.assert_close(with_detail - plain, 2.0 * detail_deficit(condition, x0))
@@ -340,18 +348,9 @@ def test_structural_dissimilarity_is_one_minus_the_evaluations_ssim():
 
 
 def test_denoiser_loss_adds_the_weighted_structural_dissimilarity_of_its_estimate():
-    from facerest.models.idm import IDMDenoiser
     from facerest.models.idm.denoiser import structural_dissimilarity
 
-    class Zero(torch.nn.Module):
-        def forward(self, sample, timestep):
-            return type("Output", (), {"sample": torch.zeros_like(sample[:, :3])})()
-
-    generator = torch.Generator().manual_seed(0)
-    x0, noise = torch.rand(2, 3, 16, 16, generator=generator), torch.randn(2, 3, 16, 16, generator=generator)
-    condition = torch.nn.functional.avg_pool2d(x0, 3, stride=1, padding=1)  # residual 0: the estimate is the condition
-    denoiser = IDMDenoiser(Zero(), IDMScheduler(prediction_type="residual", sigma_data=0.2))
-    gamma = torch.tensor([0.3, 0.6])
+    denoiser, x0, condition, noise, gamma = zero_residual_case()
     plain = denoiser.loss(x0, condition, noise, gamma, "l1")
     with_ssim = denoiser.loss(x0, condition, noise, gamma, "l1", ssim_weight=3.0)
     torch.testing.assert_close(with_ssim - plain, 3.0 * structural_dissimilarity(condition, x0))

@@ -84,10 +84,11 @@ class IDMDenoiser(torch.nn.Module):
         loss = LOSSES[loss_type](output.float(), target.float())
         if detail_weight or ssim_weight:
             estimate = self.scheduler.precondition_outputs(output, noise_level, x_t, condition=x_d).float()
+            clean = x_0.float()
             if detail_weight:
-                loss = loss + detail_weight * detail_deficit(estimate, x_0.float())
+                loss = loss + detail_weight * detail_deficit(estimate, clean)
             if ssim_weight:
-                loss = loss + ssim_weight * structural_dissimilarity(estimate, x_0.float())
+                loss = loss + ssim_weight * structural_dissimilarity(estimate, clean)
         return loss
 
 
