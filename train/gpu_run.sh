@@ -20,9 +20,10 @@
 #      stage from the shipped default
 #      (idm256ft: models/default fine-tuned on whole faces with stage 8's options, a candidate to replace it);
 #      FACEREST_GPU_RUNS picks among them (idm, gfpgan, finetune), FACEREST_GPU_FINETUNE_FROM, _LR, _DETAIL, _SSIM and
-#      _AT_SAMPLING_STEPS set the stage's start, rate, detail and SSIM weights and the step count it trains at (FACEREST_GPU_FINETUNE_FROM=idm: the stage follows the new IDM in the same
-#      call, from its weights, for FACEREST_GPU_FINETUNE_MINUTES, default a quarter of the minutes) (a run to train on: FACEREST_GPU_START=PIPELINE bash train/gpu_prepare.sh, then
-#      FACEREST_GPU_RUNS=finetune FACEREST_GPU_FINETUNE_FROM=.gpu_carry/start bash train/gpu_run.sh);
+#      _AT_SAMPLING_STEPS set the stage's start, rate, detail and SSIM weights and the step count it trains at
+#      (FACEREST_GPU_FINETUNE_FROM=idm: the stage follows the new IDM in the same call, from its weights, for
+#      FACEREST_GPU_FINETUNE_MINUTES, default a quarter of the minutes) (a run to train on: FACEREST_GPU_START=PIPELINE
+#      bash train/gpu_prepare.sh, then FACEREST_GPU_RUNS=finetune FACEREST_GPU_FINETUNE_FROM=.gpu_carry/start bash train/gpu_run.sh);
 #      each stops with a checkpoint, saves its pipeline and then scores the test set (the hard stop may cut a
 #      score short, never the weights; the first H200 run, 2026-12-04, lost both IDMs that way before the order changed);
 #   e. packs the pipelines as fp16 safetensors with their logs, validation grids and scores into

@@ -52,15 +52,14 @@ fine_tune runs/idm256detail runs/idm256c128 5 1500 1e-4 --clean_prob 0.2 --detai
 
 # Stage 7: the SSIM term (--ssim_weight 2: 1 - the SSIM of the estimate of the clean face against it, the evaluation's
 # SSIM made differentiable, IDMDenoiser.loss), 2,802 steps on 128-px windows from stage 6, the learning rate 1e-4
-# decayed to 0. The run that made it decayed the rate over 100 minutes of wall time
-# instead (--lr_scheduler cosine_by_clock --max_train_minutes 100, stopped at step 2,802; 2.1 s per step); at its steady
-# step time that is this schedule.
+# decayed to 0. The run that made it decayed the rate over 100 minutes of wall time instead (--lr_scheduler
+# cosine_by_clock --max_train_minutes 100, stopped at step 2,802; 2.1 s per step); at its steady step time that is this
+# schedule.
 fine_tune runs/idm256c128 runs/idm256ssim 17 2802 1e-4 --clean_prob 0.2 --detail_weight 2 --crop_size 128 --ssim_weight 2
 
-# Stage 8: stage 7's options trained at the two timesteps the default samples (999 and 499, --train_at_sampling_steps
-# 2) instead of all 1,000, so that the small UNet spends itself on the only noise levels it is called at; 2,808 steps
-# from stage 7, the learning rate 1e-4 decayed to 0 (its output is models/default). The run that made it decayed the
-# rate over 95 minutes of wall time (--lr_scheduler cosine_by_clock --max_train_minutes 95, stopped at step 2,808; 2.0 s
-# per step).
+# Stage 8: stage 7's options trained at the timesteps the default samples (999 and 499 for SAMPLING_STEPS=2) instead
+# of all 1,000, so that the small UNet spends itself on the only noise levels it is called at; 2,808 steps from stage
+# 7, the learning rate 1e-4 decayed to 0 (its output is models/default). The run that made it decayed the rate over 95
+# minutes of wall time (--lr_scheduler cosine_by_clock --max_train_minutes 95, stopped at step 2,808; 2.0 s per step).
 fine_tune runs/idm256ssim runs/idm256ssimspec2 19 2808 1e-4 --clean_prob 0.2 --detail_weight 2 --crop_size 128 --ssim_weight 2 \
-  --train_at_sampling_steps 2
+  --train_at_sampling_steps "$SAMPLING_STEPS"
