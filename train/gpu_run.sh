@@ -144,7 +144,8 @@ elif [[ $RUNS == *" idm "* ]]; then
   PIDS[idm]=$!
 fi
 if [[ $RUNS == *" gfpgan "* ]]; then
-  timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_gfpgan.py "${COMMON[@]}" "${GAN_SHAPE[@]}" --channel_multiplier 1 \
+  timeout "$HARD_STOP" "$PYTHON" -W ignore::DeprecationWarning train/train_gfpgan.py "${COMMON[@]}" --max_train_minutes "$MINUTES" \
+    "${GAN_SHAPE[@]}" --channel_multiplier 1 \
     --perceptual_weight 0 --style_weight 0 --identity_weight 0 --l1_weight 1 --component_gan_weight 0 --component_style_weight 0 \
     --learning_rate 2e-4 --component_learning_rate 2e-4 --train_batch_size "$GAN_BATCH" \
     --output_dir "$WORK/gfpgan256" > "$WORK/logs/train_gfpgan.log" 2>&1 &
