@@ -11,7 +11,7 @@ of `--faces-dir` are used, restored in batches of eight seeded 0, 8, 16, ... as 
 `--in-photos SIZE` measures a face in a photo instead: each face, resized to SIZE px, is set into a photo 2.4 x 1.8
 times its size (`detection_recall.photo_with_a_face`), the whole photo is degraded, restored as README command 1
 restores it (detection, alignment, the model's change pasted back, seeded 0) and the face's square is scored against
-the clean photo's.
+the clean photo's. `--no-denoise` gives the model each face as it is (`denoise=False`): the model alone.
 """
 
 import argparse
@@ -65,23 +65,20 @@ DEGRADATIONS = {
 }
 
 
-def restore_in_photos(pipeline: FaceRestorePipeline, photos: list[np.ndarray], detector: dict) -> list[np.ndarray]:
+def restore_in_photos(pipeline: FaceRestorePipeline, photos: list[np.ndarray], settings: dict) -> list[np.ndarray]:
     """Each photo restored as README command 1 restores it (detection, alignment, the change pasted back), seeded 0."""
-    return [
-        pipeline(photo, detector=detector, generator=torch.Generator().manual_seed(0), output_type="np", progress=False).images[0]
-        for photo in photos
-    ]
+    return [pipeline(photo, generator=torch.Generator().manual_seed(0), **settings).images[0] for photo in photos]
 
 
 def face_pairs(
-    originals: list[np.ndarray], apply_degradation: Callable, photo_face_size: int | None, detector: dict
+    originals: list[np.ndarray], apply_degradation: Callable, photo_face_size: int | None, settings: dict
 ) -> tuple[list[np.ndarray], list[np.ndarray], Callable]:
     """(clean faces, degraded faces, restore) for one degradation, where `restore(pipeline)` gives the restored
     faces: the aligned faces themselves, or with `photo_face_size` each face's square in a photo (`photo_with_a_face`,
-    the face resized to that size) that is degraded and restored whole."""
+    the face resized to that size) that is degraded and restored whole; `settings`: the pipeline call's options."""
     if not photo_face_size:
         degraded = [apply_degradation(face, seed) for seed, face in enumerate(originals)]
-        return originals, degraded, lambda pipeline: restore_aligned(pipeline, degraded, dict(output_type="np", progress=False))
+        return originals, degraded, lambda pipeline: restore_aligned(pipeline, degraded, settings)
     faces = [cv2.resize(face, (photo_face_size,) * 2, interpolation=cv2.INTER_AREA) for face in originals]
     photos, _, corners = zip(*(photo_with_a_face(face, seed) for seed, face in enumerate(faces)))
     degraded_photos = [apply_degradation(photo, seed) for seed, photo in enumerate(photos)]
@@ -89,14 +86,18 @@ def face_pairs(
     def squares(images: list[np.ndarray]) -> list[np.ndarray]:
         return [image[top : top + photo_face_size, left : left + photo_face_size] for image, (top, left) in zip(images, corners)]
 
-    return squares(photos), squares(degraded_photos), lambda pipeline: squares(restore_in_photos(pipeline, degraded_photos, detector))
+    return squares(photos), squares(degraded_photos), lambda pipeline: squares(restore_in_photos(pipeline, degraded_photos, settings))
 
 
-def sweep(models: dict[str, FaceRestorePipeline], originals: list[np.ndarray], photo_face_size: int | None, detector: dict) -> Table:
+def sweep(
+    models: dict[str, FaceRestorePipeline], originals: list[np.ndarray], photo_face_size: int | None, detector: dict,
+    denoise: bool = True,
+) -> Table:
     """Each degradation's input PSNR and SSIM and each model's gains (`face_pairs`)."""
+    settings = dict(output_type="np", progress=False, denoise=denoise) | (dict(detector=detector) if photo_face_size else {})
     table = Table(["degradation", "input PSNR", "input SSIM"] + [f"{name}: ΔPSNR, ΔSSIM, faces gaining" for name in models])
     for degradation_name, apply_degradation in DEGRADATIONS.items():
-        targets, degraded, restore = face_pairs(originals, apply_degradation, photo_face_size, detector)
+        targets, degraded, restore = face_pairs(originals, apply_degradation, photo_face_size, settings)
         psnr_in, ssim_in = psnr(degraded, targets), ssim(degraded, targets)
         row = table.add(degradation_name, float(psnr_in.mean()), float(ssim_in.mean()))
         for name, pipeline in models.items():
@@ -107,6 +108,8 @@ def sweep(models: dict[str, FaceRestorePipeline], originals: list[np.ndarray], p
         print(" | ".join(table.cell(value) for value in row.values()), flush=True)
     where = f"{photo_face_size}-px faces in photos, each photo" if photo_face_size else "aligned 256-px faces; each"
     table.notes.append(f"{len(originals)} {where} degraded by one degradation alone, at its own pixels")
+    if not denoise:
+        table.notes.append("denoise=False: the model given each face as it is")
     return table
 
 
@@ -120,6 +123,7 @@ def main() -> None:
         help="set each face, resized to SIZE px, into a photo, degrade the photo and restore it as README command 1 does",
     )  # fmt: skip
     parser.add_argument("--detector-weights", default="../shared/weights/facexlib", help="RetinaFace weights (--in-photos)")
+    parser.add_argument("--no-denoise", action="store_true", help="give the model each face as it is (denoise=False)")
     parser.add_argument("--out", type=Path, help="write the table here (OUT.md and OUT.csv)")
     args = parser.parse_args()
 
@@ -128,7 +132,7 @@ def main() -> None:
         parser.error("--model takes NAME=PATH")
     models = {name: FaceRestorePipeline.from_pretrained(path) for name, path in named}
     originals = [load_image(path) for path in list_images(args.faces_dir)[: args.faces]]
-    table = sweep(models, originals, args.in_photos, {"weights_dir": args.detector_weights})
+    table = sweep(models, originals, args.in_photos, {"weights_dir": args.detector_weights}, denoise=not args.no_denoise)
     print(table.markdown())
     if args.out:
         table.write(args.out)
