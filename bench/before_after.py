@@ -6,7 +6,9 @@ Reads each photo of the input folder and its restored copy (`OUTPUT/<name>.png`,
 writes it), finds the faces in the input, and for each face prints its size in the photo and the sharpness of its
 box before and after (`facerest.metrics.gradient_sharpness`, the mean Sobel gradient magnitude: it falls when a
 face is blurred), and the same ratio with both boxes halved first: a face whose finest pixels lost only noise,
-halftone dots or compression blocks keeps its halved ratio, a face that was smoothed loses it at both sizes.
+halftone dots or compression blocks keeps its halved ratio, a face that was smoothed loses it at both sizes; and
+the ratio of the Laplacian's variance (`facerest.metrics.laplacian_variance`, the common blur measure, which weighs
+the finest detail most).
 The picture shows every face's box from the input (left) and the output (right), one face per row pair.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from facerest.faces import FaceDetector, face_window
 from facerest.images import list_images, load_image, save_image
-from facerest.metrics import gradient_sharpness, halved
+from facerest.metrics import gradient_sharpness, halved, laplacian_variance
 
 TILE = 128  # side of one face tile in the picture, px
 COLUMNS = 4  # before/after pairs per row
@@ -42,6 +44,7 @@ def compare_faces(input_dir: Path, output_dir: Path, detector: FaceDetector) -> 
                 "before": gradient_sharpness(before[window]),
                 "after": gradient_sharpness(after[window]),
                 "halved": gradient_sharpness(halved(after[window])) / gradient_sharpness(halved(before[window])),
+                "laplacian": laplacian_variance(after[window]) / laplacian_variance(before[window]),
                 "tiles": tiles,
             })  # fmt: skip
     return faces
@@ -68,13 +71,14 @@ def main() -> None:
     args = parser.parse_args()
 
     faces = compare_faces(args.input_dir, args.output_dir, FaceDetector("auto", weights_dir=args.detector_weights))
-    print("| face | size (px) | sharpness before | after | after / before | halved |\n|---|---|---|---|---|---|")
+    print("| face | size (px) | sharpness before | after | after / before | halved | Laplacian |\n|---|---|---|---|---|---|---|")
     ratios = [face["after"] / face["before"] for face in faces]
     for face, ratio in zip(faces, ratios):
-        print(f"| {face['face']} | {face['size']} | {face['before']:.2f} | {face['after']:.2f} | {ratio:.3f} | {face['halved']:.3f} |")
-    halved_ratios = [face["halved"] for face in faces]
+        print(f"| {face['face']} | {face['size']} | {face['before']:.2f} | {face['after']:.2f} | {ratio:.3f} | {face['halved']:.3f} | {face['laplacian']:.3f} |")
+    halved_ratios, laplacian_ratios = [face["halved"] for face in faces], [face["laplacian"] for face in faces]
     print(f"\n{len(faces)} faces; after / before: lowest {min(ratios):.3f}, median {np.median(ratios):.3f}; "
-          f"halved: lowest {min(halved_ratios):.3f}, median {np.median(halved_ratios):.3f}")
+          f"halved: lowest {min(halved_ratios):.3f}, median {np.median(halved_ratios):.3f}; "
+          f"Laplacian: lowest {min(laplacian_ratios):.3f}, median {np.median(laplacian_ratios):.3f}")
     if args.out:
         save_image(picture(faces), args.out)
         print(f"wrote {args.out}")

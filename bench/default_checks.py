@@ -5,8 +5,9 @@
 Each part prints one line (and `--out` writes them all as JSON):
 
 - whole: every face of `whole_imgs`, sharpness (`gradient_sharpness` of its box grown 1.2x, `face_window`) after /
-  before; the lowest, the median, how many came out blurrier, and the lowest eight by name (`--paste-every-face`:
-  without the pipeline's `never_blur`, to see the model's own);
+  before; the lowest, the median, how many came out blurrier, and the lowest eight by name; and the same ratio of
+  `laplacian_variance`, lowest and median (`--paste-every-face`: without the pipeline's `never_blur`, to see the
+  model's own);
 - clean: PSNR(output, input) with the clean faces of the test set as input (the model should keep them);
 - test: PSNR, SSIM and NIQE of the restored degraded faces of the test set, and seconds per face;
 - real: NIQE of the real low-quality faces of `realworld_lq` before and after;
@@ -35,7 +36,7 @@ from facerest import FaceRestorePipeline
 from facerest.degradation import DegradationConfig, degrade
 from facerest.faces import FaceDetector, face_window
 from facerest.images import list_images, load_image
-from facerest.metrics import gradient_sharpness, load_niqe_params, niqe, psnr, ssim
+from facerest.metrics import gradient_sharpness, laplacian_variance, load_niqe_params, niqe, psnr, ssim
 from facerest.pipeline import DEFAULT_FIDELITY
 
 BATCH = 8
@@ -54,7 +55,7 @@ def restore_aligned(pipeline, faces, settings, seed: int = 0) -> list[np.ndarray
 
 
 def check_whole_photos(pipeline, settings, detector, shared: Path, seed: int) -> dict:
-    ratios = {}
+    ratios, laplacian_ratios = {}, []
     for path in list_images(shared / "data" / "whole_imgs"):
         photo = load_image(path)
         output = pipeline(photo, detector=detector, generator=torch.Generator().manual_seed(seed), **settings)
@@ -62,11 +63,13 @@ def check_whole_photos(pipeline, settings, detector, shared: Path, seed: int) ->
             window = face_window(box, photo.shape)  # the box grown 1.2x, as bench/before_after.py measures it
             ratio = gradient_sharpness(output.images[0][window]) / gradient_sharpness(photo[window])
             ratios[f"{path.stem}_{index:02d} ({int(box[2] - box[0])} px)"] = ratio
+            laplacian_ratios.append(laplacian_variance(output.images[0][window]) / laplacian_variance(photo[window]))
     values = np.array(list(ratios.values()))
     lowest = sorted(ratios.items(), key=lambda item: item[1])[:8]
     return {
         "faces": len(values), "lowest": float(values.min()), "median": float(np.median(values)),
         "blurrier": int((values < 1).sum()), "lowest_faces": {name: round(float(r), 3) for name, r in lowest},
+        "laplacian_lowest": float(min(laplacian_ratios)), "laplacian_median": float(np.median(laplacian_ratios)),
     }  # fmt: skip
 
 

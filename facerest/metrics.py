@@ -139,6 +139,14 @@ def gradient_sharpness(image: np.ndarray) -> float:
     return float(np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)).mean())
 
 
+def laplacian_variance(image: np.ndarray) -> float:
+    """Variance of the Laplacian of an RGB uint8 image's gray levels (the common blur measure): it weighs the finest
+    detail more than `gradient_sharpness` does, so a change that sharpens edges while smoothing fine texture can raise
+    one and lower the other."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
 def halved(image: np.ndarray) -> np.ndarray:
     """``image`` at half its size (area filter): detail finer than two pixels, noise among it, averaged away."""
     return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
