@@ -42,7 +42,7 @@ from .images import (
     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, animation_note, check_output_size, image_to_tensor,
     is_monochrome, load_image, resize_square, tensor_to_image, with_chroma_of,
 )
-from .metrics import gradient_sharpness, laplacian_variance
+from .metrics import gradient_sharpness
 from .models.gfpgan import GFPGANModel
 from .models.idm import IDMScheduler, idm_sample
 
@@ -69,11 +69,6 @@ PHOTO_LIGHTING_SCALE = 1 / 16
 LIGHTING_RESOLUTION = 128
 # Added to both lightings before their ratio is taken (0-255 units), so that near-black regions do not blow it up.
 LIGHTING_FLOOR = 8.0
-# `never_blur`: a face of a photo is left as it was when its restoration lowers a sharpness of its box by more than the
-# fraction given here: the mean gradient (edges) not at all; the Laplacian's variance (the finest detail, which the
-# model's band hardly reaches in a face larger than the model's size: rounding lowers it by about 0.1% there) by at
-# most 2%, so that a restoration that sharpens edges but smooths fine texture away is not pasted either.
-SHARPNESS_LOSS_ALLOWED = {gradient_sharpness: 0.0, laplacian_variance: 0.02}
 # Faces restored in one forward pass unless told otherwise (on the CPU: one, see `default_face_batch_size`).
 DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
@@ -456,8 +451,8 @@ class FaceRestorePipeline(DiffusionPipeline):
                 such noise as it is.
             never_blur (`bool`, defaults to `True`):
                 In photos (not `aligned`): a face whose box the restoration leaves less sharp than the face the model
-                was given (the photo's, or the photo's denoised), by a measure of `SHARPNESS_LOSS_ALLOWED`, keeps
-                that face, with a message; the model smoothed it rather than restored it (a clean, sharp face). `False`
+                was given (the photo's, or the photo's denoised; the mean gradient, `gradient_sharpness`) keeps that
+                face, with a message; the model smoothed it rather than restored it (a clean, sharp face). `False`
                 pastes every restoration.
             num_inference_steps (`int`, *optional*):
                 IDM steps of the full schedule (default: `default_inference_steps`), see
@@ -651,22 +646,18 @@ def _turned_note(face_detector: FaceDetector, photo: np.ndarray) -> str | None:
 def _faces_made_blurrier(
     photo: np.ndarray, corrections: list[np.ndarray], affines: list[np.ndarray], boxes: np.ndarray
 ) -> tuple[list[int], np.ndarray]:
-    """The faces whose corrections leave their box (`face_window`) less sharp than in `photo` by a measure of
-    `SHARPNESS_LOSS_ALLOWED`, beyond the loss it allows, and the photo with the other faces' corrections added.
-    Leaving a face out can change a neighbour's box where their corrections overlap, so the check repeats until no
-    further face is left out."""
+    """The faces whose corrections leave their box less sharp than in `photo` (`gradient_sharpness` of
+    `face_window`), and the photo with the other faces' corrections added. Leaving a face out can change a
+    neighbour's box where their corrections overlap, so the check repeats until no further face is left out."""
     windows = [face_window(box, photo.shape) for box in boxes]
-    lowest_allowed = [
-        [(1 - loss) * measure(photo[window]) for measure, loss in SHARPNESS_LOSS_ALLOWED.items()] for window in windows
-    ]
+    sharpness_before = [gradient_sharpness(photo[window]) for window in windows]
     blurred: list[int] = []
     while True:
         kept = [index for index in range(len(corrections)) if index not in blurred]
         result = add_face_corrections(photo, [corrections[index] for index in kept], [affines[index] for index in kept])
         newly_blurred = [
-            index for index, (window, lowest) in enumerate(zip(windows, lowest_allowed))
-            if index not in blurred
-            and any(measure(result[window]) < value for measure, value in zip(SHARPNESS_LOSS_ALLOWED, lowest))
+            index for index, (window, before) in enumerate(zip(windows, sharpness_before))
+            if index not in blurred and gradient_sharpness(result[window]) < before
         ]  # fmt: skip
         if not newly_blurred:
             return sorted(blurred), result
