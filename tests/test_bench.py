@@ -264,9 +264,10 @@ def test_before_after_script_finds_a_blurred_face_blurrier(tmp_path):
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    rows = re.findall(r"^\| gfpgan_00_\d+ \| \d+ \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| ([\d.]+) \|$", done.stdout, flags=re.M)
+    row = r"^\| gfpgan_00_\d+ \| \d+ \| [\d.]+ \| [\d.]+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$"
+    rows = re.findall(row, done.stdout, flags=re.M)
     assert len(rows) == 2  # the two faces of gfpgan_00
-    assert all(float(ratio) < 0.8 and float(halved) < 0.9 for ratio, halved in rows)
+    assert all(float(ratio) < 0.8 and float(halved) < 0.9 and float(laplacian) < 0.5 for ratio, halved, laplacian in rows)
     assert load_image(tmp_path / "faces.png").shape[0] > 0
 
 
