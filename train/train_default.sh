@@ -6,7 +6,8 @@
 # (each stage resumes from its last checkpoint; a finished one only validates and saves its weights again).
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
-# A fully convolutional UNet (no attention), so that it trains on 96-px windows and restores whole 256-px faces.
+# A convolutional UNet (attention only in its middle block, at 1/8 of the face's size), so that it trains on 96-px
+# windows and restores whole 256-px faces.
 UNET='{"block_out_channels":[32,64,128,128],"norm_num_groups":16,"layers_per_block":1,"down_block_types":["DownBlock2D","DownBlock2D","DownBlock2D","DownBlock2D"],"up_block_types":["UpBlock2D","UpBlock2D","UpBlock2D","UpBlock2D"]}'
 SAMPLING_STEPS=${SAMPLING_STEPS:-2}  # the default step count saved with the model (README, "Results at 256 px")
 EXTRA=("$@")  # options given to this script reach every stage (e.g. --resume_from_checkpoint latest)
