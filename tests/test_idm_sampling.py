@@ -212,3 +212,57 @@ def test_tiny_unet_overfits_one_face(ffhq_test_dir, one_thread):
         print(f"eta={eta}: restored {restored_psnr:.2f} dB, degraded {degraded_psnr:.2f} dB, training {training_seconds:.1f} s")
         assert restored_psnr >= 25.0
         assert restored_psnr >= degraded_psnr + 5.0
+
+
+def test_sampler_loss_scores_what_sampling_restores_from_the_same_noise():
+    """Training through the sampler trains the chain that `idm_sample` runs: its loss is the distance of
+    `idm_sample`'s result (DDIM, eta 0, from the same noise) to the clean faces, in the units of the last step's
+    output (`/ sigma_data` for residual), and the gradient reaches the first step's call of the UNet too."""
+    from facerest.models.idm import IDMDenoiser
+    from facerest.models.idm.denoiser import estimate_terms
+
+    unet = tiny_unet()
+    scheduler = IDMScheduler(prediction_type="residual", sigma_data=0.2)
+    lq, x0 = random_faces(2, seed=1) * 0.5, random_faces(2, seed=2) * 0.5
+    noise = torch.randn(lq.shape, generator=torch.Generator().manual_seed(3))
+    restored = idm_sample(unet, scheduler, lq, num_inference_steps=2, eta=0.0, progress=False,
+                          generator=torch.Generator().manual_seed(3))  # draws `noise` first
+    unet.train()
+    loss = IDMDenoiser(unet, scheduler).sampler_loss(x0, lq, noise, 2, "l1", detail_weight=1.0, ssim_weight=1.0)
+    expected = torch.nn.functional.l1_loss(restored / 0.2, x0 / 0.2) + estimate_terms(restored, x0, 1.0, 1.0)
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+
+    timesteps_seen = []
+    hook = unet.register_forward_hook(lambda module, args, output: timesteps_seen.append(int(args[1].flatten()[0])))
+    gradients = []
+    first_input = {}
+
+    def keep_first_input(module, args):
+        if not first_input:
+            args[0].requires_grad_(True)
+            args[0].register_hook(gradients.append)
+            first_input["sample"] = args[0]
+
+    pre_hook = unet.register_forward_pre_hook(keep_first_input)
+    IDMDenoiser(unet, scheduler).sampler_loss(x0, lq, noise, 2).backward()
+    hook.remove(), pre_hook.remove()
+    assert len(timesteps_seen) == 2 and timesteps_seen[0] > timesteps_seen[1]
+    assert gradients and gradients[0].abs().sum() > 0  # the loss of the result reaches the first step
+
+
+def test_sampler_loss_at_one_step_is_the_one_step_loss_of_pure_noise():
+    """With one step the chain is one call at the last timestep from pure noise: for the residual type its loss is
+    the ordinary training loss there (no clipping in play for faces well inside [-1, 1])."""
+    from facerest.models.idm import IDMDenoiser
+
+    unet = tiny_unet()
+    scheduler = IDMScheduler(prediction_type="residual", sigma_data=0.2)
+    lq, x0 = random_faces(2, seed=4) * 0.3, random_faces(2, seed=5) * 0.3
+    noise = torch.randn(lq.shape, generator=torch.Generator().manual_seed(6))
+    denoiser = IDMDenoiser(unet, scheduler)
+    last = scheduler.config.num_train_timesteps - 1
+    with torch.no_grad():
+        through = denoiser.sampler_loss(x0, lq, noise, 1, "l1")
+        x_t = noise * scheduler.init_noise_sigma
+        one_step = torch.nn.functional.l1_loss(denoiser(x_t, lq, last), scheduler.training_target(x0, noise, lq, last))
+    torch.testing.assert_close(through, one_step, rtol=1e-5, atol=1e-6)

@@ -443,3 +443,16 @@ def test_training_at_the_sampling_steps_draws_only_their_timesteps(reference_run
     every_timestep = fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "every")
     assert every_timestep == fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "chain", "--train_at_sampling_steps", chain_length)
     assert every_timestep != fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "one", "--train_at_sampling_steps", "1")
+
+
+def test_training_through_the_sampler_trains_its_chain(reference_run, ffhq_train_dir, tmp_path):
+    """--train_through_sampling_steps N scores the N-step chain's result (another loss than one step at its
+    timesteps, and another for another N); with --train_at_sampling_steps as well it is refused before any work."""
+    one_step = fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "one", "--train_at_sampling_steps", "1")
+    through_one = fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "through1", "--train_through_sampling_steps", "1")
+    through_two = fine_tune_first_loss(ffhq_train_dir, reference_run, tmp_path / "through2", "--train_through_sampling_steps", "2")
+    assert len({one_step, through_one, through_two}) == 3
+    refused = fine_tune(ffhq_train_dir, reference_run, tmp_path / "both", "--train_through_sampling_steps", "2",
+                        "--train_at_sampling_steps", "2")  # fmt: skip
+    assert refused.returncode != 0 and "takes no --train_at_sampling_steps" in refused.stderr, refused.stderr[-2000:]
+    assert not (tmp_path / "both").exists()

@@ -148,6 +148,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "step count, e.g. the 2 of the default); default: every timestep of the training chain",
     )
     train.add_argument(
+        "--train_through_sampling_steps",
+        type=int,
+        default=None,
+        help="train what sampling with this many DDIM steps restores, with gradients through the whole chain "
+        "(IDMDenoiser.sampler_loss: the steps learn from the estimates the steps before them make), instead of one "
+        "denoising step at a time; N forward and backward passes per batch",
+    )
+    train.add_argument(
         "--degradation_overrides",
         type=json.loads,
         default={},
@@ -221,6 +229,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--crop_size must be from 1 to --resolution ({args.resolution})")
     if args.extrinsic_rounds < 0:
         parser.error("--extrinsic_rounds must be 0 or more")
+    if args.train_through_sampling_steps is not None:
+        if args.train_through_sampling_steps < 1:
+            parser.error("--train_through_sampling_steps must be at least 1")
+        if args.train_at_sampling_steps is not None:
+            parser.error("--train_through_sampling_steps trains the whole chain: it takes no --train_at_sampling_steps")
     if not 0.0 <= args.replace_fraction <= 1.0:
         parser.error("--replace_fraction must lie in [0, 1]")
     if not isinstance(args.unet_overrides, dict):
@@ -560,7 +573,12 @@ def main(args: argparse.Namespace) -> None:
                 with accelerator.accumulate(unet):
                     # E || f_theta(x_d, x_t, gamma) - target ||_p^p at x_t = sqrt(gamma) x_0 + sqrt(1 - gamma) eps,
                     # plus the detail the x_0 estimate lacks and its SSIM term, weighted (IDMDenoiser.loss)
-                    loss = denoiser.loss(gt, lq, noise, noise_level, args.loss, args.detail_weight, args.ssim_weight)
+                    if args.train_through_sampling_steps:  # the same terms on the N-step chain's result
+                        loss = denoiser.sampler_loss(
+                            gt, lq, noise, args.train_through_sampling_steps, args.loss, args.detail_weight, args.ssim_weight
+                        )
+                    else:
+                        loss = denoiser.loss(gt, lq, noise, noise_level, args.loss, args.detail_weight, args.ssim_weight)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)

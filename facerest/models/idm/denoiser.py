@@ -8,9 +8,12 @@ process and the reverse step) are the scheduler's, in `scheduling_idm.py`; this 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
+from tqdm.auto import tqdm
 
 from .scheduling_idm import IDMScalings, IDMScheduler
 
@@ -83,13 +86,63 @@ class IDMDenoiser(torch.nn.Module):
         output = self(x_t, x_d, noise_level)
         loss = LOSSES[loss_type](output.float(), target.float())
         if detail_weight or ssim_weight:
-            estimate = self.scheduler.precondition_outputs(output, noise_level, x_t, condition=x_d).float()
-            clean = x_0.float()
-            if detail_weight:
-                loss = loss + detail_weight * detail_deficit(estimate, clean)
-            if ssim_weight:
-                loss = loss + ssim_weight * structural_dissimilarity(estimate, clean)
+            estimate = self.scheduler.precondition_outputs(output, noise_level, x_t, condition=x_d)
+            loss = loss + estimate_terms(estimate, x_0, detail_weight, ssim_weight)
         return loss
+
+    def sample(
+        self,
+        x_t: torch.Tensor,
+        x_d: torch.Tensor,
+        timesteps: torch.Tensor,
+        eta: float | None = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """The reverse process from `x_t` over `timesteps` (the scheduler's schedule set by `set_timesteps`, or its
+        tail): `x_t <- IDMScheduler.step(f_theta(x_d, x_t, t), t, x_t)` at each. Differentiable: sampling runs it
+        without gradients, [`sampler_loss`] through them."""
+        for t in tqdm(timesteps, desc="IDM sampling", disable=not progress):
+            x_t = self.scheduler.step(self(x_t, x_d, t), t, x_t, generator=generator, eta=eta, condition=x_d).prev_sample
+        return x_t
+
+    def sampler_loss(
+        self,
+        x_0: torch.Tensor,
+        x_d: torch.Tensor,
+        noise: torch.Tensor,
+        num_inference_steps: int,
+        loss_type: str = "l1",
+        detail_weight: float = 0.0,
+        ssim_weight: float = 0.0,
+    ) -> torch.Tensor:
+        """The loss of what `num_inference_steps`-step DDIM sampling (eta 0, the pipeline's default) restores from
+        `x_T = noise`: the chain run with gradients through every step, its result `x_0^` scored as [`loss`] scores
+        one step's estimate. The distance is taken in the units of the last step's output,
+        `|| (x_0^ - x_0) / c_out ||_p^p` (the one-step loss at that step, at the `x_t` the chain reached rather than
+        at the clean face noised), plus the detail and SSIM terms of `x_0^`. Training so fits the model to its own
+        chain (the earlier steps' estimates are what the later steps see), at N forward and backward passes a batch.
+        """
+        scheduler = copy.deepcopy(self.scheduler)
+        scheduler.set_timesteps(num_inference_steps, device=x_0.device)
+        chain = IDMDenoiser(self.unet, scheduler)
+        restored = chain.sample(noise * scheduler.init_noise_sigma, x_d, scheduler.timesteps).float()
+        c_out = scheduler.get_scalings(scheduler.timesteps[-1:], like=x_0).c_out
+        scale = 1.0 if c_out is None else abs(float(c_out))
+        loss = LOSSES[loss_type](restored / scale, x_0.float() / scale)
+        return loss + estimate_terms(restored, x_0, detail_weight, ssim_weight)
+
+
+def estimate_terms(estimate: torch.Tensor, x_0: torch.Tensor, detail_weight: float, ssim_weight: float) -> torch.Tensor:
+    """The terms of the training loss on an estimate of the clean face: `detail_weight` times its
+    [`detail_deficit`] plus `ssim_weight` times its [`structural_dissimilarity`] against `x_0`."""
+    estimate, x_0 = estimate.float(), x_0.float()
+    terms = estimate.new_zeros(())
+    if detail_weight:
+        terms = terms + detail_weight * detail_deficit(estimate, x_0)
+    if ssim_weight:
+        terms = terms + ssim_weight * structural_dissimilarity(estimate, x_0)
+    return terms
 
 
 def local_gradient_energy(images: torch.Tensor, window: int = DETAIL_WINDOW) -> torch.Tensor:

@@ -7,7 +7,6 @@ import copy
 import torch
 from diffusers import UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
-from tqdm.auto import tqdm
 
 from .denoiser import IDMDenoiser
 from .scheduling_idm import IDMScheduler
@@ -69,13 +68,10 @@ def idm_sample(
         start = (lq if init is None else init).to(device=device, dtype=dtype)
         sample = scheduler.add_noise(start, noise, timesteps[:1])
 
-    denoiser = IDMDenoiser(unet, scheduler)
     was_training = unet.training
     unet.eval()
     try:
-        for t in tqdm(timesteps, desc="IDM sampling", disable=not progress):
-            model_output = denoiser(sample, condition, t)
-            sample = scheduler.step(model_output, t, sample, generator=generator, eta=eta, condition=condition).prev_sample
+        sample = IDMDenoiser(unet, scheduler).sample(sample, condition, timesteps, eta, generator, progress)
     finally:
         unet.train(was_training)
     return sample.clamp(-1.0, 1.0).to(device=lq.device, dtype=lq.dtype)
