@@ -234,20 +234,18 @@ def test_sampler_loss_scores_what_sampling_restores_from_the_same_noise():
 
     timesteps_seen = []
     hook = unet.register_forward_hook(lambda module, args, output: timesteps_seen.append(int(args[1].flatten()[0])))
-    gradients = []
-    first_input = {}
+    first_input_gradients = []
 
-    def keep_first_input(module, args):
-        if not first_input:
+    def watch_first_input(module, args):
+        if len(timesteps_seen) == 0:  # the chain's first UNet call
             args[0].requires_grad_(True)
-            args[0].register_hook(gradients.append)
-            first_input["sample"] = args[0]
+            args[0].register_hook(first_input_gradients.append)
 
-    pre_hook = unet.register_forward_pre_hook(keep_first_input)
+    pre_hook = unet.register_forward_pre_hook(watch_first_input)
     IDMDenoiser(unet, scheduler).sampler_loss(x0, lq, noise, 2).backward()
     hook.remove(), pre_hook.remove()
     assert len(timesteps_seen) == 2 and timesteps_seen[0] > timesteps_seen[1]
-    assert gradients and gradients[0].abs().sum() > 0  # the loss of the result reaches the first step
+    assert first_input_gradients and first_input_gradients[0].abs().sum() > 0  # the loss of the result reaches the first step
 
 
 def test_sampler_loss_at_one_step_is_the_one_step_loss_of_pure_noise():
