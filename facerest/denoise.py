@@ -1,7 +1,7 @@
 """White noise at a face's own pixels: its level, and a denoised copy for the model to restore.
 
 The models undo blur and lost resolution, but noise at the resolution they restore at passes through them much as it
-is (README, "What the default undoes"), so the pipeline gives a noisy face to the model through non-local means first.
+is (docs/what-the-default-undoes.md), so the pipeline gives a noisy face to the model through non-local means first.
 Both happen at the image's own pixels, before a face is aligned and resized: resampling smooths white noise (a face
 aligned from a photo at about its own size read a third of its noise) and would hide it from the estimate.
 

@@ -120,7 +120,7 @@ def test_no_face_of_a_whole_photo_comes_out_blurrier(default):
 
 
 def test_noisy_faces_come_out_denoised(default, ffhq_test_dir):
-    """White noise at the face's own pixels, which the model alone leaves (README, "What the default undoes")."""
+    """White noise at the face's own pixels, which the model alone leaves (docs/what-the-default-undoes.md)."""
     clean = [load_image(path) for path in list_images(ffhq_test_dir)[:FACES]]
     noisy = [with_noise(face, 15.0, seed) for seed, face in enumerate(clean)]
     as_given, denoised = restore(default, noisy, aligned=True, denoise=False), restore(default, noisy, aligned=True)

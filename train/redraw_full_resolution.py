@@ -4,7 +4,7 @@
     # then fine-tune it: train/train_idm.py --pretrained_model_name_or_path runs/default_redrawn ...
 
 Why: fine-tuned as it stands, the shipped UNet does not learn to remove noise at the face's own pixels
-(`redraw_full_resolution_layers`, README "Results at 256 px").
+(`redraw_full_resolution_layers`, docs/experiments.md "Stage from redrawn full-resolution layers").
 """
 
 import argparse

@@ -114,7 +114,8 @@ def redraw_full_resolution_layers(unet: UNet2DModel, seed: int = 0) -> list[str]
     with `seed`, keeping the rest; returns the names of the redrawn weights.
 
     For fine-tuning on a kind of pixel-level degradation that a trained UNet has learnt to leave alone (noise at the
-    face's own pixels for the shipped default): README, "Results at 256 px", measures both, as they stand and redrawn.
+    face's own pixels for the shipped default): docs/experiments.md ("Stage from redrawn full-resolution layers")
+    measures both, as they stand and redrawn.
     """
     last_up_block = f"up_blocks.{len(unet.up_blocks) - 1}."
     prefixes = ("conv_in.", "down_blocks.0.resnets.", last_up_block, "conv_norm_out.", "conv_out.")
