@@ -4,27 +4,25 @@
     python bench/sample_grid.py runs/testset256 outputs/testset256 --out models/default/sample_grid.png
 
 Takes the first `--faces` faces of the test set (by name) and their restorations (`OUTPUT/<name>.png`, as `python -m
-facerest restore` writes them), each at the test set's size, in a grid with 2-px white borders (torchvision's
-`make_grid`).
+facerest restore` writes them), each at the test set's size, in the training scripts' validation grid
+(`facerest.training.utils.save_image_grid`).
 """
 
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
-from torchvision.utils import make_grid
 
-from facerest.images import list_images, load_image, save_image
+from facerest.images import image_to_tensor, list_images, load_image
+from facerest.training.utils import save_image_grid
 
 
-def sample_grid(testset: Path, restored: Path, faces: int) -> np.ndarray:
-    tiles = []
-    for path in list_images(testset / "lq")[:faces]:
-        name = path.relative_to(testset / "lq").with_suffix(".png")
-        for image_path in (path, restored / name, testset / "hq" / name):
-            tiles.append(torch.from_numpy(load_image(image_path)).permute(2, 0, 1))
-    return make_grid(torch.stack(tiles), nrow=3, padding=2, pad_value=255).permute(1, 2, 0).numpy()
+def grid_columns(testset: Path, restored: Path, faces: int) -> list[torch.Tensor]:
+    """The degraded, restored and original faces, a (faces, 3, H, W) tensor each."""
+    degraded = list_images(testset / "lq")[:faces]
+    names = [path.relative_to(testset / "lq").with_suffix(".png") for path in degraded]
+    columns = (degraded, [restored / name for name in names], [testset / "hq" / name for name in names])
+    return [torch.stack([image_to_tensor(load_image(path)) for path in paths]) for paths in columns]
 
 
 def main() -> None:
@@ -34,7 +32,7 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=4, help="rows of the grid")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     args = parser.parse_args()
-    save_image(sample_grid(args.testset, args.restored, args.faces), args.out)
+    save_image_grid(grid_columns(args.testset, args.restored, args.faces), args.out)
     print(f"wrote {args.out}")
 
 
