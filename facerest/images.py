@@ -61,8 +61,8 @@ def list_images(folder: Union[str, os.PathLike], recursive: bool = False) -> lis
 def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode ``source`` (path, encoded bytes, PIL image or array) to an RGB uint8 array.
 
-    EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and float images are converted to 8-bit RGB;
-    an alpha channel is dropped (``load_alpha`` reads it). Raises ``ImageReadError`` saying why an image cannot be used.
+    EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and float images are converted to 8-bit RGB
+    (``input_notes`` says so); an alpha channel is dropped (``load_alpha`` reads it). Raises ``ImageReadError`` saying why an image cannot be used.
     """
     name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
     if isinstance(source, np.ndarray):
@@ -87,20 +87,39 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         return _open_and_convert(handle, path, max_pixels)
 
 
-def animation_note(source: ImageSource) -> str | None:
-    """A note for an image of several frames (an animated GIF, WebP or PNG, a multi-page TIFF), of which
-    ``load_image`` uses only the first; None for a still image, an array, or a file that cannot be read."""
+def input_notes(source: ImageSource) -> list[str]:
+    """Notes on what ``load_image`` leaves out of ``source``: the frames after the first (an animated GIF, WebP or
+    PNG, a multi-page TIFF) and the bits after the eighth (a 16-bit PNG or TIFF, a float TIFF). Empty for an 8-bit
+    still image, an array, or a file that cannot be read."""
     if isinstance(source, np.ndarray):
-        return None
+        return []
     try:
         if isinstance(source, Image.Image):
-            frames = getattr(source, "n_frames", 1)
-        else:
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as pil:
-                frames = getattr(pil, "n_frames", 1)
+            return _notes_on(source)
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as pil:
+            return _notes_on(pil)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-    return f"an image of {frames} frames (animated): only the first was used" if frames > 1 else None
+        return []
+
+
+def _notes_on(pil: Image.Image) -> list[str]:
+    notes = []
+    frames = getattr(pil, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"an image of {frames} frames (animated): only the first was used")
+    bits = _bits_per_channel(pil)
+    if bits > 8:
+        notes.append(f"a {bits}-bit image: restored and saved at 8 bits per channel")
+    return notes
+
+
+def _bits_per_channel(pil: Image.Image) -> int:
+    """The bits per channel of the file's pixels: its decoder's raw mode says 16 where Pillow opens a 48-bit PNG
+    or TIFF as 8-bit ``RGB``."""
+    if pil.mode in ("I", "F"):
+        return 32
+    raw_modes = [tile.args if isinstance(tile.args, str) else tile.args[0] for tile in getattr(pil, "tile", ()) if tile.args]
+    return 16 if pil.mode.startswith("I;16") or any(";16" in str(mode) for mode in raw_modes) else 8
 
 
 def check_output_size(image: np.ndarray, upscale: int, max_output_pixels: int | None, name: str) -> None:

@@ -39,7 +39,7 @@ from .denoise import denoised, denoised_faces, face_region, noise_level
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
-    DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, animation_note, check_output_size, image_to_tensor,
+    DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, check_output_size, image_to_tensor, input_notes,
     is_monochrome, load_image, resize_square, tensor_to_image, with_chroma_of,
 )
 from .metrics import gradient_sharpness
@@ -433,8 +433,9 @@ class FaceRestorePipeline(DiffusionPipeline):
         Args:
             image (`PIL.Image.Image`, `np.ndarray`, path, `bytes`, or a list of them):
                 The photos: RGB uint8 arrays (float ones in [0, 1]), PIL images, file paths or encoded bytes. EXIF
-                orientation is applied; gray, RGBA, CMYK, 16-bit and float images are converted to 8-bit RGB. A gray
-                or sepia face (`is_monochrome`) keeps its tone: the restoration's luma with the input's chroma.
+                orientation is applied; gray, RGBA, CMYK, 16-bit and float images are converted to 8-bit RGB (the
+                last two with a note in `messages`, as the frames an animation loses). A gray or sepia face
+                (`is_monochrome`) keeps its tone: the restoration's luma with the input's chroma.
             aligned (`bool`, defaults to `False`):
                 Each input already is a square face aligned to the FFHQ template: detection is skipped, the face is
                 resized to `face_size`, restored, and returned at the input's size times `upscale`; it takes the
@@ -534,9 +535,7 @@ class FaceRestorePipeline(DiffusionPipeline):
                 if turned_note:
                     photos[-1].messages.append(turned_note)
         for photo, source in zip(photos, sources):
-            note = animation_note(source)
-            if note is not None:
-                photo.messages.insert(0, note)
+            photo.messages[:0] = input_notes(source)
 
         convert = PIL.Image.fromarray if output_type == "pil" else (lambda array: array)
         return FaceRestorePipelineOutput(

@@ -310,6 +310,15 @@ def test_16_bit_png(gfpgan, tmp_path):
     assert Image.open(path).mode.startswith("I")
     output = gfpgan(path, aligned=True, output_type="np")
     assert output.images[0].shape == (64, 64, 3) and output.images[0].dtype == np.uint8
+    assert output.messages[0] == ["a 16-bit image: restored and saved at 8 bits per channel"]
+
+
+def test_48_bit_png_is_noted_though_pillow_opens_it_as_8_bit_rgb(gfpgan, tmp_path):
+    path = tmp_path / "deep_rgb.png"
+    cv2.imwrite(str(path), np.full((64, 64, 3), 40000, np.uint16))
+    assert Image.open(path).mode == "RGB"
+    output = gfpgan([path, np.full((64, 64, 3), 156, np.uint8)], aligned=True, output_type="np")
+    assert output.messages == [["a 16-bit image: restored and saved at 8 bits per channel"], []]
 
 
 def test_deep_images_keep_their_brightness(tmp_path):
