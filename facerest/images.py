@@ -62,7 +62,8 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     """Decode ``source`` (path, encoded bytes, PIL image or array) to an RGB uint8 array.
 
     EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and float images are converted to 8-bit RGB
-    (``input_notes`` says so); an alpha channel is dropped (``load_alpha`` reads it). Raises ``ImageReadError`` saying why an image cannot be used.
+    (``input_notes`` says so); an alpha channel is dropped (``load_alpha`` reads it). Raises ``ImageReadError``
+    saying why an image cannot be used.
     """
     name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
     if isinstance(source, np.ndarray):
@@ -118,8 +119,8 @@ def _bits_per_channel(pil: Image.Image) -> int:
     or TIFF as 8-bit ``RGB``."""
     if pil.mode in ("I", "F"):
         return 32
-    raw_modes = [tile.args if isinstance(tile.args, str) else tile.args[0] for tile in getattr(pil, "tile", ()) if tile.args]
-    return 16 if pil.mode.startswith("I;16") or any(";16" in str(mode) for mode in raw_modes) else 8
+    raw_modes = [pil.mode] + [str(tile.args) for tile in getattr(pil, "tile", ())]  # e.g. "RGB;16B", ("RGB;16N", ...)
+    return 16 if any(";16" in mode for mode in raw_modes) else 8
 
 
 def check_output_size(image: np.ndarray, upscale: int, max_output_pixels: int | None, name: str) -> None:
