@@ -90,7 +90,7 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
 
 def input_notes(source: ImageSource) -> list[str]:
     """Notes on what ``load_image`` leaves out of ``source``: the frames after the first (an animated GIF, WebP or
-    PNG, a multi-page TIFF) and the bits after the eighth (a 16-bit PNG or TIFF, a float TIFF). Empty for an 8-bit
+    PNG, a multi-page TIFF) and the bits after the eighth (a 16-bit PNG or TIFF, a float TIFF, a 10-bit HEIC). Empty for an 8-bit
     still image, an array, or a file that cannot be read."""
     if isinstance(source, np.ndarray):
         return []
@@ -116,9 +116,11 @@ def _notes_on(pil: Image.Image) -> list[str]:
 
 def _bits_per_channel(pil: Image.Image) -> int:
     """The bits per channel of the file's pixels: its decoder's raw mode says 16 where Pillow opens a 48-bit PNG
-    or TIFF as 8-bit ``RGB``."""
+    or TIFF as 8-bit ``RGB``, and pillow-heif's ``bit_depth`` says 10 or 12 where it opens a HEIC so."""
     if pil.mode in ("I", "F"):
         return 32
+    if isinstance(pil.info.get("bit_depth"), int):
+        return pil.info["bit_depth"]
     raw_modes = [pil.mode] + [str(tile.args) for tile in getattr(pil, "tile", ())]  # e.g. "RGB;16B", ("RGB;16N", ...)
     return 16 if any(";16" in mode for mode in raw_modes) else 8
 

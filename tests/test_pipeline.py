@@ -10,6 +10,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+import pillow_heif
 import torch
 from PIL import Image
 
@@ -319,6 +320,15 @@ def test_48_bit_png_is_noted_though_pillow_opens_it_as_8_bit_rgb(gfpgan, tmp_pat
     assert Image.open(path).mode == "RGB"
     output = gfpgan([path, np.full((64, 64, 3), 156, np.uint8)], aligned=True, output_type="np")
     assert output.messages == [["a 16-bit image: restored and saved at 8 bits per channel"], []]
+
+
+def test_10_bit_heic_is_noted_though_pillow_heif_opens_it_as_8_bit_rgb(gfpgan, tmp_path):
+    path = tmp_path / "phone.heic"
+    pixels = np.full((64, 64, 3), 40000, np.uint16)
+    pillow_heif.from_bytes(mode="RGB;16", size=(64, 64), data=pixels.tobytes()).save(path, quality=-1)
+    assert Image.open(path).mode == "RGB"
+    output = gfpgan(path, aligned=True, output_type="np")
+    assert output.messages[0] == ["a 10-bit image: restored and saved at 8 bits per channel"]
 
 
 def test_deep_images_keep_their_brightness(tmp_path):
