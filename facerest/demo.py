@@ -32,7 +32,7 @@ import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
 from .faces import FaceDetector, with_photo_alpha
-from .images import colour_profile_options, load_alpha, load_image, with_alpha
+from .images import colour_profile_options, input_notes, load_alpha, load_image, with_alpha
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
 from .pipeline import (
@@ -299,6 +299,8 @@ def restore(
         photo, output, source_name, output_dir, alpha, save_options
     )
     details = result_details(entry, pipeline, photo, output, arguments, seed, detector, seconds)
+    # what the app decoded itself, the pipeline cannot see: the upload's frames and bit depth (`input_notes`)
+    details["messages"][:0] = input_notes(image)
     if upscale_note:  # in the result itself, not only the interface's pop-up: API clients see it too
         details["messages"].insert(0, upscale_note)
     return RestoreResult(

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import PIL.Image
 import pytest
@@ -384,6 +385,13 @@ def test_client_restore_endpoint(server, tmp_path):
     )
     with PIL.Image.open(png) as result:
         assert result.size == upright_size and details["output_size"] == list(upright_size)
+
+    deep = tmp_path / "scan48.png"  # a 48-bit scan: Gradio hands the upload over as it is, so its depth is noted
+    face_pixels = np.asarray(PIL.Image.open(face_path).convert("RGB").resize((64, 64)))
+    cv2.imwrite(str(deep), face_pixels[..., ::-1].astype(np.uint16) * 257)
+    _, _, _, info, details = client.predict(handle_file(str(deep)), "gfpgan", True, 1, 4, 1.0, 0, 1.0, api_name="/restore")
+    assert details["messages"] == ["a 16-bit image: restored and saved at 8 bits per channel"]
+    assert "**Note:** a 16-bit image" in info
 
 
 @pytest.mark.slow

@@ -163,6 +163,10 @@ def test_restore_function_messages(tiny_models, detector, tmp_path):
     with PIL.Image.open(result.png_path) as png:
         assert png.format == "PNG" and png.size == (600, 400)
 
+    animated = tmp_path / "wave.gif"  # decoded by the app, not the pipeline: its note comes from the app
+    PIL.Image.new("RGB", (120, 80), "gray").save(animated, save_all=True, append_images=[PIL.Image.new("RGB", (120, 80))])
+    assert run(str(animated), upscale=1).details["messages"][0] == "an image of 2 frames (animated): only the first was used"
+
     lowered = run(str(photo), upscale=4, max_output_pixels=500_000)  # 1200x800 would not fit; 600x400 does
     assert lowered.image.size == (600, 400) and lowered.details["upscale"] == 2
     assert lowered.warnings[0] == (
