@@ -12,6 +12,13 @@ the face: the root mean square of ``HH`` over blocks of ``NOISE_BLOCK`` x ``NOIS
 level 1 (the square root of a chi-squared quantile over its degrees of freedom), the median over the three channels.
 Blocks of hair or lashes hold strong ``HH`` without noise; taking the flattest blocks keeps such texture from passing
 for noise (the median over a whole face did not: a face under a net of hair read as noise of 13 grey levels).
+
+A face larger than the model's face size keeps the photo's own detail finer than the model's pixels (the model never
+sees that band), less what reads as noise in its finest octave (``fine_noise``): that band is shrunk by a local Wiener
+gain, 1 - floor / energy, where the energy is the band's square averaged over a Gaussian window of
+``FINE_BAND_WINDOW`` times the band's pixel and the floor is its ``FINE_BAND_FLOOR_PERCENTILE``-th percentile over the
+image, the level the band holds even in the flattest parts of the face. Noise and JPEG blocks cover a face evenly and
+reach that floor; a face's own detail gathers at its edges (eyes, lashes, hair), far above it, and is kept.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy.stats import chi2
+
+from .images import is_monochrome, resize
 
 # HH coefficients along a block's side (a block covers 16 x 16 pixels).
 NOISE_BLOCK = 8
@@ -55,6 +64,16 @@ FILTER_STRENGTH_PER_LEVEL = 0.6
 GRAY_FILTER_STRENGTH_PER_LEVEL = 0.9
 PATCH_SIZE = 5
 SEARCH_SIZE = 15
+# The fine band's local energy is averaged over a Gaussian of this standard deviation, in the band's pixels, and its
+# floor is this percentile of that energy. On the 100 test faces at 512 px (`runs/testset512`) through the default
+# model, windows of 2 and 4 and percentiles of 3 and 10 all raised PSNR and SSIM and lowered NIQE; 4 and 10 did most
+# (docs/experiments.md, "The finest octave above the model's resolution").
+FINE_BAND_WINDOW = 4.0
+FINE_BAND_FLOOR_PERCENTILE = 10
+# Only the finest octave, detail finer than this many pixels, is cleaned so, and only where the model's pixels span it:
+# there white noise is strongest and a face's own detail sparse. Coarser bands above a smaller model's resolution (a
+# 64-px model's pixel is 8 px of a 512-px face) hold the face's shading and features, which the floor would thin out.
+FINE_BAND_PIXELS = 2.0
 
 
 def noise_level(image: np.ndarray) -> float:
@@ -78,6 +97,27 @@ def denoised(face: np.ndarray) -> np.ndarray:
         return face
     level = noise_level(face)
     return _non_local_means(face, level) if level > DENOISE_ABOVE else face
+
+
+def fine_noise(image: np.ndarray, model_pixel: float) -> np.ndarray:
+    """What reads as noise (see the module) in the finest octave of `image` (RGB uint8), detail finer than
+    `FINE_BAND_PIXELS`, where the model does not see it: float32, the image's shape; the same in every channel of a
+    gray or sepia image, which so keeps its tone. Zero unless `model_pixel` (the side of one of the model's pixels in
+    the image's pixels) spans that octave, and for a dithered image (`MAX_DITHERED_LEVELS`: its dither would read as
+    noise)."""
+    if model_pixel < FINE_BAND_PIXELS or _is_dithered(image):
+        return np.zeros(image.shape, np.float32)
+    band_pixel = FINE_BAND_PIXELS
+    height, width = image.shape[:2]
+    pixels = image.astype(np.float32)
+    halved = resize(pixels, max(1, round(width / band_pixel)), max(1, round(height / band_pixel)))
+    fine = pixels - resize(halved, width, height)
+    if is_monochrome(image):
+        fine = np.repeat(fine.mean(axis=2, keepdims=True), 3, axis=2)
+    energy = cv2.GaussianBlur(np.sum(fine**2, axis=2), (0, 0), FINE_BAND_WINDOW * band_pixel)
+    floor = np.percentile(energy, FINE_BAND_FLOOR_PERCENTILE)
+    kept = np.clip(1.0 - floor / np.maximum(energy, 1e-6), 0.0, 1.0)[..., None]
+    return (1.0 - kept) * fine
 
 
 def face_region(box: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:

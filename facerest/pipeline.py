@@ -9,9 +9,11 @@ Only the model's change is warped back, never the photo's own pixels: a face tha
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
 model restores is replaced by its restoration. A noisy face is denoised at the photo's own pixels first (`denoise`:
 non-local means where the noise level around a face is above `facerest.denoise.DENOISE_ABOVE`), and the model's
-change is added to the denoised photo. A face that the change leaves less sharp than the face it was given
-(`never_blur`) keeps that face. A face keeps the photo's lighting (a Gaussian blur at a sixteenth of the face:
-`PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the restoration's luma, the input's chroma).
+change is added to the denoised photo; of the band finer than the model's pixels, which the model never sees, the
+photo keeps its own detail and loses what reads as noise there (`facerest.denoise.fine_noise`). A face that the
+change leaves less sharp than the face it was given (`never_blur`) keeps that face. A face keeps the photo's lighting
+(a Gaussian blur at a sixteenth of the face: `PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the
+restoration's luma, the input's chroma).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from diffusers.utils import BaseOutput
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
-from .denoise import denoised, denoised_faces, face_region, noise_level
+from .denoise import denoised, denoised_faces, face_region, fine_noise, noise_level
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
 from .images import (
@@ -449,7 +451,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             denoise (`bool`, defaults to `True`):
                 Denoise each face whose white noise, measured at the image's own pixels around it, is above
                 `DENOISE_ABOVE` (`facerest.denoise`: non-local means) before the model sees it: the models leave
-                such noise as it is.
+                such noise as it is. A face larger than the model's resolution also loses what reads as noise in
+                its finest octave above it (`fine_noise`), a band the model never sees.
             never_blur (`bool`, defaults to `True`):
                 In photos (not `aligned`): a face whose box the restoration leaves less sharp than the face the model
                 was given (the photo's, or the photo's denoised; the mean gradient, `gradient_sharpness`) keeps that
@@ -565,6 +568,10 @@ class FaceRestorePipeline(DiffusionPipeline):
             if given_photo is not photo and not np.array_equal(given_photo[region], photo[region])
         }  # fmt: skip
         crops, affines = zip(*(align_face(given_photo, face.landmarks, ALIGN_SIZE) for face in faces))
+        if denoise:  # the faces' band finer than the model's pixels, less what reads as noise in it
+            cleanings = [-fidelity * self._crop_fine_noise(crop, affine) for crop, affine in zip(crops, affines)]
+            if any(cleaning.any() for cleaning in cleanings):
+                given_photo = add_face_corrections(given_photo, cleanings, list(affines))
         given_faces = [resize_square(crop, self.face_size) for crop in crops]
         restored = restore(given_faces, in_photo=True)
         changes = [face.astype(np.float32) - given_face for face, given_face in zip(restored, given_faces)]
@@ -589,6 +596,14 @@ class FaceRestorePipeline(DiffusionPipeline):
             pasted = add_face_corrections(given_photo, corrections, list(affines), upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
 
+    def _crop_fine_noise(self, crop: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        """`fine_noise` of a face's aligned crop where the crop is no enlargement of the photo (`affine`, from the
+        photo onto the crop, scales by at most 1); zero where it is: its finest octave then holds interpolation and the
+        photo's own finest detail, which the floor would thin out (`whole_imgs` faces, enlarged 1.2-9 times)."""
+        if np.sqrt(abs(np.linalg.det(affine[:, :2]))) > 1.0:
+            return np.zeros(crop.shape, np.float32)
+        return fine_noise(crop, ALIGN_SIZE / self.face_size)
+
     def _restore_aligned(
         self, faces: list[np.ndarray], names: list[str], upscale: int, restore, fidelity: float, denoise: bool
     ) -> list["_RestoredPhoto"]:
@@ -609,6 +624,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             change = restored_face.astype(np.float32) - model_face
             width, size = given_face.shape[1], given_face.shape[1] * upscale
             image = resize_square(given_face, size).astype(np.float32) + resize_square(fidelity * change, size)
+            if denoise:  # the face's band finer than the model's pixels, less what reads as noise there
+                image -= resize_square(fidelity * fine_noise(given_face, width / self.face_size), size)
             boxes = np.array([[0, 0, width, width]], np.float32)
             landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
             messages = [] if given_face is face else [f"denoised first: noise of {noise_level(face):.1f} grey levels"]

@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 from conftest import shared_path, with_noise
 
-from facerest.denoise import DENOISE_ABOVE, MIN_DENOISED_SIZE, denoised, denoised_faces, face_region, noise_level
-from facerest.images import list_images, load_image
+from facerest.denoise import (
+    DENOISE_ABOVE,
+    MIN_DENOISED_SIZE,
+    denoised,
+    denoised_faces,
+    face_region,
+    noise_level,
+    fine_noise,
+)
+from facerest.images import list_images, load_image, resize_square
 from facerest.metrics import psnr
 
 
@@ -96,3 +104,47 @@ def test_a_dithered_face_is_left_as_it_is(ffhq_test_dir):
     assert denoised(dithered) is dithered
     eight_colours = np.asarray(Image.open(list_images(ffhq_test_dir)[0]).convert("P", palette=Image.ADAPTIVE, colors=8).convert("RGB"))
     assert denoised(eight_colours) is eight_colours
+
+
+def _without_fine_noise(image: np.ndarray, model_pixel: float) -> np.ndarray:
+    return np.clip(np.rint(image - fine_noise(image, model_pixel)), 0, 255).astype(np.uint8)
+
+
+def _finer_than(image: np.ndarray, model_pixel: float) -> np.ndarray:
+    """The band of `image` finer than `model_pixel` pixels (float32)."""
+    pixels, side = image.astype(np.float32), image.shape[0]
+    return pixels - resize_square(resize_square(pixels, round(side / model_pixel)), side)
+
+
+def test_noise_finer_than_the_models_pixels_is_shrunk(ffhq_test_dir):
+    """Faces enlarged to 512 px (no detail finer than the model's 2-px pixels) with faint white noise, too faint for
+    non-local means: the band the model never sees is cleaned of most of it."""
+    clean = [resize_square(load_image(path), 512) for path in list_images(ffhq_test_dir)[:4]]
+    noisy = [with_noise(face, 4.0, seed) for seed, face in enumerate(clean)]
+    assert all(denoised(face) is face for face in noisy)
+    cleaned = [_without_fine_noise(face, 2.0) for face in noisy]
+    gains = psnr(cleaned, clean) - psnr(noisy, clean)
+    print(f"\nPSNR gained: {np.round(gains, 2)} dB")
+    assert gains.min() > 3.0
+
+
+def test_a_sharp_faces_own_fine_detail_is_kept(ffhq_test_dir):
+    """Clean 256-px faces with a model pixel of 2: their band finer than that is the faces' detail (lashes, hair,
+    edges), which gathers where the band's floor is far below it, and is kept."""
+    faces = [load_image(path) for path in list_images(ffhq_test_dir)[:8]]
+    kept = [
+        np.sum(_finer_than(_without_fine_noise(face, 2.0), 2.0) * _finer_than(face, 2.0)) / np.sum(_finer_than(face, 2.0) ** 2)
+        for face in faces
+    ]  # fmt: skip
+    print(f"\nshare of the fine band kept: {np.round(kept, 3)}")
+    assert min(kept) > 0.9
+    assert psnr([_without_fine_noise(face, 2.0) for face in faces], faces).min() > 45.0
+
+
+def test_nothing_finer_than_the_model_or_a_dither_is_left_as_it_is(ffhq_test_dir):
+    from PIL import Image
+
+    face = load_image(list_images(ffhq_test_dir)[0])
+    assert not fine_noise(face, 1.9).any() and not fine_noise(face, 0.5).any()
+    dithered = np.asarray(Image.fromarray(face).convert("L").convert("1").convert("RGB"))
+    assert not fine_noise(dithered, 2.0).any() and fine_noise(face, 2.0).any()

@@ -19,7 +19,7 @@ from facerest.denoise import DENOISE_ABOVE, face_region, noise_level
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, add_face_corrections, align_face, face_paste_mask, face_window
 from facerest.images import DEFAULT_MAX_PIXELS, is_monochrome, list_images, load_image, resize_square, with_chroma_of
-from facerest.metrics import gradient_sharpness
+from facerest.metrics import gradient_sharpness, psnr
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH, _faces_made_blurrier
 from conftest import png_claiming, shared_path, with_noise
 from test_faces import EXPECTED_FACES
@@ -587,15 +587,27 @@ def _returns_its_input(pipeline, monkeypatch):
 
 def test_a_model_that_changes_nothing_leaves_the_photo_as_it_was(gfpgan, retinaface, monkeypatch):
     """Faces larger than the model's 64 px are not shrunk and enlarged: with a model that changes nothing, every
-    pixel of the photo and of a 512-px aligned face comes back exactly (pasting enlarged restorations blurred them)."""
+    pixel of the photo and of a 512-px aligned face (without `denoise`) comes back exactly (pasting enlarged
+    restorations blurred them)."""
     _returns_its_input(gfpgan, monkeypatch)
     path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
     photo = load_image(path)
-    output = gfpgan(path, detector=retinaface, output_type="np")
+    output = gfpgan(path, detector=retinaface, denoise=False, output_type="np")
     assert len(output.restored_faces[0]) == EXPECTED_FACES[path.name]
     np.testing.assert_array_equal(output.images[0], photo)
     face = cv2.resize(photo[:512, :512], (512, 512))
-    np.testing.assert_array_equal(gfpgan(face, aligned=True, output_type="np").images[0], face)
+    np.testing.assert_array_equal(gfpgan(face, aligned=True, denoise=False, output_type="np").images[0], face)
+    # with `denoise`, what reads as noise in a face's finest octave is taken out where the model's pixels span it: in
+    # the 512-px aligned face, and in the photo enlarged 4x (its faces' crops then are no enlargements), within the
+    # faces' masks; the photo as it is, whose crops are, comes back exactly
+    np.testing.assert_array_equal(gfpgan(path, detector=retinaface, output_type="np").images[0], photo)
+    cleaned = gfpgan(face, aligned=True, output_type="np").images[0]
+    assert 40.0 < psnr([cleaned], [face])[0] < np.inf
+    large = cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+    large_output = gfpgan(large, detector=retinaface, output_type="np")
+    outside = _outside_masks(large, large_output.face_landmarks[0], 1)
+    np.testing.assert_array_equal(large_output.images[0][outside], large[outside])
+    assert 40.0 < psnr([large_output.images[0]], [large])[0] < np.inf
 
 
 def test_fidelity_scales_the_change_to_each_face(gfpgan, retinaface):
@@ -674,13 +686,13 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
     path = shared_path("data", "whole_imgs", "gfpgan_Blake_Lively.jpg")
     photo = load_image(path)
     monkeypatch.setattr(gfpgan, "restore_faces", restoring_with(lambda face: cv2.GaussianBlur(face, (0, 0), 1.0)))
-    output = gfpgan(path, detector=retinaface, output_type="np")
+    output = gfpgan(path, detector=retinaface, denoise=False, output_type="np")
     np.testing.assert_array_equal(output.images[0], photo)
     assert output.messages[0] == [f"face {index} left as it was: its restoration came out less sharp than the photo" for index in range(2)]
     lq_faces = [resize_square(align_face(photo, points, ALIGN_SIZE)[0], FACE_SIZE) for points in output.face_landmarks[0]]
     for face, lq in zip(output.restored_faces[0], lq_faces):
         np.testing.assert_array_equal(face, lq)  # the faces returned are the ones in the photo: the inputs
-    enlarged = gfpgan(path, detector=retinaface, upscale=2, output_type="np")  # checked at the photo's size
+    enlarged = gfpgan(path, detector=retinaface, upscale=2, denoise=False, output_type="np")  # checked at the photo's size
     assert enlarged.messages[0] == output.messages[0]
     np.testing.assert_array_equal(enlarged.images[0], add_face_corrections(photo, [], [], 2))  # only enlarged
 
