@@ -107,14 +107,13 @@ def fine_noise(image: np.ndarray, model_pixel: float) -> np.ndarray:
     noise)."""
     if model_pixel < FINE_BAND_PIXELS or _is_dithered(image):
         return np.zeros(image.shape, np.float32)
-    band_pixel = FINE_BAND_PIXELS
     height, width = image.shape[:2]
     pixels = image.astype(np.float32)
-    halved = resize(pixels, max(1, round(width / band_pixel)), max(1, round(height / band_pixel)))
-    fine = pixels - resize(halved, width, height)
+    coarser = resize(pixels, max(1, round(width / FINE_BAND_PIXELS)), max(1, round(height / FINE_BAND_PIXELS)))
+    fine = pixels - resize(coarser, width, height)
     if is_monochrome(image):
         fine = np.repeat(fine.mean(axis=2, keepdims=True), 3, axis=2)
-    energy = cv2.GaussianBlur(np.sum(fine**2, axis=2), (0, 0), FINE_BAND_WINDOW * band_pixel)
+    energy = cv2.GaussianBlur(np.sum(fine**2, axis=2), (0, 0), FINE_BAND_WINDOW * FINE_BAND_PIXELS)
     floor = np.percentile(energy, FINE_BAND_FLOOR_PERCENTILE)
     kept = np.clip(1.0 - floor / np.maximum(energy, 1e-6), 0.0, 1.0)[..., None]
     return (1.0 - kept) * fine

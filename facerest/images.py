@@ -90,8 +90,8 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
 
 def input_notes(source: ImageSource) -> list[str]:
     """Notes on what ``load_image`` leaves out of ``source``: the frames after the first (an animated GIF, WebP or
-    PNG, a multi-page TIFF) and the bits after the eighth (a 16-bit PNG or TIFF, a float TIFF, a 10-bit HEIC). Empty for an 8-bit
-    still image, an array, or a file that cannot be read."""
+    PNG, a multi-page TIFF) and the bits after the eighth (a 16-bit PNG or TIFF, a float TIFF, a 10-bit HEIC). Empty
+    for an 8-bit still image, an array, or a file that cannot be read."""
     if isinstance(source, np.ndarray):
         return []
     try:
