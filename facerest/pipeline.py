@@ -568,9 +568,11 @@ class FaceRestorePipeline(DiffusionPipeline):
             if given_photo is not photo and not np.array_equal(given_photo[region], photo[region])
         }  # fmt: skip
         crops, affines = zip(*(align_face(given_photo, face.landmarks, ALIGN_SIZE) for face in faces))
+        cleaned_indices = set()
         if denoise:  # the faces' band finer than the model's pixels, less what reads as noise in it
             cleanings = [-fidelity * self._crop_fine_noise(crop, affine) for crop, affine in zip(crops, affines)]
-            if any(cleaning.any() for cleaning in cleanings):
+            cleaned_indices = {index for index, cleaning in enumerate(cleanings) if cleaning.any()}
+            if cleaned_indices:
                 given_photo = add_face_corrections(given_photo, cleanings, list(affines))
         given_faces = [resize_square(crop, self.face_size) for crop in crops]
         restored = restore(given_faces, in_photo=True)
@@ -588,6 +590,11 @@ class FaceRestorePipeline(DiffusionPipeline):
                 restored[index], corrections[index] = given_faces[index], np.zeros_like(corrections[index])
                 if index in denoised_indices:
                     messages.append(f"face {index} left denoised: its restoration came out less sharp than that")
+                elif index in cleaned_indices:
+                    messages.append(
+                        f"face {index} left as it was but for its finest pixels' noise: its restoration came out less "
+                        "sharp than that"
+                    )
                 else:
                     messages.append(f"face {index} left as it was: its restoration came out less sharp than the photo")
             if upscale == 1:

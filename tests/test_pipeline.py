@@ -696,6 +696,14 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
     assert enlarged.messages[0] == output.messages[0]
     np.testing.assert_array_equal(enlarged.images[0], add_face_corrections(photo, [], [], 2))  # only enlarged
 
+    large = cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+    cleaned = gfpgan(large, detector=retinaface, output_type="np")  # crops no enlargement: the finest octave cleaned
+    assert cleaned.messages[0] == [
+        f"face {index} left as it was but for its finest pixels' noise: its restoration came out less sharp than that"
+        for index in range(2)
+    ]
+    assert 40.0 < psnr([cleaned.images[0]], [large])[0] < np.inf
+
     blurred = gfpgan(path, detector=retinaface, never_blur=False, output_type="np")
     assert blurred.messages[0] == []
     for x1, y1, x2, y2 in blurred.face_boxes[0].astype(int):
