@@ -283,7 +283,8 @@ def build_demo(
                     steps = gr.Slider(
                         1, MAX_STEPS, value=default_steps, step=1, label="Diffusion steps",
                         interactive=diffusion, elem_id="steps",
-                        info="steps of the full schedule; a hybrid runs only the last strength x steps",
+                        info="steps of the full schedule: more draw sharper detail, a little further from the input; "
+                        "a hybrid runs only the last strength x steps",
                     )
                     strength = gr.Slider(
                         0.05, 1.0, value=default_strength, step=0.05,
