@@ -57,12 +57,13 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
         prog=prog,
         description="Prints one table per part and writes them, with the machine and versions, to --out "
         "(default BENCHMARKS.md) and a quality-against-steps plot beside it. About 15 minutes on 2 CPU cores; "
-        "--quick: tiny networks, about a minute.",
+        "--quick: tiny networks, about a minute, written to BENCHMARKS_quick.md.",
     )
     add = parser.add_argument
     add("--prog", default=prog, help=argparse.SUPPRESS)  # the command's name in the report
     add("--quick", action="store_true", help="tiny networks and few repeats (for tests)")
-    add("--out", default="BENCHMARKS.md", help="the report to write (default BENCHMARKS.md)")
+    add("--out", help="the report to write (default BENCHMARKS.md; with --quick BENCHMARKS_quick.md, so that a smoke "
+        "run leaves the full run's report as it is)")
     add("--plot", help="the quality-against-steps plot (default: beside --out, <stem>_quality.png)")
     add("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="PART",
         help=f"parts to run (default all): {', '.join(SECTIONS)}")
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     paths = {name: (Path(getattr(args, name)) if getattr(args, name) else None) for name in PATH_OPTIONS}
+    paths["out"] = paths["out"] or Path("BENCHMARKS_quick.md" if args.quick else "BENCHMARKS.md")
     options = BenchOptions(
         quick=args.quick, sections=args.sections, official_python=args.official_python, threads=args.threads,
         device=args.device, compile=args.compile, quality_faces=args.quality_faces, memory_photos=args.memory_photos,

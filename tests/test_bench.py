@@ -47,6 +47,16 @@ def test_facerest_bench_runs_the_repository_bench_from_a_checkout_only(tmp_path,
     assert build_parser().parse_args([]).sections == list(SECTIONS)
 
 
+def test_a_quick_run_leaves_the_full_report_as_it_is(tmp_path, monkeypatch):
+    """Without --out, --quick writes BENCHMARKS_quick.md: a smoke run does not replace the full run's BENCHMARKS.md."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "BENCHMARKS.md").write_text("the full run")
+    assert bench_main(["--quick", "--device", "cuda:99"]) == 2  # fails before measuring: nothing written
+    assert bench_main(["--quick", "--sections", "matmul", "--threads", "1"]) == 0
+    assert (tmp_path / "BENCHMARKS.md").read_text() == "the full run"
+    assert "- Command: `python -m bench --quick --sections matmul --threads 1`" in (tmp_path / "BENCHMARKS_quick.md").read_text()
+
+
 def test_a_device_this_machine_lacks_is_one_error_line(tmp_path, capsys):
     assert bench_main(["--quick", "--device", "cuda:99", "--out", str(tmp_path / "BENCHMARKS.md")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: device 'cuda:99' is not available")
