@@ -18,9 +18,11 @@
 #      FACEREST_GPU_RUN_MINUTES (default: what the setup left of the 560 s, less 100 s for the end, at most 8 minutes):
 #      a new 256-px IDM (idm256, its learning rate decayed to 0 by the clock), the 256-px GFP-GAN (gfpgan256), and a
 #      stage from the shipped default
-#      (idm256ft: models/default fine-tuned on whole faces with stage 8's options, a candidate to replace it);
-#      FACEREST_GPU_RUNS picks among them (idm, gfpgan, finetune), FACEREST_GPU_FINETUNE_FROM, _LR, _DETAIL, _SSIM and
-#      _AT_SAMPLING_STEPS set the stage's start, rate, detail and SSIM weights and the step count it trains at
+#      (idm256ft: models/default fine-tuned on whole faces with stage 9's options, a candidate to replace it);
+#      FACEREST_GPU_RUNS picks among them (idm, gfpgan, finetune), FACEREST_GPU_FINETUNE_FROM, _LR, _DETAIL, _SSIM,
+#      _THROUGH_SAMPLING_STEPS and _AT_SAMPLING_STEPS set the stage's start, rate, detail and SSIM weights and the
+#      sampling steps it trains through (or, with _THROUGH_SAMPLING_STEPS=0, the step count whose timesteps it trains at),
+#      and FACEREST_GPU_FINETUNE_DEEPEN=1 makes its start one layer per block deeper first
 #      (FACEREST_GPU_FINETUNE_FROM=idm: the stage follows the new IDM in the same call, from its weights, for
 #      FACEREST_GPU_FINETUNE_MINUTES, default a quarter of the minutes) (a run to train on: FACEREST_GPU_START=PIPELINE
 #      bash train/gpu_prepare.sh, then FACEREST_GPU_RUNS=finetune FACEREST_GPU_FINETUNE_FROM=.gpu_carry/start bash train/gpu_run.sh);
@@ -58,9 +60,19 @@ FINETUNE_FROM=${FACEREST_GPU_FINETUNE_FROM:-models/default}
 FINETUNE_LR=${FACEREST_GPU_FINETUNE_LR:-5e-5}
 FINETUNE_DETAIL=${FACEREST_GPU_FINETUNE_DETAIL:-2}  # the detail term's weight (0: L1 alone)
 FINETUNE_SSIM=${FACEREST_GPU_FINETUNE_SSIM:-2}  # the SSIM term's weight (0: none, as before stage 7)
-# train at the timesteps that sampling with this many steps visits (the default samples 2; 0: every timestep, as
-# before stage 8)
+# stage 9's option: train what sampling with this many steps restores, with gradients through every step (the default
+# samples 2); 0 trains single steps instead, at the timesteps that FACEREST_GPU_FINETUNE_AT_SAMPLING_STEPS-step
+# sampling visits (stage 8's option; 0 there: every timestep, as before stage 8)
+FINETUNE_THROUGH_SAMPLING_STEPS=${FACEREST_GPU_FINETUNE_THROUGH_SAMPLING_STEPS:-2}
 FINETUNE_AT_SAMPLING_STEPS=${FACEREST_GPU_FINETUNE_AT_SAMPLING_STEPS:-2}
+# 1: the stage starts from its start made one layer per block deeper, computing the same (train/deepen_unet.py: the
+# default's 4.1M parameters become 6.0M), so that the GPU's steps have more capacity to fill
+FINETUNE_DEEPEN=${FACEREST_GPU_FINETUNE_DEEPEN:-0}
+if (( FINETUNE_THROUGH_SAMPLING_STEPS > 0 )); then
+  FINETUNE_SAMPLING=(--train_through_sampling_steps "$FINETUNE_THROUGH_SAMPLING_STEPS")
+else
+  FINETUNE_SAMPLING=(--train_at_sampling_steps "$FINETUNE_AT_SAMPLING_STEPS")
+fi
 if [[ ${FACEREST_GPU_RUN_TINY:-0} == 1 ]]; then
   IDM_UNET='{"block_out_channels":[16,32],"layers_per_block":1,"norm_num_groups":8,"attention_head_dim":8}'
   GAN_SHAPE=(--num_style_feat 32 --narrow 0.0625 --discriminator_narrow 0.0625)
@@ -120,10 +132,15 @@ new_idm() {  # HARD_STOP_S MINUTES
     --train_batch_size "$IDM_BATCH" --sampling_steps 2 --eval_sampling_steps "${EVAL_STEPS[@]}" --eval_batch_size 50 \
     --output_dir "$WORK/idm256" > "$WORK/logs/train_idm.log" 2>&1
 }
-stage() {  # HARD_STOP_S MINUTES FROM: stage 8's options (train/train_default.sh) on whole faces, decayed over the minutes
+stage() {  # HARD_STOP_S MINUTES FROM: stage 9's options (train/train_default.sh) on whole faces, decayed over the minutes
+  local from=$3
+  if [[ $FINETUNE_DEEPEN == 1 ]]; then
+    "$PYTHON" -W ignore train/deepen_unet.py "$from" "$WORK/deeper_start" || return 1
+    from=$WORK/deeper_start
+  fi
   timeout "$1" "$PYTHON" -W ignore::DeprecationWarning train/train_idm.py "${COMMON[@]}" --max_train_minutes "$2" \
-    --pretrained_model_name_or_path "$3" --loss l1 --clean_prob 0.2 --detail_weight "$FINETUNE_DETAIL" --ssim_weight "$FINETUNE_SSIM" \
-    --train_at_sampling_steps "$FINETUNE_AT_SAMPLING_STEPS" \
+    --pretrained_model_name_or_path "$from" --loss l1 --clean_prob 0.2 --detail_weight "$FINETUNE_DETAIL" --ssim_weight "$FINETUNE_SSIM" \
+    "${FINETUNE_SAMPLING[@]}" \
     --learning_rate "$FINETUNE_LR" --lr_scheduler cosine_by_clock --lr_warmup_steps 0 --train_batch_size "$IDM_BATCH" \
     --sampling_steps 2 --eval_sampling_steps 1 2 --eval_batch_size 50 \
     --output_dir "$WORK/idm256ft" > "$WORK/logs/train_idm_finetune.log" 2>&1
