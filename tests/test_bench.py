@@ -363,6 +363,42 @@ def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_pa
     assert all(row[3:6] == row[6:9] for row in rows)  # the same model, the same seeds: the same gains
 
 
+def test_alignment_robustness_script_scores_each_way_of_cropping(tmp_path):
+    from tiny_pipelines import tiny_pipeline
+
+    tiny_pipeline("idm").save_pretrained(tmp_path / "idm")
+    script = Path(__file__).resolve().parents[1] / "bench" / "alignment_robustness.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(shared_path("data", "ffhq256", "test")), "--model", str(tmp_path / "idm"),
+         "--faces", "2", "--resolution", "64"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    number = r"([\d.]+)"
+    rows = re.findall(
+        rf"^\| ([^|]+) \| 2 \| {number} \| {number} \| {number} \| {number} \| ([+-][\d.]+) \|$", done.stdout, flags=re.M
+    )
+    assert [row[0] for row in rows] == ["as aligned", "zoomed 0.88", "zoomed 1.12", "shifted 12 px"]
+    for _, input_psnr, input_ssim, restored_psnr, restored_ssim, gain in rows:
+        assert 10 < float(input_psnr) < 45 and 0 < float(input_ssim) <= 1 and 0 < float(restored_ssim) <= 1
+        assert abs(float(restored_psnr) - float(input_psnr) - float(gain)) < 0.011
+    assert len({row[1] for row in rows}) > 1  # the faces moved: other test sets
+
+
+def test_faces_are_moved_in_their_frames_as_named(monkeypatch):
+    import cv2
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "bench"))  # its sibling imports, as when it runs as a script
+    from alignment_robustness import moved
+
+    face = cv2.GaussianBlur(np.random.default_rng(0).uniform(0, 255, (256, 256, 3)), (0, 0), 3).astype(np.uint8)
+    np.testing.assert_array_equal(moved(face, 1.0, 0), face)
+    np.testing.assert_array_equal(moved(face, 1.0, 12)[12:, 12:], face[:-12, :-12])  # down and to the right
+    larger = moved(face, 1.12, 0)
+    np.testing.assert_allclose(larger[128, 128], face[128, 128], atol=2)  # zoomed about the centre
+
+
 def test_band_errors_script_splits_each_face_error_into_coarse_and_fine_bands(tmp_path):
     from tiny_pipelines import tiny_pipeline
 
