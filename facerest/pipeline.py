@@ -553,9 +553,11 @@ class FaceRestorePipeline(DiffusionPipeline):
     def _restore_photo(
         self, photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool, fidelity: float, denoise: bool
     ) -> "_RestoredPhoto":
-        """With `denoise`, denoise the regions of the noisy faces (`fidelity` of it); align each face of that photo at
-        512 px, restore it at the model's size, and add `fidelity` of the model's change back; with `never_blur`, a
-        face that the change leaves less sharp (`_faces_made_blurrier`) keeps the face the model was given."""
+        """With `denoise`, denoise the regions of the noisy faces and take what reads as noise out of the finest octave
+        of each face whose crop is no enlargement (`_crop_fine_noise`), `fidelity` of each; align each face of that
+        photo at 512 px, restore it at the model's size, and add `fidelity` of the model's change back; with
+        `never_blur`, a face that the change leaves less sharp (`_faces_made_blurrier`) keeps the face the model was
+        given."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
