@@ -106,6 +106,14 @@ WEAK_FACE_SCORE = 0.9
 # 120 of bench/detection_recall.py are lost).
 FACE_CHECK_THRESHOLD = 0.1
 
+# A photo given sideways or upside down without an EXIF orientation (a scan fed in sideways): RetinaFace finds few of
+# its faces, or none, and puts the landmarks of those it finds where an upright face's would lie in the box.
+# `FaceDetector.detect_turned` looks at the photo turned a quarter, a half and three quarters when it shows no face as
+# given, and takes the turn showing the most faces (then the highest summed score). It searches no photo that shows a
+# face: the face check's ONet scores clean faces lying sideways as face-like as upright ones (the two faces of
+# `gfpgan_Blake_Lively` enlarged 4x: 0.75 and 1.0 upright, 0.97 and 1.0 turned a quarter), so no score tells a photo
+# with its faces found upright from one with them found sideways (bench/turned_photos.py measures the search).
+
 
 @dataclass
 class DetectedFace:
@@ -297,18 +305,24 @@ class FaceDetector:
             faces = [min(faces, key=lambda face: np.linalg.norm(face.center - photo_center))]
         return sorted(faces, key=lambda face: face.box[0])
 
-    def faces_when_turned(self, image: np.ndarray) -> tuple[int, int]:
-        """The quarter turns clockwise (1, 2 or 3) after which ``detect`` finds the most faces in ``image`` (the higher
-        total score breaks a tie), and how many; ``(0, 0)`` when no turn shows a face. RetinaFace finds few faces in
-        a photo turned sideways or upside down (a scan fed in sideways, a photo without the EXIF orientation that
-        turns it upright); it scores a face upside down about as high as upright, so a turn of 2 is a guess."""
-        best_turns, best = 0, (0, 0.0)
-        for turns in (1, 2, 3):
-            faces = self.detect(np.ascontiguousarray(np.rot90(image, -turns)))
-            found = (len(faces), sum(face.score for face in faces))
-            if found > best:
-                best_turns, best = turns, found
-        return best_turns, best[0]
+    def detect_turned(
+        self, image: np.ndarray, only_center_face: bool = False, min_face_size: float | None = None
+    ) -> tuple[int, list[DetectedFace]]:
+        """The quarter turns clockwise (0 to 3) that show ``image``'s faces upright, and the faces ``detect`` finds in
+        ``image`` so turned (``np.rot90(image, -turns)``), in that turned image's pixels.
+
+        The turns are searched only when ``image`` as given shows no face (why: the note above ``DetectedFace``); of
+        them, the one showing the most faces, then the highest summed score, is taken. ``(0, [])`` when no turn shows a
+        face."""
+        faces = self.detect(image, only_center_face, min_face_size)
+        if faces:
+            return 0, faces
+        turned = {
+            turns: self.detect(np.ascontiguousarray(np.rot90(image, -turns)), only_center_face, min_face_size)
+            for turns in (1, 2, 3)
+        }
+        turns = max(turned, key=lambda turn: (len(turned[turn]), sum(face.score for face in turned[turn])))
+        return (turns, turned[turns]) if turned[turns] else (0, [])
 
     def _may_miss_small_faces(self, faces: list[DetectedFace], detection_scale: float) -> bool:
         """Whether a photo detected at ``detection_scale`` of its size, where ``faces`` were found, is also searched

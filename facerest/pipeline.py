@@ -529,14 +529,13 @@ class FaceRestorePipeline(DiffusionPipeline):
             photos = []
             for name, source, photo_generator in zip(names, sources, generators):
                 photo = load(source, name)
-                faces = face_detector.detect(photo, only_center_face=only_center_face, min_face_size=min_face_size)
-                turned_note = None if faces else _turned_note(face_detector, photo)
+                turns, faces = face_detector.detect_turned(photo, only_center_face, min_face_size)
                 if not faces and strict:
-                    raise ImageReadError(name, "no face found" + (f"; {turned_note}" if turned_note else ""))
+                    raise ImageReadError(name, "no face found, upright or turned")
                 restore_photo = functools.partial(restore, generator=photo_generator)
-                photos.append(self._restore_photo(photo, faces, upscale, restore_photo, never_blur, fidelity, denoise))
-                if turned_note:
-                    photos[-1].messages.append(turned_note)
+                turned = np.ascontiguousarray(np.rot90(photo, -turns))
+                restored = self._restore_photo(turned, faces, upscale, restore_photo, never_blur, fidelity, denoise)
+                photos.append(_turned_back(restored, turns, turned.shape))
         for photo, source in zip(photos, sources):
             photo.messages[:0] = input_notes(source)
 
@@ -659,13 +658,23 @@ def _load_named(source: ImageSource, name: str, max_pixels, upscale: int, max_ou
     return image
 
 
-def _turned_note(face_detector: FaceDetector, photo: np.ndarray) -> str | None:
-    """For a photo without a face: what it shows turned (`FaceDetector.faces_when_turned`), if it shows a face so."""
-    turns, count = face_detector.faces_when_turned(photo)
-    if not count:
-        return None
-    faces = "a face" if count == 1 else f"{count} faces"
-    return f"{QUARTER_TURNS[turns]} it shows {faces}: if it is sideways or upside down, turn it upright and restore it again"
+def _turned_back(restored: "_RestoredPhoto", turns: int, turned_shape: tuple[int, ...]) -> "_RestoredPhoto":
+    """`restored`, a photo restored turned `turns` quarters clockwise (`FaceDetector.detect_turned`), turned back:
+    the image, and the face boxes and landmarks in the pixels of the photo as given (`turned_shape` is the turned
+    photo's); a note says so."""
+    if not turns:
+        return restored
+    points = np.concatenate([restored.boxes.reshape(-1, 2, 2), restored.landmarks], axis=1)
+    height, width = turned_shape[:2]
+    for _ in range(turns):  # undo one quarter turn clockwise: (x, y) of the turned photo was (y, width - 1 - x)
+        points = np.stack([points[..., 1], width - 1 - points[..., 0]], axis=-1)
+        height, width = width, height
+    corners = points[:, :2]
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).astype(np.float32)
+    faces = "a face" if len(boxes) == 1 else f"{len(boxes)} faces"
+    note = f"{faces} found with the photo {QUARTER_TURNS[turns]}: restored so, and the photo turned back"
+    image = np.ascontiguousarray(np.rot90(restored.image, turns))
+    return _RestoredPhoto(image, restored.faces, boxes, points[:, 2:].astype(np.float32), [note, *restored.messages])
 
 
 def _faces_made_blurrier(

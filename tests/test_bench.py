@@ -323,6 +323,22 @@ def test_portrait_detection_script_finds_each_face_and_fewer_others_with_the_che
         assert int(checked[3]) <= int(unchecked[3])
 
 
+def test_turned_photos_script_aligns_more_faces_with_the_turn_search_and_turns_no_upright_photo():
+    script = Path(__file__).resolve().parents[1] / "bench" / "turned_photos.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(shared_path("data", "ffhq256", "test")), "--count", "4",
+         "--upright", str(shared_path("data", "whole_imgs")), "--detector-weights", str(shared_path("weights", "facexlib"))],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = dict((label, (int(a), int(b))) for label, a, b in re.findall(r"^\| ([^|]+) \| 4 \| (\d) \| (\d) \|$", done.stdout, re.M))
+    assert list(rows) == ["upright", "a quarter counter-clockwise", "upside down", "a quarter clockwise"]
+    assert rows["upright"] == (4, 4)
+    for label in list(rows)[1:]:  # as given, none aligned right; turned back, 3 of the 4 when written
+        assert rows[label][0] < rows[label][1], label
+    assert "whole_imgs: 0 of 10 upright photos turned []" in done.stdout
+
+
 def test_degradation_throughput_script_prints_its_table(tmp_path):
     script = Path(__file__).resolve().parents[1] / "bench" / "degradation_throughput.py"
     out = tmp_path / "throughput.md"

@@ -435,20 +435,37 @@ def test_photo_without_a_face(gfpgan, mtcnn):
         gfpgan(photo, detector=mtcnn, strict=True)
 
 
-def test_a_photo_turned_sideways_says_what_it_shows_turned(gfpgan, retinaface):
+def test_a_photo_turned_sideways_has_its_faces_restored_turned_upright(gfpgan, retinaface):
     """RetinaFace finds none of the four faces of codeformer_00 turned a quarter counter-clockwise (a scan fed in
-    sideways): the photo comes back unchanged, and the note says that turned back it shows them."""
+    sideways): they are found and restored with the photo turned back upright, and the photo comes back as it was
+    given, its faces where the upright photo's are, restored as the upright photo's are."""
     upright = load_image(shared_path("data", "whole_imgs", "codeformer_00.jpg"))
     sideways = np.ascontiguousarray(np.rot90(upright))
-    output = gfpgan(sideways, detector=retinaface, output_type="np")
-    np.testing.assert_array_equal(output.images[0], sideways)
-    assert output.messages == [[
-        "no face found: returned unchanged",
-        "turned a quarter clockwise it shows 4 faces: if it is sideways or upside down, turn it upright and restore it again",
-    ]]  # fmt: skip
-    with pytest.raises(ImageReadError, match="^image 0: no face found; turned a quarter clockwise it shows 4 faces"):
-        gfpgan(sideways, detector=retinaface, strict=True)
-    assert retinaface.faces_when_turned(np.zeros((64, 64, 3), np.uint8)) == (0, 0)
+    assert retinaface.detect(sideways) == []
+    output = gfpgan(sideways, detector=retinaface, output_type="np", never_blur=False)
+    expected = gfpgan(upright, detector=retinaface, output_type="np", never_blur=False)
+    assert not np.array_equal(expected.images[0], upright)
+    assert output.messages == [
+        ["4 faces found with the photo turned a quarter clockwise: restored so, and the photo turned back"]
+    ]
+    np.testing.assert_array_equal(output.images[0], np.rot90(expected.images[0]))
+    width = upright.shape[1]
+    # a point (x, y) of the upright photo lies at (y, width - 1 - x) in the photo turned a quarter counter-clockwise
+    expected_landmarks = np.stack([expected.face_landmarks[0][..., 1], width - 1 - expected.face_landmarks[0][..., 0]], -1)
+    np.testing.assert_allclose(output.face_landmarks[0], expected_landmarks, atol=1e-3)
+    corners = np.stack([expected.face_boxes[0][:, 1::2], width - 1 - expected.face_boxes[0][:, 0::2]], -1)
+    np.testing.assert_allclose(output.face_boxes[0], np.concatenate([corners.min(1), corners.max(1)], 1), atol=1e-3)
+
+
+def test_an_upright_photo_is_not_turned_and_a_faceless_one_finds_nothing_turned(retinaface):
+    """The photos of whole_imgs, given upright, are taken as upright; an empty image shows no face at any turn."""
+    for path in list_images(shared_path("data", "whole_imgs")):
+        photo = load_image(path)
+        turns, faces = retinaface.detect_turned(photo)
+        assert turns == 0 and len(faces) == len(retinaface.detect(photo)), path.name
+    assert retinaface.detect_turned(np.zeros((64, 64, 3), np.uint8)) == (0, [])
+    with pytest.raises(ImageReadError, match="^image 0: no face found, upright or turned$"):
+        tiny_pipeline("gfpgan")(np.zeros((64, 64, 3), np.uint8), detector=retinaface, strict=True)
 
 
 @pytest.mark.parametrize(

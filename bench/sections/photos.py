@@ -21,13 +21,13 @@ COLUMNS = ["Photo", "Size", "Faces (ours / official)", "Decode (ms)", "Detect (m
 
 
 class StageClock:
-    """Times the stages of ``pipeline(path, detector=detector)`` as it runs: the detector's ``detect``, the
+    """Times the stages of ``pipeline(path, detector=detector)`` as it runs: the detector's ``detect_turned``, the
     pipeline's ``_restore_photo`` (align, restore, paste back) and ``restore_faces`` are wrapped, on these two
     objects only, to note when they start and end. Decode is the time before detection starts."""
 
     def __init__(self, pipeline, detector, device):
         self.pipeline, self.detector, self.device, self.marks = pipeline, detector, device, {}
-        self._wrap(detector, "detect")
+        self._wrap(detector, "detect_turned")
         self._wrap(pipeline, "_restore_photo")
         self._wrap(pipeline, "restore_faces")
 
@@ -56,8 +56,8 @@ class StageClock:
         photo_start, photo_end = marks["_restore_photo start"], marks["_restore_photo end"]
         restore_start, restore_end = marks.get("restore_faces start", photo_start), marks.get("restore_faces end", photo_start)
         stages = {
-            "decode": marks["detect start"] - started,
-            "detect": marks["detect end"] - marks["detect start"],
+            "decode": marks["detect_turned start"] - started,
+            "detect": marks["detect_turned end"] - marks["detect_turned start"],
             "align": restore_start - photo_start,
             "restore": restore_end - restore_start,
             "paste": photo_end - restore_end,
