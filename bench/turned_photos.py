@@ -25,7 +25,7 @@ import torch
 from detection_recall import photo_with_a_face  # a sibling script: bench/ is on sys.path when this one runs
 from facerest import FaceRestorePipeline
 from facerest.degradation import DegradationConfig, degrade
-from facerest.faces import FaceDetector
+from facerest.faces import FaceDetector, points_before_turn
 from facerest.images import list_images, load_image
 from facerest.metrics import psnr
 from facerest.table import Table
@@ -44,15 +44,6 @@ def degraded_photo(face: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray
     return degrade(clean, recipe, seed=index), clean, np.s_[top : top + size, left : left + size]
 
 
-def upright_points(points: np.ndarray, quarters: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Points of `np.rot90(photo, quarters)` (of `shape`) in `photo`'s pixels."""
-    height, width = shape[:2]
-    for _ in range(quarters):  # undo one quarter counter-clockwise: (x, y) there was (height - 1 - y, x)
-        points = np.stack([height - 1 - points[..., 1], points[..., 0]], axis=-1)
-        height, width = width, height
-    return points
-
-
 class DetectorAsGiven(FaceDetector):
     """The detector without the turn search: the pipeline as it was before it."""
 
@@ -66,8 +57,8 @@ def aligned_right(detector: FaceDetector, given: np.ndarray, quarters: int, refe
     turns, faces = detector.detect_turned(given)
     turned_shape = np.rot90(given, -turns).shape
     eye_distance = np.linalg.norm(reference[1] - reference[0])
-    for face in faces:  # back to `given` (undo `turns` clockwise: 4 - turns counter-clockwise), then upright
-        points = upright_points(upright_points(face.landmarks, (4 - turns) % 4, turned_shape), quarters, given.shape)
+    for face in faces:  # back to `given`, then upright (`given` is the photo turned 4 - quarters clockwise)
+        points = points_before_turn(points_before_turn(face.landmarks, turns, turned_shape), -quarters, given.shape)
         if np.linalg.norm(points - reference, axis=1).max() < ALIGNED_WITHIN * eye_distance:
             return True
     return False

@@ -356,6 +356,16 @@ class FaceDetector:
         ]
 
 
+def points_before_turn(points: np.ndarray, turns: int, turned_shape: tuple[int, ...]) -> np.ndarray:
+    """``points`` (..., 2: x, y) of an image turned ``turns`` quarters clockwise (``np.rot90(image, -turns)``, of
+    ``turned_shape``), in ``image``'s pixels."""
+    height, width = turned_shape[:2]
+    for _ in range(turns % 4):  # undo one quarter turn clockwise: (x, y) of the turned image was (y, width - 1 - x)
+        points = np.stack([points[..., 1], width - 1 - points[..., 0]], axis=-1)
+        height, width = width, height
+    return points
+
+
 def detector_summary(detector: FaceDetector) -> str:
     """The detector's name for the line the CLI and the app print at the start, with what to do when RetinaFace's
     weights were not found (the detector's warning, logged before it, gives the reason and the places searched)."""

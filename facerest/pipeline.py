@@ -39,7 +39,9 @@ from safetensors import SafetensorError, safe_open
 
 from .denoise import denoised, denoised_faces, face_region, fine_noise, noise_level
 from .errors import FacerestError, ImageReadError, one_line
-from .faces import FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window
+from .faces import (
+    FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window, points_before_turn,
+)  # fmt: skip
 from .images import (
     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, check_output_size, image_to_tensor, input_notes,
     is_monochrome, load_image, resize_square, tensor_to_image, with_chroma_of,
@@ -664,11 +666,9 @@ def _turned_back(restored: "_RestoredPhoto", turns: int, turned_shape: tuple[int
     photo's); a note says so."""
     if not turns:
         return restored
-    points = np.concatenate([restored.boxes.reshape(-1, 2, 2), restored.landmarks], axis=1)
-    height, width = turned_shape[:2]
-    for _ in range(turns):  # undo one quarter turn clockwise: (x, y) of the turned photo was (y, width - 1 - x)
-        points = np.stack([points[..., 1], width - 1 - points[..., 0]], axis=-1)
-        height, width = width, height
+    points = points_before_turn(
+        np.concatenate([restored.boxes.reshape(-1, 2, 2), restored.landmarks], axis=1), turns, turned_shape
+    )
     corners = points[:, :2]
     boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).astype(np.float32)
     faces = "a face" if len(boxes) == 1 else f"{len(boxes)} faces"

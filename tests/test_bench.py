@@ -334,7 +334,7 @@ def test_turned_photos_script_aligns_more_faces_with_the_turn_search_and_turns_n
     rows = dict((label, (int(a), int(b))) for label, a, b in re.findall(r"^\| ([^|]+) \| 4 \| (\d) \| (\d) \|$", done.stdout, re.M))
     assert list(rows) == ["upright", "a quarter counter-clockwise", "upside down", "a quarter clockwise"]
     assert rows["upright"] == (4, 4)
-    for label in list(rows)[1:]:  # as given, none aligned right; turned back, 3 of the 4 when written
+    for label in list(rows)[1:]:  # as given, none aligned right; with the search, 2-4 of the 4 when written
         assert rows[label][0] < rows[label][1], label
     assert "whole_imgs: 0 of 10 upright photos turned []" in done.stdout
 
