@@ -11,7 +11,10 @@ of `--faces-dir` are used, restored in batches of eight seeded 0, 8, 16, ... as 
 `--in-photos SIZE` measures a face in a photo instead: each face, resized to SIZE px, is set into a photo 2.4 x 1.8
 times its size (`detection_recall.photo_with_a_face`), the whole photo is degraded, restored as README command 1
 restores it (detection, alignment, the model's change pasted back, seeded 0) and the face's square is scored against
-the clean photo's. `--no-denoise` gives the model each face as it is (`denoise=False`): the model alone.
+the clean photo's. `--photos DIR` takes whole photos instead, any you hold clean (faces the model never saw, in
+photos of any size): each is degraded whole, restored as README command 1 restores it, and every face the detector
+finds in the clean photo is scored in its box. `--no-denoise` gives the model each face as it is (`denoise=False`):
+the model alone.
 """
 
 import argparse
@@ -24,6 +27,7 @@ import torch
 
 from facerest import FaceRestorePipeline
 from facerest.degradation import DegradationConfig, degrade
+from facerest.faces import FaceDetector
 from facerest.images import list_images, load_image
 from facerest.metrics import psnr, ssim
 from facerest.table import Table
@@ -89,15 +93,50 @@ def face_pairs(
     return squares(photos), squares(degraded_photos), lambda pipeline: squares(restore_in_photos(pipeline, degraded_photos, settings))
 
 
+FaceBox = tuple[int, slice, slice]  # (photo index, rows, columns)
+
+
+def faces_of_photos(photos: list[np.ndarray], detector: dict) -> list[FaceBox]:
+    """The box of every face the detector finds in the clean photos (16 px at least, which SSIM's window needs)."""
+    find_faces = FaceDetector(**detector, min_face_size=16)
+    boxes = []
+    for index, photo in enumerate(photos):
+        for face in find_faces.detect(photo):
+            left, top = np.maximum(np.round(face.box[:2]).astype(int), 0)
+            right, bottom = np.round(face.box[2:]).astype(int)
+            boxes.append((index, slice(top, bottom), slice(left, right)))
+    if not boxes:
+        raise SystemExit(f"no face found in the {len(photos)} clean photo(s): nothing to score")
+    return boxes
+
+
+def photo_face_pairs(
+    photos: list[np.ndarray], boxes: list[FaceBox], apply_degradation: Callable, settings: dict
+) -> tuple[list[np.ndarray], list[np.ndarray], Callable]:
+    """`face_pairs` for whole photos: each photo degraded whole, each face scored in its box (`faces_of_photos`)."""
+    degraded_photos = [apply_degradation(photo, seed) for seed, photo in enumerate(photos)]
+
+    def faces(images: list[np.ndarray]) -> list[np.ndarray]:
+        return [images[index][rows, columns] for index, rows, columns in boxes]
+
+    return faces(photos), faces(degraded_photos), lambda pipeline: faces(restore_in_photos(pipeline, degraded_photos, settings))
+
+
 def sweep(
     models: dict[str, FaceRestorePipeline], originals: list[np.ndarray], photo_face_size: int | None, detector: dict,
-    denoise: bool = True,
+    denoise: bool = True, photos: list[np.ndarray] | None = None,
 ) -> Table:
-    """Each degradation's input PSNR and SSIM and each model's gains (`face_pairs`)."""
-    settings = dict(output_type="np", progress=False, denoise=denoise) | (dict(detector=detector) if photo_face_size else {})
+    """Each degradation's input PSNR and SSIM and each model's gains (`face_pairs`; with `photos`, `photo_face_pairs`
+    instead, `originals` unused)."""
+    in_photos = bool(photo_face_size or photos)
+    settings = dict(output_type="np", progress=False, denoise=denoise) | (dict(detector=detector) if in_photos else {})
+    boxes = faces_of_photos(photos, detector) if photos else []
     table = Table(["degradation", "input PSNR", "input SSIM"] + [f"{name}: ΔPSNR, ΔSSIM, faces gaining" for name in models])
     for degradation_name, apply_degradation in DEGRADATIONS.items():
-        targets, degraded, restore = face_pairs(originals, apply_degradation, photo_face_size, settings)
+        if photos:
+            targets, degraded, restore = photo_face_pairs(photos, boxes, apply_degradation, settings)
+        else:
+            targets, degraded, restore = face_pairs(originals, apply_degradation, photo_face_size, settings)
         psnr_in, ssim_in = psnr(degraded, targets), ssim(degraded, targets)
         row = table.add(degradation_name, float(psnr_in.mean()), float(ssim_in.mean()))
         for name, pipeline in models.items():
@@ -106,8 +145,12 @@ def sweep(
             gain = f"{(psnr_out - psnr_in).mean():+.2f} dB, {(ssim_out - ssim_in).mean():+.3f}, {int((psnr_out > psnr_in).sum())}/{len(targets)}"
             row[f"{name}: ΔPSNR, ΔSSIM, faces gaining"] = gain
         print(" | ".join(table.cell(value) for value in row.values()), flush=True)
-    where = f"{photo_face_size}-px faces in photos, each photo" if photo_face_size else "aligned 256-px faces; each"
-    table.notes.append(f"{len(originals)} {where} degraded by one degradation alone, at its own pixels")
+    if photos:
+        sizes = sorted(rows.stop - rows.start for _, rows, _ in boxes)
+        where = f"faces ({sizes[0]}-{sizes[-1]} px boxes) of {len(photos)} whole photos, each photo"
+    else:
+        where = f"{photo_face_size}-px faces in photos, each photo" if photo_face_size else "aligned 256-px faces; each"
+    table.notes.append(f"{len(boxes or originals)} {where} degraded by one degradation alone, at its own pixels")
     if not denoise:
         table.notes.append("denoise=False: the model given each face as it is")
     return table
@@ -122,7 +165,13 @@ def main() -> None:
         "--in-photos", type=int, metavar="SIZE",
         help="set each face, resized to SIZE px, into a photo, degrade the photo and restore it as README command 1 does",
     )  # fmt: skip
-    parser.add_argument("--detector-weights", default="../shared/weights/facexlib", help="RetinaFace weights (--in-photos)")
+    parser.add_argument(
+        "--photos", type=Path, metavar="DIR",
+        help="clean whole photos: each degraded whole and restored as README command 1 does, its faces scored in their boxes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--detector-weights", default="../shared/weights/facexlib", help="RetinaFace weights (--in-photos, --photos)"
+    )
     parser.add_argument("--no-denoise", action="store_true", help="give the model each face as it is (denoise=False)")
     parser.add_argument("--out", type=Path, help="write the table here (OUT.md and OUT.csv)")
     args = parser.parse_args()
@@ -131,8 +180,12 @@ def main() -> None:
     if any(len(pair) != 2 for pair in named):
         parser.error("--model takes NAME=PATH")
     models = {name: FaceRestorePipeline.from_pretrained(path) for name, path in named}
-    originals = [load_image(path) for path in list_images(args.faces_dir)[: args.faces]]
-    table = sweep(models, originals, args.in_photos, {"weights_dir": args.detector_weights}, denoise=not args.no_denoise)
+    if args.photos and args.in_photos:
+        parser.error("--photos and --in-photos are two sources of faces: give one")
+    photos = [load_image(path) for path in list_images(args.photos)] if args.photos else None
+    originals = [] if photos else [load_image(path) for path in list_images(args.faces_dir)[: args.faces]]
+    detector = {"weights_dir": args.detector_weights}
+    table = sweep(models, originals, args.in_photos, detector, denoise=not args.no_denoise, photos=photos)
     print(table.markdown())
     if args.out:
         table.write(args.out)

@@ -379,6 +379,42 @@ def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_pa
     assert all(row[3:6] == row[6:9] for row in rows)  # the same model, the same seeds: the same gains
 
 
+def test_degradation_sweep_scores_the_faces_of_whole_photos(tmp_path):
+    from PIL import Image
+
+    from bench.detection_recall import photo_with_a_face
+    from facerest.images import list_images, load_image
+    from tiny_pipelines import tiny_pipeline
+
+    tiny_pipeline("idm").save_pretrained(tmp_path / "idm")
+    face = load_image(list_images(shared_path("data", "ffhq256", "test"))[0])
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(photo_with_a_face(face, seed=0)[0]).save(tmp_path / "photos" / "one_face.png")
+    (tmp_path / "empty").mkdir()
+    Image.new("RGB", (300, 200), (90, 120, 150)).save(tmp_path / "empty" / "wall.png")
+    script = Path(__file__).resolve().parents[1] / "bench" / "degradation_sweep.py"
+
+    def sweep(photos: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(script), "--model", f"tiny={tmp_path / 'idm'}", "--photos", str(photos),
+             "--detector-weights", str(shared_path("weights", "facexlib")), "--out", str(tmp_path / "sweep")],
+            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+
+    done = sweep(tmp_path / "photos")
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "sweep.md").read_text()
+    rows = re.findall(r"^\| ([^|]+) \| ([\d.]+) \| ([\d.]+) \| [+-][\d.]+ dB, [+-][\d.]+, (\d)/1 \|$", table, flags=re.M)
+    assert len(rows) == 10
+    input_psnr = {row[0]: float(row[1]) for row in rows}
+    assert input_psnr["downsampled 8x"] < input_psnr["downsampled 2x"] < 45
+    box_side = int(re.search(r"^- 1 faces \((\d+)-\1 px boxes\) of 1 whole photos", table, flags=re.M).group(1))
+    assert 0.4 * face.shape[0] < box_side < face.shape[0]  # the face's box, not the photo's square
+
+    done = sweep(tmp_path / "empty")
+    assert done.returncode != 0 and "no face found in the 1 clean photo(s)" in done.stderr
+
+
 def test_alignment_robustness_script_scores_each_way_of_cropping(tmp_path):
     from tiny_pipelines import tiny_pipeline
 
