@@ -108,11 +108,20 @@ FACE_CHECK_THRESHOLD = 0.1
 
 # A photo given sideways or upside down without an EXIF orientation (a scan fed in sideways): RetinaFace finds few of
 # its faces, or none, and puts the landmarks of those it finds where an upright face's would lie in the box.
-# `FaceDetector.detect_turned` looks at the photo turned a quarter, a half and three quarters when it shows no face as
-# given, and takes the turn showing the most faces (then the highest summed score). It searches no photo that shows a
-# face: the face check's ONet scores clean faces lying sideways as face-like as upright ones (the two faces of
-# `gfpgan_Blake_Lively` enlarged 4x: 0.75 and 1.0 upright, 0.97 and 1.0 turned a quarter), so no score tells a photo
-# with its faces found upright from one with them found sideways (bench/turned_photos.py measures the search).
+# `FaceDetector.detect_turned` also looks at the photo turned a quarter, a half and three quarters, and takes the turn
+# showing the most faces (then the highest summed score) where the photo as given shows none, or where that turn shows
+# at least twice as many and `MORE_FACES_TURNED` more (a group photo given sideways: t1.jpg of insightface's samples,
+# six faces, showed one or two as given). Otherwise the photo stays as given: the face check's ONet scores clean faces
+# lying sideways as face-like as upright ones (the two faces of `gfpgan_Blake_Lively` enlarged 4x: 0.75 and 1.0
+# upright, 0.97 and 1.0 turned a quarter), and RetinaFace finds both at every turn, so no score tells a photo with its
+# faces found upright from one with them found sideways; and a portrait turned may show one more face than upright (a
+# false one beside it: 2 of realworld_lq's 100). A photo whose one face is found sideways as given stays so
+# (bench/turned_photos.py measures the search). Where the photo as given shows faces, the turns are first counted on
+# a copy of at most TURN_COUNT_SIDE px, one pass each, and only a turn counted so is detected in full: a full `detect`
+# of each turn tripled the detection time of realworld_lq's 100 portraits, counting on 640 px doubled it, on 320 px
+# it adds about 0.07 s a photo; insightface's t1.jpg (1280 px) given at each turn still shows its six faces.
+MORE_FACES_TURNED = 2
+TURN_COUNT_SIDE = 320
 
 
 @dataclass
@@ -311,18 +320,23 @@ class FaceDetector:
         """The quarter turns clockwise (0 to 3) that show ``image``'s faces upright, and the faces ``detect`` finds in
         ``image`` so turned (``np.rot90(image, -turns)``), in that turned image's pixels.
 
-        The turns are searched only when ``image`` as given shows no face (why: the note above ``DetectedFace``); of
-        them, the one showing the most faces, then the highest summed score, is taken. ``(0, [])`` when no turn shows a
-        face."""
-        faces = self.detect(image, only_center_face, min_face_size)
-        if faces:
-            return 0, faces
+        Of the turns, the one showing the most faces, then the highest summed score, is taken where ``image`` as given
+        shows no face, or where it shows at least twice as many and ``MORE_FACES_TURNED`` more (why: the note above
+        ``DetectedFace``). ``(0, [])`` when no turn shows a face."""
+        given = self.detect(image, only_center_face, min_face_size)
+        turned_images = {turns: np.ascontiguousarray(np.rot90(image, -turns)) for turns in (1, 2, 3)}
+        if given:
+            counted = {turns: self._detect_on_copy(turned, TURN_COUNT_SIDE) for turns, turned in turned_images.items()}
+            turns = max(counted, key=lambda turn: (len(counted[turn]), sum(face.score for face in counted[turn])))
+            if not _shows_more_faces(counted[turns], self._detect_on_copy(image, TURN_COUNT_SIDE)):
+                return 0, given
+            turned_images = {turns: turned_images[turns]}
         turned = {
-            turns: self.detect(np.ascontiguousarray(np.rot90(image, -turns)), only_center_face, min_face_size)
-            for turns in (1, 2, 3)
+            turns: self.detect(turned_image, only_center_face, min_face_size)
+            for turns, turned_image in turned_images.items()
         }
         turns = max(turned, key=lambda turn: (len(turned[turn]), sum(face.score for face in turned[turn])))
-        return (turns, turned[turns]) if turned[turns] else (0, [])
+        return (turns, turned[turns]) if turned[turns] and _shows_more_faces(turned[turns], given) else (0, given)
 
     def _may_miss_small_faces(self, faces: list[DetectedFace], detection_scale: float) -> bool:
         """Whether a photo detected at ``detection_scale`` of its size, where ``faces`` were found, is also searched
@@ -354,6 +368,12 @@ class FaceDetector:
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)
         ]
+
+
+def _shows_more_faces(turned: list[DetectedFace], given: list[DetectedFace]) -> bool:
+    """Whether a turn's faces outnumber a photo's faces as given enough to take the turn (the note above
+    `DetectedFace`): any where none shows as given, else at least twice as many and `MORE_FACES_TURNED` more."""
+    return len(turned) >= (1 if not given else max(2 * len(given), len(given) + MORE_FACES_TURNED))
 
 
 def points_before_turn(points: np.ndarray, turns: int, turned_shape: tuple[int, ...]) -> np.ndarray:

@@ -457,6 +457,20 @@ def test_a_photo_turned_sideways_has_its_faces_restored_turned_upright(gfpgan, r
     np.testing.assert_allclose(output.face_boxes[0], np.concatenate([corners.min(1), corners.max(1)], 1), atol=1e-3)
 
 
+def test_a_turned_photo_showing_some_of_its_faces_as_given_is_searched_turned_too(retinaface):
+    """gfpgan_10045 given a quarter turned clockwise shows one of its three faces as given, found sideways: the turn
+    that shows all three is taken, with the faces the upright photo shows."""
+    upright = load_image(shared_path("data", "whole_imgs", "gfpgan_10045.png"))
+    upright_faces = retinaface.detect(upright)
+    turned = np.ascontiguousarray(np.rot90(upright, -1))
+    assert len(retinaface.detect(turned)) == 1 and len(upright_faces) == 3
+    turns, faces = retinaface.detect_turned(turned)
+    assert turns == 3
+    np.testing.assert_allclose(
+        sorted(face.box.tolist() for face in faces), sorted(face.box.tolist() for face in upright_faces), atol=2.0
+    )
+
+
 def test_an_upright_photo_is_not_turned_and_a_faceless_one_finds_nothing_turned(retinaface):
     """The photos of whole_imgs, given upright, are taken as upright; an empty image shows no face at any turn."""
     for path in list_images(shared_path("data", "whole_imgs")):
