@@ -277,7 +277,8 @@ def build_demo(
                 denoise = gr.Checkbox(
                     label="Denoise noisy faces", value=True, elem_id="denoise",
                     info="a face with visible grain goes through non-local means before the model (skin comes out smooth), "
-                    "and a large face's finest detail loses what reads as noise",
+                    "the faces of a small JPEG enlarged lose its blocks first, and a large face's finest detail loses "
+                    "what reads as noise",
                 )
                 with gr.Accordion("Diffusion (IDM and hybrid models)", open=diffusion):
                     steps = gr.Slider(

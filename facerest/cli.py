@@ -110,8 +110,8 @@ def _add_restore_parser(commands) -> None:
         "--no-denoise",
         action="store_true",
         help="give the model noisy faces as they are (default: a face whose noise level is above the pipeline's "
-        "threshold goes through non-local means first, and a face over twice the model's size loses what reads as "
-        "noise in its finest detail)",
+        "threshold goes through non-local means first, the faces of a photo saved as a small JPEG and enlarged are "
+        "deblocked first, and a face over twice the model's size loses what reads as noise in its finest detail)",
     )
     restore.add_argument(
         "--steps", type=int, default=None, help="IDM sampling steps (default: the model's, saved with it; else 25)"

@@ -23,6 +23,8 @@ reach that floor; a face's own detail gathers at its edges (eyes, lashes, hair),
 
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 from scipy.stats import chi2
@@ -137,11 +139,19 @@ def face_region(box: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:
 def denoised_faces(photo: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """The photo with the region around each face box (`face_region`) `denoised`; the photo itself when no region of
     at least `MIN_DENOISED_SIZE` has a noise level above `DENOISE_ABOVE`."""
+    return with_face_regions_cleaned(photo, boxes, denoised)
+
+
+def with_face_regions_cleaned(
+    photo: np.ndarray, boxes: np.ndarray, clean: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The photo with the region around each face box (`face_region`) replaced by `clean` of it, fading into the
+    photo over `REGION_FEATHER` of its side; the photo itself when `clean` returns every region it is given."""
     result = photo
     for box in boxes:
         region = face_region(box, photo.shape)
         region_pixels = photo[region]
-        cleaned = denoised(region_pixels)
+        cleaned = clean(region_pixels)
         if cleaned is not region_pixels:
             result = photo.copy() if result is photo else result
             current = result[region].astype(np.float32)

@@ -8,8 +8,9 @@ times `fidelity`) back into the photo (optionally enlarged).
 Only the model's change is warped back, never the photo's own pixels: a face that is larger in the photo than the
 model's resolution keeps the photo's detail above that resolution (the band the model cannot see), and the band the
 model restores is replaced by its restoration. A noisy face is denoised at the photo's own pixels first (`denoise`:
-non-local means where the noise level around a face is above `facerest.denoise.DENOISE_ABOVE`), and the model's
-change is added to the denoised photo; of the band finer than the model's pixels, which the model never sees, the
+non-local means where the noise level around a face is above `facerest.denoise.DENOISE_ABOVE`), the faces of a photo
+saved as a small JPEG and enlarged are deblocked first (`facerest.deblock`), and the model's change is added to the
+photo so cleaned; of the band finer than the model's pixels, which the model never sees, the
 photo keeps its own detail and loses what reads as noise there (`facerest.denoise.fine_noise`). A face that the
 change leaves less sharp than the face it was given (`never_blur`) keeps that face. A face keeps the photo's lighting
 (a Gaussian blur at a sixteenth of the face: `PHOTO_LIGHTING_SCALE`), and a gray or sepia face its tone (the
@@ -37,7 +38,8 @@ from diffusers.utils import BaseOutput
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
-from .denoise import denoised, denoised_faces, face_region, fine_noise, noise_level
+from .deblock import JPEG_BLOCK, deblocked, enlarged_jpeg_period
+from .denoise import denoised, denoised_faces, face_region, fine_noise, noise_level, with_face_regions_cleaned
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import (
     FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window, points_before_turn,
@@ -453,8 +455,10 @@ class FaceRestorePipeline(DiffusionPipeline):
             denoise (`bool`, defaults to `True`):
                 Denoise each face whose white noise, measured at the image's own pixels around it, is above
                 `DENOISE_ABOVE` (`facerest.denoise`: non-local means) before the model sees it: the models leave
-                such noise as it is. A face larger than the model's resolution also loses what reads as noise in
-                its finest octave above it (`fine_noise`), a band the model never sees.
+                such noise as it is. The faces of an image that shows the grid of a JPEG saved smaller and enlarged
+                (`facerest.deblock.enlarged_jpeg_period`) are deblocked first (a blur the size of the enlargement): the
+                models sharpen such blocks into strokes. A face larger than the model's resolution also loses what
+                reads as noise in its finest octave above it (`fine_noise`), a band the model never sees.
             never_blur (`bool`, defaults to `True`):
                 In photos (not `aligned`): a face whose box the restoration leaves less sharp than the face the model
                 was given (the photo's, or the photo's denoised; the mean gradient, `gradient_sharpness`) keeps that
@@ -554,21 +558,27 @@ class FaceRestorePipeline(DiffusionPipeline):
     def _restore_photo(
         self, photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool, fidelity: float, denoise: bool
     ) -> "_RestoredPhoto":
-        """With `denoise`, denoise the regions of the noisy faces and take what reads as noise out of the finest octave
-        of each face whose crop is no enlargement (`_crop_fine_noise`), `fidelity` of each; align each face of that
-        photo at 512 px, restore it at the model's size, and add `fidelity` of the model's change back; with
-        `never_blur`, a face that the change leaves less sharp (`_faces_made_blurrier`) keeps the face the model was
-        given."""
+        """With `denoise`, deblock the faces' regions of a photo showing an enlarged JPEG's grid, denoise the regions of
+        the noisy faces and take what reads as noise out of the finest octave of each face whose crop is no
+        enlargement (`_crop_fine_noise`), `fidelity` of each; align each face of that photo at 512 px, restore it at
+        the model's size, and add `fidelity` of the model's change back; with `never_blur`, a face that the change
+        leaves less sharp (`_faces_made_blurrier`) keeps the face the model was given."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
-        given_photo = _with_part_of(photo, denoised_faces(photo, boxes) if denoise else photo, fidelity)
+        block_period = enlarged_jpeg_period(photo) if denoise and fidelity > 0 else None
+        deblocked_photo = photo
+        if block_period is not None:
+            deblocked_photo = with_face_regions_cleaned(photo, boxes, lambda region: deblocked(region, block_period))
+        cleaned_photo = denoised_faces(deblocked_photo, boxes) if denoise else photo
+        given_photo = _with_part_of(photo, cleaned_photo, fidelity)
         regions = [face_region(box, photo.shape) for box in boxes]
         denoised_indices = {
             index for index, region in enumerate(regions)
-            if given_photo is not photo and not np.array_equal(given_photo[region], photo[region])
+            if given_photo is not photo and cleaned_photo is not deblocked_photo
+            and not np.array_equal(cleaned_photo[region], deblocked_photo[region])
         }  # fmt: skip
         crops, affines = zip(*(align_face(given_photo, face.landmarks, ALIGN_SIZE) for face in faces))
         cleaned_indices = set()
@@ -583,16 +593,18 @@ class FaceRestorePipeline(DiffusionPipeline):
         restored = [_with_change(given_face, change, fidelity) for given_face, change in zip(given_faces, changes)]
         corrections = [resize_square(fidelity * change, ALIGN_SIZE) for change in changes]
         pasted = None
-        messages = [
-            f"face {index} denoised first: noise of {noise_level(photo[regions[index]]):.1f} grey levels"
+        messages = [] if block_period is None else [_deblocked_note(block_period, "its faces")]
+        messages += [
+            f"face {index} denoised first: noise of {noise_level(deblocked_photo[regions[index]]):.1f} grey levels"
             for index in sorted(denoised_indices)
         ]
         if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
             blurred, at_photo_size = _faces_made_blurrier(given_photo, corrections, list(affines), boxes)
             for index in blurred:
                 restored[index], corrections[index] = given_faces[index], np.zeros_like(corrections[index])
-                if index in denoised_indices:
-                    messages.append(f"face {index} left denoised: its restoration came out less sharp than that")
+                if index in denoised_indices or block_period is not None:
+                    cleaning = "denoised" if index in denoised_indices else "deblocked"
+                    messages.append(f"face {index} left {cleaning}: its restoration came out less sharp than that")
                 elif index in cleaned_indices:
                     messages.append(
                         f"face {index} left as it was but for its finest pixels' noise: its restoration came out less "
@@ -617,8 +629,9 @@ class FaceRestorePipeline(DiffusionPipeline):
     def _restore_aligned(
         self, faces: list[np.ndarray], names: list[str], upscale: int, restore, fidelity: float, denoise: bool
     ) -> list["_RestoredPhoto"]:
-        """Restore aligned faces at the model's size (with `denoise`, `fidelity` of each noisy face's denoising
-        first), and add `fidelity` of the model's change to each face the model was given, at its own size."""
+        """Restore aligned faces at the model's size (with `denoise`, `fidelity` of each face's deblocking and
+        denoising first), and add `fidelity` of the model's change to each face the model was given, at its own
+        size."""
         for face, name in zip(faces, names):
             if face.shape[0] != face.shape[1]:
                 raise ImageReadError(
@@ -626,11 +639,23 @@ class FaceRestorePipeline(DiffusionPipeline):
                     f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]} (for a photo, turn aligned "
                     "off: its faces are then found and aligned)",
                 )
-        given_faces = [_with_part_of(face, denoised(face) if denoise else face, fidelity) for face in faces]
+        block_periods = [enlarged_jpeg_period(face) if denoise and fidelity > 0 else None for face in faces]
+        deblocked_faces = [
+            face if period is None else deblocked(face, period) for face, period in zip(faces, block_periods)
+        ]
+        cleaned_faces = [denoised(face) if denoise else face for face in deblocked_faces]
+        given_faces = [_with_part_of(face, cleaned, fidelity) for face, cleaned in zip(faces, cleaned_faces)]
+        notes = []
+        for face, given_face, period, deblocked_face, cleaned_face in zip(
+            faces, given_faces, block_periods, deblocked_faces, cleaned_faces
+        ):
+            notes.append([] if period is None else [_deblocked_note(period, "the face")])
+            if given_face is not face and cleaned_face is not deblocked_face:
+                notes[-1].append(f"denoised first: noise of {noise_level(deblocked_face):.1f} grey levels")
         model_faces = [resize_square(face, self.face_size) for face in given_faces]
         restored = restore(model_faces, in_photo=False)
         photos = []
-        for face, given_face, model_face, restored_face in zip(faces, given_faces, model_faces, restored):
+        for given_face, model_face, restored_face, messages in zip(given_faces, model_faces, restored, notes):
             change = restored_face.astype(np.float32) - model_face
             width, size = given_face.shape[1], given_face.shape[1] * upscale
             image = resize_square(given_face, size).astype(np.float32) + resize_square(fidelity * change, size)
@@ -638,11 +663,15 @@ class FaceRestorePipeline(DiffusionPipeline):
                 image -= resize_square(fidelity * fine_noise(given_face, width / self.face_size), size)
             boxes = np.array([[0, 0, width, width]], np.float32)
             landmarks = (FFHQ_TEMPLATE_512 * (width / ALIGN_SIZE))[None]
-            messages = [] if given_face is face else [f"denoised first: noise of {noise_level(face):.1f} grey levels"]
             kept_face = _with_change(model_face, change, fidelity)
             image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
             photos.append(_RestoredPhoto(image, [kept_face], boxes, landmarks, messages))
         return photos
+
+
+def _deblocked_note(block_period: float, what: str) -> str:
+    enlargement = block_period / JPEG_BLOCK
+    return f"JPEG blocks of {block_period:.1f} px (a JPEG enlarged {enlargement:.1f}x): {what} deblocked first"
 
 
 QUARTER_TURNS = {1: "turned a quarter clockwise", 2: "turned upside down", 3: "turned a quarter counter-clockwise"}

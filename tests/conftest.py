@@ -17,6 +17,22 @@ def with_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     return np.clip(np.rint(image + noise), 0, 255).astype(np.uint8)
 
 
+def saved_small_and_enlarged(image: np.ndarray, times: float, quality: int) -> np.ndarray:
+    """``image`` shrunk ``times`` times, saved as a JPEG of ``quality`` and enlarged back (bicubic), as a photo passed
+    around the web is."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (round(width / times), round(height / times)), interpolation=cv2.INTER_AREA)
+    buffer = io.BytesIO()
+    Image.fromarray(small).save(buffer, "JPEG", quality=quality)
+    decoded = np.asarray(Image.open(buffer).convert("RGB"))
+    return cv2.resize(decoded, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
 def png_claiming(side: int) -> bytes:
     """A PNG of one pixel whose header claims ``side`` x ``side`` pixels: decoding it would fail as truncated, so a
     size check must refuse it first."""

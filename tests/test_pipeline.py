@@ -5,6 +5,7 @@ Run with ``-s`` to see the faces found per photo of ../shared/data/whole_imgs.
 
 import io
 import json
+import re
 import threading
 
 import cv2
@@ -21,7 +22,7 @@ from facerest.faces import FaceDetector, add_face_corrections, align_face, face_
 from facerest.images import DEFAULT_MAX_PIXELS, is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness, psnr
 from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH, _faces_made_blurrier
-from conftest import png_claiming, shared_path, with_noise
+from conftest import png_claiming, saved_small_and_enlarged, shared_path, with_noise
 from test_faces import EXPECTED_FACES
 from tiny_pipelines import FACE_SIZE, KINDS, restoring_with, tiny_pipeline, tiny_restorer, tiny_unet
 
@@ -683,6 +684,27 @@ def test_noisy_faces_are_denoised_at_the_photos_pixels_and_fidelity_scales_it_to
     face = resize_square(noisy[:400, 400:], 256)  # an aligned face of 256 px: measured and denoised at its own size
     aligned = gfpgan(face, aligned=True, output_type="np")
     assert aligned.messages[0][0].startswith("denoised first: noise of") and noise_level(aligned.images[0]) < DENOISE_ABOVE
+
+
+def test_the_faces_of_a_jpeg_saved_small_and_enlarged_are_deblocked_first(gfpgan, retinaface, monkeypatch):
+    """With a model that changes nothing, what the pipeline changes is the deblocking: around each face only, the
+    grid gone there, nothing with denoise off; an aligned face is deblocked at its own size."""
+    monkeypatch.setattr(gfpgan, "restore_faces", restoring_with(lambda face: face))
+    blocky = saved_small_and_enlarged(load_image(shared_path("data", "whole_imgs", "codeformer_06.png")), 3, quality=30)
+    output = gfpgan(blocky, detector=retinaface, never_blur=False, output_type="np")
+    assert output.messages[0] == ["JPEG blocks of 24.0 px (a JPEG enlarged 3.0x): its faces deblocked first"]
+    outside = np.ones(blocky.shape[:2], bool)
+    for box in output.face_boxes[0]:
+        region = face_region(box, blocky.shape)
+        outside[region] = False
+        assert np.abs(output.images[0][region].astype(int) - blocky[region]).mean() > 1.0
+    np.testing.assert_array_equal(output.images[0][outside], blocky[outside])
+    as_given = gfpgan(blocky, detector=retinaface, never_blur=False, output_type="np", denoise=False)
+    np.testing.assert_array_equal(as_given.images[0], blocky)
+    assert as_given.messages[0] == []
+    face = saved_small_and_enlarged(load_image(shared_path("data", "ffhq256", "test", "01000.jpg")), 2, quality=30)
+    aligned = gfpgan(resize_square(face, 512), aligned=True, output_type="np")
+    assert re.fullmatch(r"JPEG blocks of 3[12]\.\d px \(a JPEG enlarged 4\.0x\): the face deblocked first", aligned.messages[0][0])
 
 
 def test_the_noise_around_small_faces_is_read_from_the_photo(gfpgan, retinaface, monkeypatch):
