@@ -30,14 +30,15 @@ import numpy as np
 JPEG_BLOCK = 8
 # Grids deblocked, in the photo's pixels: from a JPEG enlarged 1.5 times to one enlarged 8 times (make-testset's
 # recipe shrinks a face up to 8 times). Periods are searched from SHORTEST_PERIOD, in steps of PERIOD_STEP, which
-# keeps a grid of 12 and more blocks within a bin's width across the photo.
+# keeps a grid of MIN_BLOCKS blocks and more within a bin's width across the photo.
 MIN_BLOCK_PERIOD = 1.5 * JPEG_BLOCK
 MAX_BLOCK_PERIOD = 8 * JPEG_BLOCK
 SHORTEST_PERIOD = JPEG_BLOCK - 0.5
 PERIOD_STEP = 0.1
 # A period is searched only where the photo's shorter side holds this many of it: with fewer, a face's edges fold
-# into one bin by chance as often as a grid does.
-MIN_BLOCKS = 12
+# into one bin by chance as often as a grid does (with 12, photos of 230 px shrunk 4 and 8 times without JPEG showed
+# grids of 15-19 px, 3 of 48).
+MIN_BLOCKS = 16
 # The median step of a column is taken over at most about this many rows spread over the photo (and a row's over as many
 # columns): all of a 4000 x 2770 photo's took 2.7 s.
 MEDIAN_LINES = 512
@@ -45,13 +46,14 @@ FOLD_BINS = 16
 FOLD_GAP_BINS = 4
 # The score above which a period is taken for a JPEG grid. On the clean faces of ffhq256/test, whole_imgs, realworld_lq
 # and cropped_lq, the best-scoring period of MIN_BLOCK_PERIOD or more scored at most 1.20; on the degraded faces of the
-# 256- and 512-px test sets (`make-testset`, JPEG of quality 60-100 on the face shrunk 0.8-8 times), each of the 9
-# scoring 1.25 or more had its grid at the period the recipe gave it (within 0.2 px); JPEGs of quality 30-35 shrunk 2, 3
-# and 4 times and enlarged back scored 1.26-1.91.
+# 256- and 512-px test sets (`make-testset`, JPEG of quality 60-100 on the face shrunk 0.8-8 times), each of the 5
+# scoring 1.25 or more had its grid at the period the recipe gave it (within 0.2 px; 9 of 9 searched to a twelfth of
+# the side); JPEGs of quality 30-35 shrunk 2, 3 and 4 times and enlarged back scored 1.26-1.91.
 BLOCK_SCORE = 1.25
 # A grid's period folded at a half or a third scores high too (its blocks' middles step a little at low qualities: a
 # grid of 24 px scored 1.38 at 24 and 1.49 at 12); a multiple of the best-scoring period is taken for the grid where it
-# scores at least this share of it. JPEGs at the photo's own pixels scored 0.36-0.55 of their 8 px at 24 px.
+# scores at least this share of it. A best-scoring period under MIN_BLOCK_PERIOD is a grid at the photo's own pixels,
+# and its multiples are not taken (JPEGs at the photo's own pixels scored 0.36-0.76 of their 8 px at 24 px).
 MULTIPLE_SCORE_SHARE = 0.75
 # The Gaussian's standard deviation per time the JPEG was enlarged (its grid's period over JPEG_BLOCK). Through the
 # default model, on the 9 faces of four photos from outside the project shrunk 2, 3 and 4 times, saved as JPEG of
@@ -70,7 +72,7 @@ def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     longest = min(MAX_BLOCK_PERIOD, min(height, width) / MIN_BLOCKS)
     if longest < MIN_BLOCK_PERIOD:
         return None
-    periods = np.arange(SHORTEST_PERIOD, longest + PERIOD_STEP / 2, PERIOD_STEP)
+    periods = np.round(np.arange(SHORTEST_PERIOD, longest + PERIOD_STEP / 2, PERIOD_STEP), 1)  # 12.0, not 11.999...
     some_rows = image[:: max(1, height // MEDIAN_LINES)].astype(np.float32) @ _LUMA
     some_columns = image[:, :: max(1, width // MEDIAN_LINES)].astype(np.float32) @ _LUMA
     column_steps = np.median(np.abs(np.diff(some_rows, axis=1)), axis=0)
@@ -80,12 +82,13 @@ def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     if scores[best] < BLOCK_SCORE:
         return None
     period = float(periods[best])
+    if period < MIN_BLOCK_PERIOD:  # a grid at the photo's own pixels, whose multiples score high too
+        return None
     for times in (4, 3, 2):  # the grid's own period, where the best-scoring one is a fraction of it
         near = np.abs(periods - times * period) <= times * PERIOD_STEP
         if near.any() and scores[near].max() >= max(BLOCK_SCORE, MULTIPLE_SCORE_SHARE * scores[best]):
-            period = float(periods[near][np.argmax(scores[near])])
-            break
-    return period if period >= MIN_BLOCK_PERIOD else None
+            return float(periods[near][np.argmax(scores[near])])
+    return period
 
 
 def deblocked(image: np.ndarray, period: float) -> np.ndarray:

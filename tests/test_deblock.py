@@ -35,7 +35,7 @@ def test_a_jpeg_at_its_own_size_is_left_to_the_model(name):
     assert enlarged_jpeg_period(saved_small_and_enlarged(photo, 1, quality=20)) is None
 
 
-def test_an_image_too_small_to_hold_twelve_blocks_is_not_searched():
+def test_an_image_too_small_to_hold_sixteen_blocks_is_not_searched():
     tiny = saved_small_and_enlarged(load_image(shared_path("data", "ffhq256", "test", "01000.jpg"))[:150, :150], 2, 30)
     assert enlarged_jpeg_period(tiny) is None
 
