@@ -327,7 +327,7 @@ class FaceDetector:
         turned_images = {turns: np.ascontiguousarray(np.rot90(image, -turns)) for turns in (1, 2, 3)}
         if given:
             counted = {turns: self._detect_on_copy(turned, TURN_COUNT_SIDE) for turns, turned in turned_images.items()}
-            turns = max(counted, key=lambda turn: (len(counted[turn]), sum(face.score for face in counted[turn])))
+            turns = _showing_most_faces(counted)
             if not _shows_more_faces(counted[turns], self._detect_on_copy(image, TURN_COUNT_SIDE)):
                 return 0, given
             turned_images = {turns: turned_images[turns]}
@@ -335,8 +335,8 @@ class FaceDetector:
             turns: self.detect(turned_image, only_center_face, min_face_size)
             for turns, turned_image in turned_images.items()
         }
-        turns = max(turned, key=lambda turn: (len(turned[turn]), sum(face.score for face in turned[turn])))
-        return (turns, turned[turns]) if turned[turns] and _shows_more_faces(turned[turns], given) else (0, given)
+        turns = _showing_most_faces(turned)
+        return (turns, turned[turns]) if _shows_more_faces(turned[turns], given) else (0, given)
 
     def _may_miss_small_faces(self, faces: list[DetectedFace], detection_scale: float) -> bool:
         """Whether a photo detected at ``detection_scale`` of its size, where ``faces`` were found, is also searched
@@ -368,6 +368,11 @@ class FaceDetector:
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)
         ]
+
+
+def _showing_most_faces(faces_by_turn: dict[int, list[DetectedFace]]) -> int:
+    """The turn whose faces are the most, then the highest scored in sum."""
+    return max(faces_by_turn, key=lambda turn: (len(faces_by_turn[turn]), sum(f.score for f in faces_by_turn[turn])))
 
 
 def _shows_more_faces(turned: list[DetectedFace], given: list[DetectedFace]) -> bool:
