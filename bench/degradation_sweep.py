@@ -4,7 +4,9 @@
 
 `make-testset`'s recipe (and the training data) degrades a face as its 512-px photo would be, mixing blur, downsampling,
 noise and JPEG; this sweep applies each alone (`degrade` with one stage on, and a motion blur the recipe lacks) at
-the 256-px face, some beyond the recipe's ranges (JPEG quality 20, noise that is not enlarged with the face), to show which a model undoes and which it leaves or worsens. Each cell is
+the 256-px face, some beyond the recipe's ranges (JPEG quality 20, noise that is not enlarged with the face) or
+resampled otherwise (shrunk by the area filter and enlarged bicubically, as photo tools do), to show which a model
+undoes and which it leaves or worsens. Each cell is
 the mean PSNR (dB) and SSIM gain over the degraded input, and how many faces gained PSNR. The first `--faces` faces
 of `--faces-dir` are used, restored in batches of eight seeded 0, 8, 16, ... as `bench/default_checks.py` does.
 
@@ -66,6 +68,16 @@ DEGRADATIONS = {
     "JPEG quality 20": one_stage(jpeg_range=(20, 20)),
     "JPEG quality 40": one_stage(jpeg_range=(40, 40)),
     "downsampled 4x, JPEG 30 there": one_stage(downsample_range=(4.0, 4.0), jpeg_range=(30, 30)),
+    # shrunk and enlarged as photo tools do it (the recipe resamples bilinearly)
+    "downsampled 2x (area), enlarged bicubic": one_stage(
+        downsample_range=(2.0, 2.0), downsample_modes=("area",), upsample_modes=("cubic",)
+    ),
+    "downsampled 4x (area), enlarged bicubic": one_stage(
+        downsample_range=(4.0, 4.0), downsample_modes=("area",), upsample_modes=("cubic",)
+    ),
+    "downsampled 3x (area), JPEG 70 there, enlarged bicubic": one_stage(
+        downsample_range=(3.0, 3.0), jpeg_range=(70, 70), downsample_modes=("area",), upsample_modes=("cubic",)
+    ),
 }
 
 
@@ -124,15 +136,16 @@ def photo_face_pairs(
 
 def sweep(
     models: dict[str, FaceRestorePipeline], originals: list[np.ndarray], photo_face_size: int | None, detector: dict,
-    denoise: bool = True, photos: list[np.ndarray] | None = None,
+    denoise: bool = True, photos: list[np.ndarray] | None = None, degradations: list[str] | None = None,
 ) -> Table:
     """Each degradation's input PSNR and SSIM and each model's gains (`face_pairs`; with `photos`, `photo_face_pairs`
-    instead, `originals` unused)."""
+    instead, `originals` unused); `degradations` names the rows of `DEGRADATIONS` to measure (default: all)."""
     in_photos = bool(photo_face_size or photos)
     settings = dict(output_type="np", progress=False, denoise=denoise) | (dict(detector=detector) if in_photos else {})
     boxes = faces_of_photos(photos, detector) if photos else []
     table = Table(["degradation", "input PSNR", "input SSIM"] + [f"{name}: ΔPSNR, ΔSSIM, faces gaining" for name in models])
-    for degradation_name, apply_degradation in DEGRADATIONS.items():
+    for degradation_name in degradations or DEGRADATIONS:
+        apply_degradation = DEGRADATIONS[degradation_name]
         if photos:
             targets, degraded, restore = photo_face_pairs(photos, boxes, apply_degradation, settings)
         else:
@@ -173,6 +186,9 @@ def main() -> None:
         "--detector-weights", default="../shared/weights/facexlib", help="RetinaFace weights (--in-photos, --photos)"
     )
     parser.add_argument("--no-denoise", action="store_true", help="give the model each face as it is (denoise=False)")
+    parser.add_argument(
+        "--degradation", action="append", choices=list(DEGRADATIONS), help="measure only this row (repeatable; default: all)"
+    )
     parser.add_argument("--out", type=Path, help="write the table here (OUT.md and OUT.csv)")
     args = parser.parse_args()
 
@@ -185,7 +201,9 @@ def main() -> None:
     photos = [load_image(path) for path in list_images(args.photos)] if args.photos else None
     originals = [] if photos else [load_image(path) for path in list_images(args.faces_dir)[: args.faces]]
     detector = {"weights_dir": args.detector_weights}
-    table = sweep(models, originals, args.in_photos, detector, denoise=not args.no_denoise, photos=photos)
+    table = sweep(
+        models, originals, args.in_photos, detector, denoise=not args.no_denoise, photos=photos, degradations=args.degradation
+    )
     print(table.markdown())
     if args.out:
         table.write(args.out)

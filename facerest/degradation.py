@@ -2,7 +2,11 @@
 
     y = JPEG_q((x * k_sigma) downsampled by r + n_delta), resized back to the size of x
 
-followed by the colour degradations of GFP-GAN's ``FFHQDegradationDataset``: a random shift of the
+The downsampling and the resize back use bilinear interpolation, as GFP-GAN's do; ``downsample_modes`` and
+``upsample_modes`` can draw each from several (bicubic, area), as photos are shrunk and enlarged by other tools
+(Real-ESRGAN's second-order model draws them so too).
+
+This is followed by the colour degradations of GFP-GAN's ``FFHQDegradationDataset``: a random shift of the
 RGB values, conversion to gray, and a photometric jitter (brightness, contrast, saturation, hue in a
 random order). Only the degraded image is changed, never the ground truth.
 
@@ -37,6 +41,11 @@ from .images import resize
 
 Range = tuple[float, float]
 
+# Interpolations of the downsampling and the resize back: OpenCV's flag for the numpy path, F.interpolate's mode for the
+# torch path ("area" there is cv2's INTER_AREA as a matrix, `_area_weights`). Enlarging, "area" is not drawn.
+RESIZE_MODES = {"linear": (cv2.INTER_LINEAR, "bilinear"), "cubic": (cv2.INTER_CUBIC, "bicubic"), "area": (cv2.INTER_AREA, "area")}
+UPSAMPLE_MODES = ("linear", "cubic")
+
 
 @dataclass
 class DegradationConfig:
@@ -55,6 +64,10 @@ class DegradationConfig:
     rotation_range: Range = (-math.pi, math.pi)
     # downsampling factor r (below 1 enlarges)
     downsample_range: Range | None = (0.8, 8.0)
+    # the interpolations the downsampling by r and the resize back are drawn from, each uniformly (RESIZE_MODES; "area"
+    # only shrinks: a downsampling by r < 1 drawn so enlarges bilinearly)
+    downsample_modes: tuple[str, ...] = ("linear",)
+    upsample_modes: tuple[str, ...] = ("linear",)
     # additive Gaussian noise n_delta: standard deviation delta, in units of 1/255
     noise_range: Range | None = (0.0, 20.0)
     # JPEG quality q (integer, both ends included)
@@ -91,6 +104,8 @@ class DegradationConfig:
         _check_range("blur_sigma", self.blur_sigma, lowest=1e-3, optional=True)
         _check_range("rotation_range", self.rotation_range)
         _check_range("downsample_range", self.downsample_range, lowest=1e-3, optional=True)
+        _check_modes("downsample_modes", self.downsample_modes, RESIZE_MODES)
+        _check_modes("upsample_modes", self.upsample_modes, UPSAMPLE_MODES)
         _check_range("noise_range", self.noise_range, lowest=0.0, optional=True)
         _check_range("jpeg_range", self.jpeg_range, lowest=1, highest=100, optional=True)
         if self.jpeg_range is not None and not all(isinstance(q, (int, np.integer)) for q in self.jpeg_range):
@@ -126,6 +141,9 @@ class DegradationParams:
     gray: bool
     photometric: tuple[tuple[str, float], ...]  # (operation, factor) in the order applied
     reference_resolution: int | None = None
+    # the interpolations of the downsampling and of the resize back (manifests written before they were drawn: linear)
+    downsample_mode: str = "linear"
+    upsample_mode: str = "linear"
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict (tuples become lists)."""
@@ -198,6 +216,11 @@ def sample_degradation(config: DegradationConfig, rng: np.random.Generator) -> D
     if config.clean_prob > 0 and rng.random() < config.clean_prob:  # a clean pair: every stage off
         kernel_type = sigma_x = sigma_y = rotation = scale = noise_std = noise_seed = jpeg_quality = color_shift = None
         gray, photometric = False, ()
+    # drawn last, and only from a choice, so a config of one mode each draws what it drew before these existed
+    downsample_mode, upsample_mode = (
+        modes[int(rng.integers(len(modes)))] if len(modes) > 1 else modes[0]
+        for modes in (config.downsample_modes, config.upsample_modes)
+    )
     return DegradationParams(
         kernel_size=config.kernel_size,
         kernel_type=kernel_type,
@@ -212,6 +235,8 @@ def sample_degradation(config: DegradationConfig, rng: np.random.Generator) -> D
         gray=gray,
         photometric=photometric,
         reference_resolution=config.reference_resolution,
+        downsample_mode=downsample_mode,
+        upsample_mode=upsample_mode,
     )
 
 
@@ -262,16 +287,22 @@ def _blur_downsample_noise_jpeg(x: np.ndarray, params: DegradationParams) -> np.
         x = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
     if params.scale is not None:
         # downsampled by r
-        x = cv2.resize(x, (small_width, small_height), interpolation=cv2.INTER_LINEAR)
+        mode = _downsample_mode(params)
+        x = np.clip(cv2.resize(x, (small_width, small_height), interpolation=RESIZE_MODES[mode][0]), 0.0, 1.0)
     if params.noise_std is not None:
         # + n_delta, with n_delta ~ N(0, (delta / 255)^2) independently per pixel and channel
         x = np.clip(x + noise_field(params, height, width) * np.float32(params.noise_std / 255.0), 0.0, 1.0)
     if params.jpeg_quality is not None:
         x = _jpeg(x, params.jpeg_quality)
-    x = cv2.resize(x, (reference_width, reference_height), interpolation=cv2.INTER_LINEAR)
+    x = np.clip(cv2.resize(x, (reference_width, reference_height), interpolation=RESIZE_MODES[params.upsample_mode][0]), 0.0, 1.0)
     if (reference_height, reference_width) != (height, width):
         x = np.clip(resize(x, width, height), 0.0, 1.0)
     return x
+
+
+def _downsample_mode(params: DegradationParams) -> str:
+    """The downsampling's interpolation: the drawn one, but bilinear where r < 1 enlarges and "area" was drawn."""
+    return "linear" if params.downsample_mode == "area" and params.scale < 1 else params.downsample_mode
 
 
 def _stage_sizes(height: int, width: int, params: DegradationParams) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -413,8 +444,8 @@ def _blur_downsample_noise_jpeg_batch(x: torch.Tensor, params: list[DegradationP
     small = _jpeg_batch(small, [p.jpeg_quality for p in params])
     x = torch.stack([
         image if image.shape[-2:] == (reference_height, reference_width)
-        else F.interpolate(image[None], size=(reference_height, reference_width), mode="bilinear", align_corners=False)[0]
-        for image in small
+        else _interpolate(image, (reference_height, reference_width), p.upsample_mode)
+        for image, p in zip(small, params)
     ])  # fmt: skip
     if (reference_height, reference_width) != (height, width):
         x = _resize_batch(x, height, width).clamp(0.0, 1.0)
@@ -464,6 +495,15 @@ def _resize_batch(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return rows @ x @ columns.T
 
 
+def _interpolate(image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """One (3, h, w) image resized to ``size`` as ``cv2.resize`` does with ``RESIZE_MODES[mode]``, clipped to [0, 1]."""
+    if mode == "area":
+        rows = torch.from_numpy(_area_weights(image.shape[-2], size[0])).to(image)
+        columns = torch.from_numpy(_area_weights(image.shape[-1], size[1])).to(image)
+        return (rows @ image @ columns.T).clamp(0.0, 1.0)
+    return F.interpolate(image[None], size=size, mode=RESIZE_MODES[mode][1], align_corners=False)[0].clamp(0.0, 1.0)
+
+
 @functools.lru_cache(maxsize=32)
 def _area_weights(source: int, target: int) -> np.ndarray:
     """The (target, source) matrix of cv2's INTER_AREA shrinking (``computeResizeAreaTab``): each output sample
@@ -487,7 +527,7 @@ def _area_weights(source: int, target: int) -> np.ndarray:
 def _downsample_and_noise(image: torch.Tensor, params: DegradationParams, noise, size: tuple[int, int]) -> torch.Tensor:
     """(x * k_sigma) downsampled by r + n_delta, for one (3, H, W) image; ``noise`` is its (h, w, 3) ``noise_field``."""
     if params.scale is not None:
-        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        image = _interpolate(image, size, _downsample_mode(params))
     if params.noise_std is not None:
         if noise is None or tuple(noise.shape) != (*size, 3):
             raise ValueError(f"expected a noise field of shape {(*size, 3)}, got {None if noise is None else tuple(noise.shape)}")
@@ -592,6 +632,11 @@ _PHOTOMETRIC_BATCH = {
     "saturation": lambda x, factors: _blend_batch(x, _luma(x), factors),
     "hue": _adjust_hue_batch,
 }
+
+
+def _check_modes(name: str, modes, known) -> None:
+    if not isinstance(modes, tuple) or not modes or any(mode not in known for mode in modes):
+        raise ValueError(f"{name} must be a non-empty list of {', '.join(known)}, got {modes!r}")
 
 
 def _check_between(name: str, value: float, lowest: float, highest: float) -> None:

@@ -370,10 +370,13 @@ def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_pa
     assert done.returncode == 0, done.stderr
     cell = r"([+-][\d.]+) dB, ([+-][\d.]+), (\d)/2"
     rows = re.findall(rf"^\| ([^|]+) \| ([\d.]+) \| ([\d.]+) \| {cell} \| {cell} \|$", (tmp_path / "sweep.md").read_text(), flags=re.M)
-    assert len(rows) == 10
+    assert len(rows) == 13
     input_psnr = {row[0]: float(row[1]) for row in rows}
     assert all(10 < value < 45 for value in input_psnr.values())
     assert input_psnr["downsampled 8x"] < input_psnr["downsampled 4x"] < input_psnr["downsampled 2x"]
+    # shrunk by the area filter and enlarged bicubically, a face keeps more of itself than resampled bilinearly
+    assert input_psnr["downsampled 2x (area), enlarged bicubic"] > input_psnr["downsampled 2x"]
+    assert input_psnr["downsampled 4x (area), enlarged bicubic"] > input_psnr["downsampled 4x"]
     assert input_psnr["noise, sigma 30"] < input_psnr["noise, sigma 15"]
     assert input_psnr["JPEG quality 20"] < input_psnr["JPEG quality 40"]
     assert all(row[3:6] == row[6:9] for row in rows)  # the same model, the same seeds: the same gains
@@ -397,6 +400,7 @@ def test_degradation_sweep_scores_the_faces_of_whole_photos(tmp_path):
     def sweep(photos: Path) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, str(script), "--model", f"tiny={tmp_path / 'idm'}", "--photos", str(photos),
+             "--degradation", "downsampled 8x", "--degradation", "downsampled 2x",
              "--detector-weights", str(shared_path("weights", "facexlib")), "--out", str(tmp_path / "sweep")],
             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
@@ -405,7 +409,7 @@ def test_degradation_sweep_scores_the_faces_of_whole_photos(tmp_path):
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "sweep.md").read_text()
     rows = re.findall(r"^\| ([^|]+) \| ([\d.]+) \| ([\d.]+) \| [+-][\d.]+ dB, [+-][\d.]+, (\d)/1 \|$", table, flags=re.M)
-    assert len(rows) == 10
+    assert [row[0] for row in rows] == ["downsampled 8x", "downsampled 2x"]  # the rows asked for, in that order
     input_psnr = {row[0]: float(row[1]) for row in rows}
     assert input_psnr["downsampled 8x"] < input_psnr["downsampled 2x"] < 45
     box_side = int(re.search(r"^- 1 faces \((\d+)-\1 px boxes\) of 1 whole photos", table, flags=re.M).group(1))
