@@ -26,6 +26,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .images import LUMA_WEIGHTS
+
 # Blocks of a JPEG, in its own pixels.
 JPEG_BLOCK = 8
 # Grids deblocked, in the photo's pixels: from a JPEG enlarged 1.5 times to one enlarged 8 times (make-testset's
@@ -61,9 +63,6 @@ MULTIPLE_SCORE_SHARE = 0.75
 # most tried) at 4x; 0.5 at 3x and quality 70 (docs/experiments.md, "Deblocking enlarged JPEGs").
 SIGMA_PER_ENLARGEMENT = 0.7
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
 def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     """The period in pixels of the grid of JPEG blocks an RGB uint8 image shows when it was saved as a JPEG 1.5 to 8
     times smaller and enlarged (see the module); None when it shows none, a grid at its own pixels, or is too small to
@@ -73,8 +72,8 @@ def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     if longest < MIN_BLOCK_PERIOD:
         return None
     periods = np.round(np.arange(SHORTEST_PERIOD, longest + PERIOD_STEP / 2, PERIOD_STEP), 1)  # 12.0, not 11.999...
-    some_rows = image[:: max(1, height // MEDIAN_LINES)].astype(np.float32) @ _LUMA
-    some_columns = image[:, :: max(1, width // MEDIAN_LINES)].astype(np.float32) @ _LUMA
+    some_rows = image[:: max(1, height // MEDIAN_LINES)].astype(np.float32) @ LUMA_WEIGHTS
+    some_columns = image[:, :: max(1, width // MEDIAN_LINES)].astype(np.float32) @ LUMA_WEIGHTS
     column_steps = np.median(np.abs(np.diff(some_rows, axis=1)), axis=0)
     row_steps = np.median(np.abs(np.diff(some_columns, axis=0)), axis=1)
     scores = np.minimum(_fold_scores(column_steps, periods), _fold_scores(row_steps, periods))

@@ -43,7 +43,11 @@ Range = tuple[float, float]
 
 # Interpolations of the downsampling and the resize back: OpenCV's flag for the numpy path, F.interpolate's mode for the
 # torch path ("area" there is cv2's INTER_AREA as a matrix, `_area_weights`). Enlarging, "area" is not drawn.
-RESIZE_MODES = {"linear": (cv2.INTER_LINEAR, "bilinear"), "cubic": (cv2.INTER_CUBIC, "bicubic"), "area": (cv2.INTER_AREA, "area")}
+RESIZE_MODES = {
+    "linear": (cv2.INTER_LINEAR, "bilinear"),
+    "cubic": (cv2.INTER_CUBIC, "bicubic"),
+    "area": (cv2.INTER_AREA, "area"),
+}
 UPSAMPLE_MODES = ("linear", "cubic")
 
 
@@ -294,7 +298,8 @@ def _blur_downsample_noise_jpeg(x: np.ndarray, params: DegradationParams) -> np.
         x = np.clip(x + noise_field(params, height, width) * np.float32(params.noise_std / 255.0), 0.0, 1.0)
     if params.jpeg_quality is not None:
         x = _jpeg(x, params.jpeg_quality)
-    x = np.clip(cv2.resize(x, (reference_width, reference_height), interpolation=RESIZE_MODES[params.upsample_mode][0]), 0.0, 1.0)
+    upsampling = RESIZE_MODES[params.upsample_mode][0]
+    x = np.clip(cv2.resize(x, (reference_width, reference_height), interpolation=upsampling), 0.0, 1.0)
     if (reference_height, reference_width) != (height, width):
         x = np.clip(resize(x, width, height), 0.0, 1.0)
     return x
@@ -490,18 +495,21 @@ def _resize_batch(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
     if height > x.shape[-2] or width > x.shape[-1]:
         raise ValueError(f"the area filter shrinks both sides, not {tuple(x.shape[-2:])} to {(height, width)}")
-    rows = torch.from_numpy(_area_weights(x.shape[-2], height)).to(x)
-    columns = torch.from_numpy(_area_weights(x.shape[-1], width)).to(x)
-    return rows @ x @ columns.T
+    return _area_shrink(x, height, width)
 
 
 def _interpolate(image: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     """One (3, h, w) image resized to ``size`` as ``cv2.resize`` does with ``RESIZE_MODES[mode]``, clipped to [0, 1]."""
     if mode == "area":
-        rows = torch.from_numpy(_area_weights(image.shape[-2], size[0])).to(image)
-        columns = torch.from_numpy(_area_weights(image.shape[-1], size[1])).to(image)
-        return (rows @ image @ columns.T).clamp(0.0, 1.0)
+        return _area_shrink(image, *size).clamp(0.0, 1.0)
     return F.interpolate(image[None], size=size, mode=RESIZE_MODES[mode][1], align_corners=False)[0].clamp(0.0, 1.0)
+
+
+def _area_shrink(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``x`` (..., H, W) shrunk to ``height`` x ``width`` by cv2's INTER_AREA, as two matrix products."""
+    rows = torch.from_numpy(_area_weights(x.shape[-2], height)).to(x)
+    columns = torch.from_numpy(_area_weights(x.shape[-1], width)).to(x)
+    return rows @ x @ columns.T
 
 
 @functools.lru_cache(maxsize=32)

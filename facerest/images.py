@@ -39,6 +39,8 @@ ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 # ../shared/data (ffhq256, realworld_lq, cropped_lq), gray ones measure 0, toned prints (sepia) 1-4.5, colour faces 6
 # and more: 3.0 stays half the least colourful face's; a toned face above it is restored as a colour face.
 MONOCHROME_MAX_CHROMA_STD = 3.0
+# BT.601 luma of RGB (cv2's RGB2GRAY weights)
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def list_images(folder: Union[str, os.PathLike], recursive: bool = False) -> list[Path]:
@@ -334,8 +336,7 @@ def is_monochrome(image: np.ndarray, max_chroma_std: float = MONOCHROME_MAX_CHRO
 def with_chroma_of(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """`reference` with `image`'s luma (BT.601): the luma difference added to each of its channels, which keeps
     its chroma (a gray reference gives a gray image)."""
-    luma_weights = np.array([0.299, 0.587, 0.114], np.float32)
-    luma_change = (image.astype(np.float32) - reference.astype(np.float32)) @ luma_weights
+    luma_change = (image.astype(np.float32) - reference.astype(np.float32)) @ LUMA_WEIGHTS
     return np.clip(np.rint(reference + luma_change[..., None]), 0, 255).astype(np.uint8)
 
 
