@@ -10,7 +10,9 @@ little, and to the pipeline's cleaning of the finest octave (`facerest.denoise.f
 
 The grid is looked for in the whole photo, whose period it is, since a face's region holds too few blocks to tell it
 from the face's own edges. Each column's absolute difference from the next is taken at its median over the rows (a
-grid's steps stand in every row, a face's edges in few; `MEDIAN_LINES` of them at most), and that profile is folded
+grid's steps stand in every row, a face's edges in few; `MEDIAN_LINES` of them at most), held to at most
+`STEP_CAP_PER_MEDIAN` times that profile's median (a frame's, border's or flat background's straight edge is one step
+that stands in every row too, many times a grid's, which would otherwise fold into one bin at many periods), and folded
 at each period from `SHORTEST_PERIOD` to `MAX_BLOCK_PERIOD` (and to at most the photo's shorter side over
 `MIN_BLOCKS`): its mean in `FOLD_BINS` bins of the phase. A period scores the highest mean of two adjacent bins over
 the highest mean of two that lie at least `FOLD_GAP_BINS` bins away, so that a multiple of the grid's period, which
@@ -62,6 +64,15 @@ MULTIPLE_SCORE_SHARE = 0.75
 # quality 30-35 and enlarged back, blurred whole by 0.7-2.5 px first, 0.75 did best at 2x, 0.83 at 3x and 0.63 (the
 # most tried) at 4x; 0.5 at 3x and quality 70 (docs/experiments.md, "Deblocking enlarged JPEGs").
 SIGMA_PER_ENLARGEMENT = 0.7
+# The highest a column's (or row's) step counts, in medians of the photo's steps. Uncapped, 30 of 50 photos with a
+# plain border or set on a flat background (whole_imgs given a border of 25-40 px, a black band above and below, or set
+# on gray, or shrunk to 600 px and given an off-white border of 30) showed a grid, and 21 of 24 enlarged JPEGs so
+# bordered a wrong one; capped at 3, one (codeformer_01.jpg, a JPEG itself, enlarged 2.4 times: its grid, 19.4 px),
+# every enlarged JPEG its own grid, and the five grids of the 512-px test set as before (docs/experiments.md,
+# "Borders taken for JPEG grids").
+STEP_CAP_PER_MEDIAN = 3.0
+# The median step below which the cap is taken as this many grey levels (a photo mostly flat).
+SMALLEST_MEDIAN_STEP = 0.1
 
 def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     """The period in pixels of the grid of JPEG blocks an RGB uint8 image shows when it was saved as a JPEG 1.5 to 8
@@ -74,8 +85,8 @@ def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     periods = np.round(np.arange(SHORTEST_PERIOD, longest + PERIOD_STEP / 2, PERIOD_STEP), 1)  # 12.0, not 11.999...
     some_rows = image[:: max(1, height // MEDIAN_LINES)].astype(np.float32) @ LUMA_WEIGHTS
     some_columns = image[:, :: max(1, width // MEDIAN_LINES)].astype(np.float32) @ LUMA_WEIGHTS
-    column_steps = np.median(np.abs(np.diff(some_rows, axis=1)), axis=0)
-    row_steps = np.median(np.abs(np.diff(some_columns, axis=0)), axis=1)
+    column_steps = _capped(np.median(np.abs(np.diff(some_rows, axis=1)), axis=0))
+    row_steps = _capped(np.median(np.abs(np.diff(some_columns, axis=0)), axis=1))
     scores = np.minimum(_fold_scores(column_steps, periods), _fold_scores(row_steps, periods))
     best = int(np.argmax(scores))
     if scores[best] < BLOCK_SCORE:
@@ -94,6 +105,11 @@ def deblocked(image: np.ndarray, period: float) -> np.ndarray:
     """The image (RGB uint8) blurred so that a grid of JPEG blocks of `period` pixels goes (see the module)."""
     sigma = SIGMA_PER_ENLARGEMENT * period / JPEG_BLOCK
     return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def _capped(steps: np.ndarray) -> np.ndarray:
+    """`steps` held to at most `STEP_CAP_PER_MEDIAN` times their median (see the module)."""
+    return np.minimum(steps, STEP_CAP_PER_MEDIAN * max(float(np.median(steps)), SMALLEST_MEDIAN_STEP))
 
 
 def _fold_scores(steps: np.ndarray, periods: np.ndarray) -> np.ndarray:

@@ -47,3 +47,24 @@ def test_deblocking_takes_the_grid_off_and_keeps_the_photo():
     assert enlarged_jpeg_period(smoothed) is None
     print(f"\nPSNR of the deblocked photo against the blocky one: {psnr([smoothed], [blocky])[0]:.2f} dB")
     assert psnr([smoothed], [blocky])[0] > 30.0
+
+
+def bordered(image: np.ndarray, width: int, colour: tuple[int, int, int]) -> np.ndarray:
+    """``image`` in a plain frame ``width`` pixels wide."""
+    return np.stack([np.pad(image[..., c], width, constant_values=colour[c]) for c in range(3)], axis=-1)
+
+
+@pytest.mark.parametrize("name", ["codeformer_00.jpg", "gfpgan_Blake_Lively.jpg", "gfpgan_10045.png"])
+def test_a_plain_border_is_no_grid(name):
+    """A frame's straight edges stand in every row as a grid's steps do; they once showed grids of 20-46 px, whose
+    deblocking blurred the faces."""
+    photo = load_image(shared_path("data", "whole_imgs", name))
+    assert enlarged_jpeg_period(bordered(photo, 40, (255, 255, 255))) is None
+    assert enlarged_jpeg_period(bordered(photo, 25, (200, 200, 200))) is None
+
+
+@pytest.mark.parametrize("times", [2, 3, 4])
+def test_an_enlarged_jpeg_in_a_border_shows_its_own_grid(times):
+    photo = load_image(shared_path("data", "whole_imgs", "codeformer_06.png"))
+    blocky = bordered(saved_small_and_enlarged(photo, times, quality=30), 40, (255, 255, 255))
+    assert enlarged_jpeg_period(blocky) == pytest.approx(JPEG_BLOCK * times, abs=0.5)
