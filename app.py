@@ -55,7 +55,7 @@ from facerest.demo import (
 )
 from facerest.devices import resolve_device
 from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector, detector_summary
-from facerest.images import too_large_for_pillow
+from facerest.images import too_large_for_pillow, too_many_pixels
 from facerest.pipeline import DEFAULT_FIDELITY, MAX_UPSCALE
 
 try:  # ZeroGPU Spaces: the restore function runs under @spaces.GPU
@@ -114,9 +114,7 @@ def data_url_too_large(url: str, max_pixels: int) -> str | None:
         return too_large_for_pillow(error, max_pixels)
     except (ValueError, OSError, SyntaxError):  # not base64 or not an image: Gradio's decoding says so
         return None
-    if width * height > max_pixels:
-        return f"image too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
-    return None
+    return too_many_pixels(width, height, max_pixels)
 
 
 def example_rows(limit: int = 6) -> list[list]:

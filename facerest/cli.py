@@ -1,7 +1,8 @@
 """``python -m facerest``: the command line.
 
 Each sub-command parses its options here and calls one library function; errors meant for the user
-(``FacerestError``) are printed as one line and exit with status 2.
+(``FacerestError``) are printed as one line and exit with status 2; Ctrl-C ends a command with one line and status 130
+(``restore`` first says how far it got; what it wrote stays, each file complete).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ if TYPE_CHECKING:  # the command line imports numpy, torch and the models only w
     import numpy as np
     import torch
 
+# the exit status of a command ended by Ctrl-C, as a shell gives it (128 + SIGINT)
+INTERRUPTED = 130
 # --dtype choices -> torch dtype names
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # `restore`'s options by the pipeline argument each sets, to name them in an error as the user typed them
@@ -239,15 +242,8 @@ def _evaluate(args) -> int:
 
 
 def _restore(args) -> int:
-    import time
-
-    import torch
-    from tqdm.auto import tqdm
-
-    from .errors import ImageReadError
     from .devices import resolve_device
     from .faces import FaceDetector, detector_summary
-    from .images import colour_profile_options, load_alpha
     from .output_folders import RESTORE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
 
@@ -272,47 +268,66 @@ def _restore(args) -> int:
     for note in left_out:
         print(note)
     mark_output_folder(output, RESTORE_COMMAND)
+    settings = dict(
+        aligned=args.aligned,
+        upscale=args.upscale,
+        fidelity=fidelity,
+        denoise=not args.no_denoise,
+        num_inference_steps=args.steps,
+        strength=args.strength,
+        only_center_face=args.only_center_face,
+        strict=args.strict,
+        never_blur=not args.paste_every_face,
+        detector=detector,
+        output_type="np",
+        progress=False,
+    )
+    return _restore_each(pipeline, settings, args.seed, inputs, output)
 
-    failed, faces_written, started = [], 0, time.perf_counter()
-    for path, name in tqdm(inputs, unit="image", desc="restoring"):
-        try:
-            result = pipeline(
-                path,
-                aligned=args.aligned,
-                upscale=args.upscale,
-                fidelity=fidelity,
-                denoise=not args.no_denoise,
-                num_inference_steps=args.steps,
-                strength=args.strength,
-                generator=torch.Generator("cpu").manual_seed(args.seed),  # per image: as if it were restored alone
-                only_center_face=args.only_center_face,
-                strict=args.strict,
-                never_blur=not args.paste_every_face,
-                detector=detector,
-                output_type="np",
-                progress=False,
-            )
-        except FacerestError as error:
-            failed.append((path, error.reason if isinstance(error, ImageReadError) else str(error)))
-            continue
-        try:
-            _save_restored(result, output, name, load_alpha(path), colour_profile_options(path))
-        except OSError as error:
-            failed.append((path, f"cannot save the result: {error.strerror or error}"))
-            continue
-        faces_written += len(result.restored_faces[0])
-        for message in result.messages[0]:
-            tqdm.write(f"{path}: {message}")
+
+def _restore_each(pipeline, settings: dict, seed: int, inputs: list[tuple[Path, str]], output: Path) -> int:
+    """Restore each (path, output name) of ``inputs`` with ``settings`` into ``output``, going on past an image that
+    fails; print a summary and return the exit status: 0, 1 when some failed, ``INTERRUPTED`` after Ctrl-C (what was
+    written stays, each file complete)."""
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from .errors import ImageReadError
+    from .images import colour_profile_options, load_alpha
+
+    failed, restored, faces_written, interrupted, started = [], 0, 0, False, time.perf_counter()
+    try:
+        for path, name in tqdm(inputs, unit="image", desc="restoring"):
+            try:  # seeded afresh for each image: as if it were restored alone
+                result = pipeline(path, generator=torch.Generator("cpu").manual_seed(seed), **settings)
+            except FacerestError as error:
+                failed.append((path, error.reason if isinstance(error, ImageReadError) else str(error)))
+                continue
+            try:
+                _save_restored(result, output, name, load_alpha(path), colour_profile_options(path))
+            except OSError as error:
+                failed.append((path, f"cannot save the result: {error.strerror or error}"))
+                continue
+            restored += 1
+            faces_written += len(result.restored_faces[0])
+            for message in result.messages[0]:
+                tqdm.write(f"{path}: {message}")
+    except KeyboardInterrupt:
+        interrupted = True
 
     seconds = time.perf_counter() - started
-    restored = len(inputs) - len(failed)
     print(f"restored {restored} of {len(inputs)} images ({faces_written} faces) in {seconds:.1f} s into {output}")
+    if interrupted:
+        print(f"interrupted: {len(inputs) - restored - len(failed)} image(s) not restored", file=sys.stderr)
     if failed:
         print(f"failed {len(failed)}:", file=sys.stderr)
         for path, reason in failed:
             print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    if interrupted:
+        return INTERRUPTED
+    return 1 if failed else 0
 
 
 def _model_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -386,9 +401,10 @@ def _check_restore_options(pipeline, args: argparse.Namespace, fidelity: float) 
 def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """The images to restore and their output names: the file itself, or a folder's images and those of its
     sub-folders (by extension; broken links too, to be listed as failed), each named by ``_output_names``; and a
-    note on each thing left out: sub-folders that hold restore's output (known by its marker), hidden files and
-    folders (a name starting with ".": thumbnails, macOS's "._" resource forks), the "__MACOSX" folder of a zip
-    made on a Mac, and files that are not images by their extension (a video, a sidecar: counted by extension)."""
+    note on each thing left out: sub-folders that hold restore's output (known by its marker), links to folders
+    (which may lead back into the input or the output), hidden files and folders (a name starting with ".":
+    thumbnails, macOS's "._" resource forks), the "__MACOSX" folder of a zip made on a Mac, and files that are not
+    images by their extension (a video, a sidecar: counted by extension)."""
     from .images import IMAGE_EXTENSIONS
     from .output_folders import MARKER_NAME, RESTORE_COMMAND, output_folder_command
 
@@ -410,6 +426,8 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     hidden = sum(path.suffix.lower() in IMAGE_EXTENSIONS for path in files) - len(paths)
     others = [path for path in visible if path.suffix.lower() not in IMAGE_EXTENSIONS]
     left_out = [f"not restoring {folder}: it holds an earlier restore output" for folder in earlier_outputs]
+    linked_folders = sorted(path for path in source.rglob("*") if path.is_symlink() and path.is_dir())
+    left_out += [f"not restoring {folder}: a link to a folder (give it as INPUT to restore it)" for folder in linked_folders]
     if hidden:
         left_out.append(f"not restoring {hidden} hidden image file(s) (a name starting with '.', or in __MACOSX/)")
     others_note = ""
@@ -464,7 +482,7 @@ def _check_face_names(inputs: dict[str, Path], source: Path) -> None:
 def _compare(args) -> int:
     from .compare import compare_models
     from .devices import resolve_device
-    from .output_folders import check_writable_folder
+    from .output_folders import COMPARE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import MAX_SEED
 
     models = {}
@@ -483,19 +501,39 @@ def _compare(args) -> int:
     _check_whole("--seed", args.seed, 0, MAX_SEED)
     device = resolve_device(args.device)
     dtype = _model_dtype(args.dtype, device)
+    if args.strength is not None and not 0 < args.strength <= 1:
+        raise FacerestError(f"--strength must lie in (0, 1], got {shown_value(args.strength)}")
     testset = Path(args.testset).resolve()
     out = Path(args.out) if args.out else testset.parent / f"{testset.name}_compare"
     check_writable_folder(out.parent, "folder of --out")
+    _check_compare_output(out)
     comparison = compare_models(
         testset, models, out, steps=steps, strength=args.strength, seed=args.seed, device=device,
         dtype=dtype, weights_dirs=args.weights_dir, batch_size=args.batch_size,
     )
+    mark_output_folder(out, COMPARE_COMMAND)
     markdown_path, csv_path = comparison.write(out)
     print(comparison.markdown(), end="")
     print(f"wrote {markdown_path}, {csv_path} and the restored faces under {out}/")
     return 0
 
 
+
+
+def _check_compare_output(out: Path) -> None:
+    """``FacerestError`` unless ``compare --out OUT`` writes only what it owns: the folder ``OUT`` (the restored faces)
+    new, empty or an earlier comparison's, and ``OUT.md`` and ``OUT.csv`` new or that comparison's."""
+    from .output_folders import COMPARE_COMMAND, output_folder_command
+
+    if out.exists() and not out.is_dir():
+        raise FacerestError(f"--out {out} is a file; give the name of a folder for the restored faces")
+    if output_folder_command(out) == COMPARE_COMMAND:
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise FacerestError(f"--out {out} holds files that compare did not write; give a new or empty folder")
+    tables = [path for path in (out.with_name(out.name + ".md"), out.with_name(out.name + ".csv")) if path.exists()]
+    if tables:
+        raise FacerestError(f"--out {out}: {tables[0]} exists and compare did not write it; give another --out")
 
 
 def _check_whole(option: str, value: int, low: int, high: int | None = None) -> None:
@@ -540,3 +578,6 @@ def main(argv: list[str] | None = None) -> int:
     except FacerestError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED

@@ -75,9 +75,11 @@ def compare_models(
     evaluation = evaluate_folders(lq_dir, hq_dir, device=device, weights_dirs=weights_dirs, batch_size=batch_size)
     rows, notes = named("degraded input", evaluation), list(evaluation.notes)
     folders: dict[Path, str] = {}
+    kinds = set()
     for name, model in models.items():
         if not isinstance(model, FaceRestorePipeline):
             model = _load(model, dtype)
+        kinds.add(model.kind)
         pipeline = model.to(device=device, dtype=None if model.dtype == dtype else dtype)
         for method, step_count, run_strength in _runs(name, pipeline.kind, steps, strength):
             images_dir = output_dir / _folder_name(method)
@@ -95,6 +97,8 @@ def compare_models(
     metric_columns = [column for column in METRIC_COLUMNS.values() if any(column in row for row in rows)]
     columns = ["Method", "Count", *metric_columns, SECONDS_COLUMN]
     notes = list(dict.fromkeys(notes))  # each row's evaluation repeats the notes on unavailable metrics
+    if strength is not None and "hybrid" not in kinds:
+        notes.append(f"strength {strength:g} not used: it applies to hybrids, and none was compared")
     notes.append(f"{SECONDS_COLUMN}: restoration only, on {device} in {str(dtype).removeprefix('torch.')}, seed {seed}")
     return Table(columns=columns, rows=rows, notes=notes)
 

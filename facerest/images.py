@@ -69,6 +69,7 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     """
     name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
     if isinstance(source, np.ndarray):
+        _check_pixel_count(source.shape[1] if source.ndim > 1 else 1, source.shape[0], name, max_pixels)
         return _array_to_rgb(source, name)
     if isinstance(source, Image.Image):
         return _pil_to_rgb(source, name, max_pixels)
@@ -223,11 +224,7 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
 def _open_and_convert(handle, name, max_pixels: int | None) -> np.ndarray:
     try:
         with Image.open(handle) as pil:  # reads the header only
-            width, height = pil.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageReadError(
-                    name, f"image too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
-                )
+            _check_pixel_count(*pil.size, name, max_pixels)
             pil.load()
             return _pil_to_rgb(pil, name, max_pixels)
     except ImageReadError:
@@ -251,10 +248,21 @@ def too_large_for_pillow(error: Image.DecompressionBombError, max_pixels: int | 
     return f"image too large: {size}, the limit is {limit:,}"
 
 
+def too_many_pixels(width: int, height: int, max_pixels: int | None) -> str | None:
+    """Why an image of ``width`` x ``height`` is refused under ``max_pixels`` (``None``: no limit), or None."""
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    return f"image too large: {width}x{height} = {width * height:,} pixels, the limit is {max_pixels:,}"
+
+
+def _check_pixel_count(width: int, height: int, name, max_pixels: int | None) -> None:
+    reason = too_many_pixels(width, height, max_pixels)
+    if reason is not None:
+        raise ImageReadError(name, reason)
+
+
 def _pil_to_rgb(pil: Image.Image, name, max_pixels: int | None) -> np.ndarray:
-    width, height = pil.size
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageReadError(name, f"image too large: {width}x{height}, the limit is {max_pixels:,} pixels")
+    _check_pixel_count(*pil.size, name, max_pixels)
     pil = ImageOps.exif_transpose(pil)
     if pil.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         array = np.asarray(pil)

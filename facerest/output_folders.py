@@ -15,6 +15,7 @@ from .errors import FacerestError
 
 MARKER_NAME = ".facerest-output"
 RESTORE_COMMAND = "restore"  # the name in the marker of restore's output folders
+COMPARE_COMMAND = "compare"  # and of compare's folder of restored faces
 RESTORED_FACES_FOLDER = "faces"  # restore's sub-folder of face crops: OUTPUT/faces/<name>_<index>.png
 
 

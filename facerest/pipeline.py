@@ -518,6 +518,8 @@ class FaceRestorePipeline(DiffusionPipeline):
         def restore(given_faces: list[np.ndarray], in_photo: bool, generator) -> list[np.ndarray]:
             """The restored faces (uint8, face_size) of the faces the model is given, drawing the IDM's noise from
             `generator` (a list: one per face); faces `in_photo` keep the photo's lighting."""
+            if not given_faces:  # an empty list of images
+                return []
             lq = torch.stack([image_to_tensor(face) for face in given_faces])
             restored = self.restore_faces(lq, num_inference_steps, strength, eta, generator, progress, face_batch_size)
             restored = [tensor_to_image(face) for face in restored]

@@ -501,3 +501,28 @@ def test_files_that_are_not_images_are_counted_in_a_note(models, face_folder, tm
     (only_notes / "notes.txt").write_text("taken in 1962")
     status, _, err = _restore(capsys, only_notes, "-o", tmp_path / "out2", *arguments)
     assert status == 2 and err.strip().endswith("it holds 1 file(s) that are not images by their extension (.txt)")
+
+
+def test_a_linked_folder_is_left_out_with_a_note(models, face_folder, tmp_path, capsys):
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(face_folder / "b.png", tmp_path / "elsewhere" / "c.png")
+    (face_folder / "linked").symlink_to(tmp_path / "elsewhere")
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 0 and "restored 2 of 2 images" in out, err
+    assert f"not restoring {face_folder / 'linked'}: a link to a folder (give it as INPUT to restore it)" in out
+
+
+def test_ctrl_c_keeps_what_was_written_and_says_how_far_it_got(models, face_folder, tmp_path, capsys, monkeypatch):
+    restore = FaceRestorePipeline.__call__
+
+    def interrupted_at_the_second_image(pipeline, image, *args, **kwargs):
+        if Path(image).name == "b.png":
+            raise KeyboardInterrupt
+        return restore(pipeline, image, *args, **kwargs)
+
+    monkeypatch.setattr(FaceRestorePipeline, "__call__", interrupted_at_the_second_image)
+    status, out, err = _restore(capsys, face_folder, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 130 and "restored 1 of 2 images" in out
+    assert err.strip().endswith("\ninterrupted: 1 image(s) not restored") and "Traceback" not in err
+    assert load_image(tmp_path / "out" / "a.png").shape == load_image(face_folder / "a.png").shape
+    assert not (tmp_path / "out" / "b.png").exists()

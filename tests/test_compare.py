@@ -91,3 +91,27 @@ def test_a_folder_that_is_not_a_test_set_is_one_error_line(testset, tmp_path, ca
     )
     assert main(["compare", "--testset", str(tmp_path / "nowhere"), "--model", "a=x"]) == 2
     assert capsys.readouterr().err.strip() == f"error: test set folder not found: {tmp_path / 'nowhere'}"
+
+
+def test_compare_writes_only_what_it_owns(testset, tmp_path, capsys):
+    """An --out folder of the user's, or a table of theirs where OUT.md or OUT.csv would go, is refused and left as it
+    was; a comparison's own folder is written again."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("keep")
+    (tmp_path / "notes.md").write_text("my notes")
+    models = save_tiny_pipelines(tmp_path / "models")
+    capsys.readouterr()
+    arguments = ["compare", "--testset", str(testset), "--model", f"gan={models['gfpgan']}", "--weights-dir", str(shared_path("weights"))]
+    assert main([*arguments, "--out", str(mine)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {mine} holds files that compare did not write; give a new or empty folder"
+    assert main([*arguments, "--out", str(tmp_path / "notes")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {tmp_path / 'notes'}: {tmp_path / 'notes.md'} exists and compare did not write it; give another --out"
+    assert [path.name for path in mine.iterdir()] == ["important.txt"] and (mine / "important.txt").read_text() == "keep"
+    assert (tmp_path / "notes.md").read_text() == "my notes" and not (tmp_path / "notes").exists()
+    assert main([*arguments, "--out", str(tmp_path / "table"), "--strength", "3"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --strength must lie in (0, 1], got 3.0"
+    for _ in range(2):  # the second run replaces the first's table and faces
+        assert main([*arguments, "--out", str(tmp_path / "table"), "--strength", "0.5"]) == 0
+        printed = capsys.readouterr().out
+        assert "strength 0.5 not used: it applies to hybrids, and none was compared" in printed

@@ -393,6 +393,12 @@ def test_exif_rotated(gfpgan, mtcnn, tmp_path):
     assert output.images[0][:8].mean() > 200 and output.images[0][-8:].mean() < 50
 
 
+def test_an_empty_list_gives_an_empty_output_aligned_or_not(gfpgan, mtcnn):
+    for aligned in (True, False):
+        output = gfpgan([], aligned=aligned, detector=None if aligned else mtcnn)
+        assert output.images == output.restored_faces == output.messages == []
+
+
 def test_one_pixel_image(gfpgan, mtcnn):
     pixel = np.full((1, 1, 3), 50, np.uint8)
     output = gfpgan(pixel, detector=mtcnn, output_type="np")
@@ -410,8 +416,9 @@ def test_images_and_results_over_the_pixel_limits_are_refused(gfpgan, mtcnn, tmp
         with pytest.raises(ImageReadError, match=message):
             gfpgan(path, aligned=True)
     small = _write(Image.new("RGB", (20, 20)), tmp_path / "small.png")
-    with pytest.raises(ImageReadError, match="the limit is 100"):
-        gfpgan(small, aligned=True, max_pixels=100)
+    for given in (small, load_image(small), Image.open(small)):
+        with pytest.raises(ImageReadError, match="image too large: 20x20 = 400 pixels, the limit is 100$"):
+            gfpgan(given, aligned=True, max_pixels=100)
     with pytest.raises(ImageReadError, match=(
         r"small.png: the result at upscale 4 would be 80x80, 0.0064 megapixels, more than the 0.005-megapixel limit on "
         r"results; choose a smaller upscale"
