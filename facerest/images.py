@@ -69,7 +69,8 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     """
     name = source if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
     if isinstance(source, np.ndarray):
-        _check_pixel_count(source.shape[1] if source.ndim > 1 else 1, source.shape[0], name, max_pixels)
+        if source.ndim >= 2:  # other shapes are refused, with the shape named, by _array_to_rgb
+            _check_pixel_count(source.shape[1], source.shape[0], name, max_pixels)
         return _array_to_rgb(source, name)
     if isinstance(source, Image.Image):
         return _pil_to_rgb(source, name, max_pixels)
