@@ -20,7 +20,8 @@ folds its steps into several bins, scores about 1; the same is done for the rows
 the period's. The grid is the best-scoring period, where it scores at least `BLOCK_SCORE`, or the largest multiple of
 it that scores nearly as well (`MULTIPLE_SCORE_SHARE`); it is deblocked from `MIN_BLOCK_PERIOD` on. The search starts
 below a JPEG's own block so that a grid at the photo's own pixels is found as such (8 px, left as it is): searched
-from `MIN_BLOCK_PERIOD` only, such a grid's multiple of 24 px scored up to 1.46 (JPEGs of quality 20).
+from `MIN_BLOCK_PERIOD` only, such a grid's multiple of 24 px scored up to 1.46 (JPEGs of quality 20). An image
+enlarged by repeating its pixels is not searched (`PIXEL_REPEATS`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ SIGMA_PER_ENLARGEMENT = 0.7
 STEP_CAP_PER_MEDIAN = 3.0
 # The median step below which the cap is taken as this many grey levels (a photo mostly flat).
 SMALLEST_MEDIAN_STEP = 0.1
+# An image enlarged by repeating its pixels (nearest neighbour, 2 to 4 times: a pixelated screenshot or game capture)
+# steps only between its cells, and that comb folds into a false grid at the search's periods by aliasing (2x showed
+# one of 30 px, 4x one of 28): an image whose steps at one place in every 2, 3 or 4 average this many times those at
+# the others is not searched.
+PIXEL_REPEATS = (2, 3, 4)
+REPEATED_PIXEL_STEP_RATIO = 3.0
 
 def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     """The period in pixels of the grid of JPEG blocks an RGB uint8 image shows when it was saved as a JPEG 1.5 to 8
@@ -87,6 +94,8 @@ def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     some_columns = image[:, :: max(1, width // MEDIAN_LINES)].astype(np.float32) @ LUMA_WEIGHTS
     column_steps = _capped(np.median(np.abs(np.diff(some_rows, axis=1)), axis=0))
     row_steps = _capped(np.median(np.abs(np.diff(some_columns, axis=0)), axis=1))
+    if _repeats_pixels(column_steps) or _repeats_pixels(row_steps):
+        return None
     scores = np.minimum(_fold_scores(column_steps, periods), _fold_scores(row_steps, periods))
     best = int(np.argmax(scores))
     if scores[best] < BLOCK_SCORE:
@@ -110,6 +119,17 @@ def deblocked(image: np.ndarray, period: float) -> np.ndarray:
 def _capped(steps: np.ndarray) -> np.ndarray:
     """`steps` held to at most `STEP_CAP_PER_MEDIAN` times their median (see the module)."""
     return np.minimum(steps, STEP_CAP_PER_MEDIAN * max(float(np.median(steps)), SMALLEST_MEDIAN_STEP))
+
+
+def _repeats_pixels(steps: np.ndarray) -> bool:
+    """Whether `steps` are those of an image enlarged by repeating its pixels (see `PIXEL_REPEATS`)."""
+    for times in PIXEL_REPEATS:
+        by_place = steps[: len(steps) // times * times].reshape(-1, times).mean(axis=0)
+        highest = int(np.argmax(by_place))
+        others = np.delete(by_place, highest).mean()
+        if by_place[highest] > REPEATED_PIXEL_STEP_RATIO * max(others, 1e-6):
+            return True
+    return False
 
 
 def _fold_scores(steps: np.ndarray, periods: np.ndarray) -> np.ndarray:

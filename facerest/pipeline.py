@@ -42,7 +42,7 @@ from .deblock import JPEG_BLOCK, deblocked, enlarged_jpeg_period
 from .denoise import denoised, denoised_faces, face_region, fine_noise, noise_level, with_face_regions_cleaned
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import (
-    FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_window, points_before_turn,
+    FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_alignment, face_window, points_before_turn,
 )  # fmt: skip
 from .images import (
     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, check_output_size, image_to_tensor, input_notes,
@@ -571,9 +571,14 @@ class FaceRestorePipeline(DiffusionPipeline):
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
         block_period = enlarged_jpeg_period(photo) if denoise and fidelity > 0 else None
+        deblocked_indices = [] if block_period is None else [
+            index for index, face in enumerate(faces) if self._resolves_whole_face(face.landmarks)
+        ]  # fmt: skip
         deblocked_photo = photo
-        if block_period is not None:
-            deblocked_photo = with_face_regions_cleaned(photo, boxes, lambda region: deblocked(region, block_period))
+        if deblocked_indices:
+            deblocked_photo = with_face_regions_cleaned(
+                photo, boxes[deblocked_indices], lambda region: deblocked(region, block_period)
+            )
         cleaned_photo = denoised_faces(deblocked_photo, boxes) if denoise else photo
         given_photo = _with_part_of(photo, cleaned_photo, fidelity)
         regions = [face_region(box, photo.shape) for box in boxes]
@@ -595,7 +600,10 @@ class FaceRestorePipeline(DiffusionPipeline):
         restored = [_with_change(given_face, change, fidelity) for given_face, change in zip(given_faces, changes)]
         corrections = [resize_square(fidelity * change, ALIGN_SIZE) for change in changes]
         pasted = None
-        messages = [] if block_period is None else [_deblocked_note(block_period, "its faces")]
+        messages = []
+        if deblocked_indices:
+            some_faces = "face " + ", ".join(map(str, deblocked_indices))
+            messages.append(_deblocked_note(block_period, "its faces" if len(deblocked_indices) == len(faces) else some_faces))
         messages += [
             f"face {index} denoised first: noise of {noise_level(deblocked_photo[regions[index]]):.1f} grey levels"
             for index in sorted(denoised_indices)
@@ -604,7 +612,7 @@ class FaceRestorePipeline(DiffusionPipeline):
             blurred, at_photo_size = _faces_made_blurrier(given_photo, corrections, list(affines), boxes)
             for index in blurred:
                 restored[index], corrections[index] = given_faces[index], np.zeros_like(corrections[index])
-                if index in denoised_indices or block_period is not None:
+                if index in denoised_indices or index in deblocked_indices:
                     cleaning = "denoised" if index in denoised_indices else "deblocked"
                     messages.append(f"face {index} left {cleaning}: its restoration came out less sharp than that")
                 elif index in cleaned_indices:
@@ -619,6 +627,14 @@ class FaceRestorePipeline(DiffusionPipeline):
         if pasted is None:
             pasted = add_face_corrections(given_photo, corrections, list(affines), upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
+
+    def _resolves_whole_face(self, landmarks: np.ndarray) -> bool:
+        """Whether the model restores every band of the photo's face with these landmarks: its aligned crop spans at
+        most the model's face size in the photo's pixels. Only such a face is deblocked (`facerest.deblock`): a
+        larger one keeps the photo's own band above the model's, which the deblocking's blur would only take away
+        (docs/experiments.md, "Deblocking only the faces the model restores whole")."""
+        scale = np.sqrt(abs(np.linalg.det(face_alignment(landmarks, ALIGN_SIZE)[:, :2])))
+        return ALIGN_SIZE / scale <= self.face_size
 
     def _crop_fine_noise(self, crop: np.ndarray, affine: np.ndarray) -> np.ndarray:
         """`fine_noise` of a face's aligned crop where the crop is no enlargement of the photo (`affine`, from the
@@ -641,7 +657,10 @@ class FaceRestorePipeline(DiffusionPipeline):
                     f"an aligned face must be square, got {face.shape[1]}x{face.shape[0]} (for a photo, turn aligned "
                     "off: its faces are then found and aligned)",
                 )
-        block_periods = [enlarged_jpeg_period(face) if denoise and fidelity > 0 else None for face in faces]
+        block_periods = [  # a face larger than the model's, like a photo's, keeps its own finest band undeblocked
+            enlarged_jpeg_period(face) if denoise and fidelity > 0 and face.shape[0] <= self.face_size else None
+            for face in faces
+        ]
         deblocked_faces = [
             face if period is None else deblocked(face, period) for face, period in zip(faces, block_periods)
         ]

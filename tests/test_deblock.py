@@ -68,3 +68,10 @@ def test_an_enlarged_jpeg_in_a_border_shows_its_own_grid(times):
     photo = load_image(shared_path("data", "whole_imgs", "codeformer_06.png"))
     blocky = bordered(saved_small_and_enlarged(photo, times, quality=30), 40, (255, 255, 255))
     assert enlarged_jpeg_period(blocky) == pytest.approx(JPEG_BLOCK * times, abs=0.5)
+
+
+@pytest.mark.parametrize("times", [2, 3, 4])
+def test_an_image_enlarged_by_repeating_its_pixels_shows_no_grid(times):
+    """Its steps between cells fold into false grids by aliasing (28-30 px before it was looked for)."""
+    photo = load_image(shared_path("data", "whole_imgs", "gfpgan_10045.png"))[: 1146 // times, : 783 // times]
+    assert enlarged_jpeg_period(np.repeat(np.repeat(photo, times, axis=0), times, axis=1)) is None

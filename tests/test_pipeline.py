@@ -693,12 +693,18 @@ def test_noisy_faces_are_denoised_at_the_photos_pixels_and_fidelity_scales_it_to
     assert aligned.messages[0][0].startswith("denoised first: noise of") and noise_level(aligned.images[0]) < DENOISE_ABOVE
 
 
-def test_the_faces_of_a_jpeg_saved_small_and_enlarged_are_deblocked_first(gfpgan, retinaface, monkeypatch):
-    """With a model that changes nothing, what the pipeline changes is the deblocking: around each face only, the
-    grid gone there, nothing with denoise off; an aligned face is deblocked at its own size."""
-    monkeypatch.setattr(gfpgan, "restore_faces", restoring_with(lambda face: face))
+def test_the_faces_of_a_jpeg_saved_small_and_enlarged_are_deblocked_first_where_the_model_restores_them_whole(
+    gfpgan, retinaface, monkeypatch
+):
+    """With models that change nothing, what the pipeline changes is the deblocking: around each face whose aligned
+    crop is no larger than the model's faces only, the grid gone there, nothing with denoise off; a face larger than
+    the model's is not deblocked (it keeps the photo's own finest band); an aligned face is deblocked at its own size
+    when no larger than the model's faces."""
+    large = FaceRestorePipeline(unet=tiny_unet(size=512), scheduler=IDMScheduler())  # faces of 512 px: crops fit
+    for pipeline in (gfpgan, large):
+        monkeypatch.setattr(pipeline, "restore_faces", restoring_with(lambda face: face))
     blocky = saved_small_and_enlarged(load_image(shared_path("data", "whole_imgs", "codeformer_06.png")), 3, quality=30)
-    output = gfpgan(blocky, detector=retinaface, never_blur=False, output_type="np")
+    output = large(blocky, detector=retinaface, never_blur=False, output_type="np")
     assert output.messages[0] == ["JPEG blocks of 24.0 px (a JPEG enlarged 3.0x): its faces deblocked first"]
     outside = np.ones(blocky.shape[:2], bool)
     for box in output.face_boxes[0]:
@@ -706,12 +712,15 @@ def test_the_faces_of_a_jpeg_saved_small_and_enlarged_are_deblocked_first(gfpgan
         outside[region] = False
         assert np.abs(output.images[0][region].astype(int) - blocky[region]).mean() > 1.0
     np.testing.assert_array_equal(output.images[0][outside], blocky[outside])
-    as_given = gfpgan(blocky, detector=retinaface, never_blur=False, output_type="np", denoise=False)
+    as_given = large(blocky, detector=retinaface, never_blur=False, output_type="np", denoise=False)
     np.testing.assert_array_equal(as_given.images[0], blocky)
     assert as_given.messages[0] == []
-    face = saved_small_and_enlarged(load_image(shared_path("data", "ffhq256", "test", "01000.jpg")), 2, quality=30)
-    aligned = gfpgan(resize_square(face, 512), aligned=True, output_type="np")
+    assert gfpgan(blocky, detector=retinaface, never_blur=False).messages[0] == []  # its faces' crops span about 400 px
+
+    face = resize_square(saved_small_and_enlarged(load_image(shared_path("data", "ffhq256", "test", "01000.jpg")), 2, quality=30), 512)
+    aligned = large(face, aligned=True, output_type="np")
     assert re.fullmatch(r"JPEG blocks of 3[12]\.\d px \(a JPEG enlarged 4\.0x\): the face deblocked first", aligned.messages[0][0])
+    assert not any("JPEG blocks" in message for message in gfpgan(face, aligned=True).messages[0])
 
 
 def test_the_noise_around_small_faces_is_read_from_the_photo(gfpgan, retinaface, monkeypatch):
