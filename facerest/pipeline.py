@@ -570,10 +570,9 @@ class FaceRestorePipeline(DiffusionPipeline):
         if not faces:
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
-        block_period = enlarged_jpeg_period(photo) if denoise and fidelity > 0 else None
-        deblocked_indices = [] if block_period is None else [
-            index for index, face in enumerate(faces) if self._resolves_whole_face(face.landmarks)
-        ]  # fmt: skip
+        whole_faces = [index for index, face in enumerate(faces) if self._resolves_whole_face(face.landmarks)]
+        block_period = enlarged_jpeg_period(photo) if denoise and fidelity > 0 and whole_faces else None
+        deblocked_indices = [] if block_period is None else whole_faces
         deblocked_photo = photo
         if deblocked_indices:
             deblocked_photo = with_face_regions_cleaned(
