@@ -412,21 +412,24 @@ def _restore_inputs(source: Path) -> tuple[list[tuple[Path, str]], list[str]]:
         raise FacerestError(f"input not found: {source}")
     if not source.is_dir():
         return [(source, source.stem)], []
+    entries = sorted(source.rglob("*"))  # one walk of the folder; links to folders are listed, not followed
     earlier_outputs = sorted(
-        marker.parent for marker in source.rglob(MARKER_NAME) if output_folder_command(marker.parent) == RESTORE_COMMAND
+        entry.parent
+        for entry in entries
+        if entry.name == MARKER_NAME and output_folder_command(entry.parent) == RESTORE_COMMAND
     )
-    files = sorted(
+    files = [
         path
-        for path in source.rglob("*")
+        for path in entries
         if (path.is_file() or (path.is_symlink() and not path.exists()))
         and not any(path.is_relative_to(folder) for folder in earlier_outputs)
-    )
+    ]
+    linked_folders = [path for path in entries if path.is_symlink() and path.is_dir()]
     visible = [path for path in files if not _is_hidden(path.relative_to(source))]
     paths = [path for path in visible if path.suffix.lower() in IMAGE_EXTENSIONS]
     hidden = sum(path.suffix.lower() in IMAGE_EXTENSIONS for path in files) - len(paths)
     others = [path for path in visible if path.suffix.lower() not in IMAGE_EXTENSIONS]
     left_out = [f"not restoring {folder}: it holds an earlier restore output" for folder in earlier_outputs]
-    linked_folders = sorted(path for path in source.rglob("*") if path.is_symlink() and path.is_dir())
     left_out += [f"not restoring {folder}: a link to a folder (give it as INPUT to restore it)" for folder in linked_folders]
     if hidden:
         left_out.append(f"not restoring {hidden} hidden image file(s) (a name starting with '.', or in __MACOSX/)")

@@ -631,11 +631,15 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 512) -> tup
     """
     _check_image(image, "image")
     affine = face_alignment(landmarks, size)
-    crop = cv2.warpAffine(
+    return aligned_crop(image, affine, size), affine
+
+
+def aligned_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """The (size, size, 3) crop of ``image`` under ``affine`` (``face_alignment``'s); pixels outside it are gray."""
+    return cv2.warpAffine(
         image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
         borderValue=ALIGN_BORDER_RGB,
     )
-    return crop, affine
 
 
 def with_photo_alpha(face: np.ndarray, alpha: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

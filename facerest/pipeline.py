@@ -42,7 +42,7 @@ from .deblock import JPEG_BLOCK, deblocked, enlarged_jpeg_period
 from .denoise import denoised, denoised_faces, face_region, fine_noise, noise_level, with_face_regions_cleaned
 from .errors import FacerestError, ImageReadError, one_line
 from .faces import (
-    FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, align_face, face_alignment, face_window, points_before_turn,
+    FFHQ_TEMPLATE_512, FaceDetector, add_face_corrections, aligned_crop, face_alignment, face_window, points_before_turn,
 )  # fmt: skip
 from .images import (
     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, check_output_size, image_to_tensor, input_notes,
@@ -570,7 +570,8 @@ class FaceRestorePipeline(DiffusionPipeline):
         if not faces:
             note = "returned unchanged" if upscale == 1 else f"returned only enlarged {upscale}x"
             return _RestoredPhoto(add_face_corrections(photo, [], [], upscale), [], boxes, landmarks, [f"no face found: {note}"])
-        whole_faces = [index for index, face in enumerate(faces) if self._resolves_whole_face(face.landmarks)]
+        affines = [face_alignment(face.landmarks, ALIGN_SIZE) for face in faces]  # photo -> aligned crop
+        whole_faces = [index for index, affine in enumerate(affines) if self._resolves_whole_face(affine)]
         block_period = enlarged_jpeg_period(photo) if denoise and fidelity > 0 and whole_faces else None
         deblocked_indices = [] if block_period is None else whole_faces
         deblocked_photo = photo
@@ -586,13 +587,13 @@ class FaceRestorePipeline(DiffusionPipeline):
             if given_photo is not photo and cleaned_photo is not deblocked_photo
             and not np.array_equal(cleaned_photo[region], deblocked_photo[region])
         }  # fmt: skip
-        crops, affines = zip(*(align_face(given_photo, face.landmarks, ALIGN_SIZE) for face in faces))
+        crops = [aligned_crop(given_photo, affine, ALIGN_SIZE) for affine in affines]
         cleaned_indices = set()
         if denoise:  # the faces' band finer than the model's pixels, less what reads as noise in it
             cleanings = [-fidelity * self._crop_fine_noise(crop, affine) for crop, affine in zip(crops, affines)]
             cleaned_indices = {index for index, cleaning in enumerate(cleanings) if cleaning.any()}
             if cleaned_indices:
-                given_photo = add_face_corrections(given_photo, cleanings, list(affines))
+                given_photo = add_face_corrections(given_photo, cleanings, affines)
         given_faces = [resize_square(crop, self.face_size) for crop in crops]
         restored = restore(given_faces, in_photo=True)
         changes = [face.astype(np.float32) - given_face for face, given_face in zip(restored, given_faces)]
@@ -601,14 +602,14 @@ class FaceRestorePipeline(DiffusionPipeline):
         pasted = None
         messages = []
         if deblocked_indices:
-            some_faces = "face " + ", ".join(map(str, deblocked_indices))
-            messages.append(_deblocked_note(block_period, "its faces" if len(deblocked_indices) == len(faces) else some_faces))
+            which = "its faces" if len(deblocked_indices) == len(faces) else f"face {', '.join(map(str, deblocked_indices))}"
+            messages.append(_deblocked_note(block_period, which))
         messages += [
             f"face {index} denoised first: noise of {noise_level(deblocked_photo[regions[index]]):.1f} grey levels"
             for index in sorted(denoised_indices)
         ]
         if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
-            blurred, at_photo_size = _faces_made_blurrier(given_photo, corrections, list(affines), boxes)
+            blurred, at_photo_size = _faces_made_blurrier(given_photo, corrections, affines, boxes)
             for index in blurred:
                 restored[index], corrections[index] = given_faces[index], np.zeros_like(corrections[index])
                 if index in denoised_indices or index in deblocked_indices:
@@ -624,22 +625,21 @@ class FaceRestorePipeline(DiffusionPipeline):
             if upscale == 1:
                 pasted = at_photo_size
         if pasted is None:
-            pasted = add_face_corrections(given_photo, corrections, list(affines), upscale)
+            pasted = add_face_corrections(given_photo, corrections, affines, upscale)
         return _RestoredPhoto(pasted, restored, boxes, landmarks, messages)
 
-    def _resolves_whole_face(self, landmarks: np.ndarray) -> bool:
-        """Whether the model restores every band of the photo's face with these landmarks: its aligned crop spans at
-        most the model's face size in the photo's pixels. Only such a face is deblocked (`facerest.deblock`): a
-        larger one keeps the photo's own band above the model's, which the deblocking's blur would only take away
-        (docs/experiments.md, "Deblocking only the faces the model restores whole")."""
-        scale = np.sqrt(abs(np.linalg.det(face_alignment(landmarks, ALIGN_SIZE)[:, :2])))
-        return ALIGN_SIZE / scale <= self.face_size
+    def _resolves_whole_face(self, affine: np.ndarray) -> bool:
+        """Whether the model restores every band of the photo's face aligned by `affine` (onto the ALIGN_SIZE crop):
+        the crop spans at most the model's face size in the photo's pixels. Only such a face is deblocked
+        (`facerest.deblock`): a larger one keeps the photo's own band above the model's, which the deblocking's blur
+        would only take away (docs/experiments.md, "Deblocking only the faces the model restores whole")."""
+        return ALIGN_SIZE / _crop_scale(affine) <= self.face_size
 
     def _crop_fine_noise(self, crop: np.ndarray, affine: np.ndarray) -> np.ndarray:
         """`fine_noise` of a face's aligned crop where the crop is no enlargement of the photo (`affine`, from the
         photo onto the crop, scales by at most 1); zero where it is: its finest octave then holds interpolation and the
         photo's own finest detail, which the floor would thin out (`whole_imgs` faces, enlarged 1.2-9 times)."""
-        if np.sqrt(abs(np.linalg.det(affine[:, :2]))) > 1.0:
+        if _crop_scale(affine) > 1.0:
             return np.zeros(crop.shape, np.float32)
         return fine_noise(crop, ALIGN_SIZE / self.face_size)
 
@@ -687,6 +687,11 @@ class FaceRestorePipeline(DiffusionPipeline):
             image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
             photos.append(_RestoredPhoto(image, [kept_face], boxes, landmarks, messages))
         return photos
+
+
+def _crop_scale(affine: np.ndarray) -> float:
+    """How many crop pixels a photo pixel spans under a similarity `affine` (photo -> crop)."""
+    return float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
 
 
 def _deblocked_note(block_period: float, what: str) -> str:
