@@ -364,28 +364,47 @@ def _check_restore_output(source: Path, output: Path) -> None:
 def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, save_options: dict) -> None:
     """Write the restored photo as OUTPUT/<name>.png, with the input's transparency `alpha` when it has one, and its
     faces as OUTPUT/faces/<name>_<index>.png (with `alpha` warped as each face was), each saved with `save_options`
-    (the input's colour profile: the pixels are in its colour space); then remove the faces of <name> that an earlier
-    run into this folder wrote beyond this run's (that photo had more faces), so that faces/ holds this run's only."""
+    (the input's colour profile: the pixels are in its colour space) and tagged as <name>'s (`FACE_CROP_KEY`); then
+    remove the faces of <name> that an earlier run into this folder wrote beyond this run's (that photo had more
+    faces), so that faces/ holds this run's only: files so tagged, never a photo restored from an input's own faces/
+    sub-folder that an earlier run put there under such a name."""
     import glob
     import re
 
+    from PIL.PngImagePlugin import PngInfo
+
     from .faces import with_photo_alpha
     from .images import save_image, with_alpha
-    from .output_folders import RESTORED_FACES_FOLDER
+    from .output_folders import FACE_CROP_KEY, RESTORED_FACES_FOLDER
 
     photo = result.images[0] if alpha is None else with_alpha(result.images[0], alpha)
     save_image(photo, output / f"{name}.png", **save_options)
     faces = result.restored_faces[0]
+    tag = PngInfo()
+    tag.add_text(FACE_CROP_KEY, name)
     for index, (face, landmarks) in enumerate(zip(faces, result.face_landmarks[0])):
         if alpha is not None:
             face = with_photo_alpha(face, alpha, landmarks)
-        save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options)
+        save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options, pnginfo=tag)
     faces_of_name = output / RESTORED_FACES_FOLDER / name  # <name> may hold sub-folders
     earlier_face = re.compile(re.escape(faces_of_name.name) + r"_(\d{2,})\.png")
     for path in faces_of_name.parent.glob(f"{glob.escape(faces_of_name.name)}_*.png"):
         index = earlier_face.fullmatch(path.name)
-        if index and int(index.group(1)) >= len(faces):
+        if index and int(index.group(1)) >= len(faces) and _face_crop_of(path) == name:
             path.unlink()
+
+
+def _face_crop_of(path: Path) -> str | None:
+    """The output name of the photo whose face crop the PNG at ``path`` is (its `FACE_CROP_KEY` text), or None."""
+    from PIL import Image
+
+    from .output_folders import FACE_CROP_KEY
+
+    try:
+        with Image.open(path) as pil:
+            return getattr(pil, "text", {}).get(FACE_CROP_KEY)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def _check_restore_options(pipeline, args: argparse.Namespace, fidelity: float) -> None:

@@ -17,6 +17,9 @@ MARKER_NAME = ".facerest-output"
 RESTORE_COMMAND = "restore"  # the name in the marker of restore's output folders
 COMPARE_COMMAND = "compare"  # and of compare's folder of restored faces
 RESTORED_FACES_FOLDER = "faces"  # restore's sub-folder of face crops: OUTPUT/faces/<name>_<index>.png
+# the PNG text key of each face crop restore writes, valued with its photo's output name <name>: a later run removes
+# only crops so tagged, never a photo that an input's own faces/ sub-folder put into OUTPUT/faces/
+FACE_CROP_KEY = "facerest-face-of"
 
 
 def mark_output_folder(folder: str | os.PathLike, command: str) -> None:

@@ -278,6 +278,27 @@ def test_hidden_files_and_macos_zip_folders_are_left_out_with_a_note(models, fac
     assert status == 2 and err.strip().endswith("or its sub-folders, only 1 hidden one(s)")
 
 
+def test_a_later_run_never_removes_a_photo_that_an_earlier_run_restored_under_a_face_crops_name(
+    models, face_folder, tmp_path, capsys
+):
+    """An input's own faces/ sub-folder puts its restored photos into OUTPUT/faces/; a later run of a photo whose
+    face crops are named like them removes only its own earlier crops."""
+    arguments = ["-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned"]
+    earlier = tmp_path / "earlier"
+    (earlier / "faces").mkdir(parents=True)
+    shutil.copy(face_folder / "b.png", earlier / "faces" / "a_05.png")
+    status, out, _ = _restore(capsys, earlier, *arguments)
+    assert status == 0 and "restored 1 of 1 images" in out
+    restored_photo = (tmp_path / "out" / "faces" / "a_05.png").read_bytes()
+    shutil.copy(tmp_path / "out" / "faces" / "a_05.png", tmp_path / "out" / "faces" / "a_07.png")  # a copy the user made
+
+    status, out, _ = _restore(capsys, face_folder / "a.png", *arguments)  # one face: faces/a_00.png
+    assert status == 0 and "restored 1 of 1 images (1 faces)" in out
+    assert (tmp_path / "out" / "faces" / "a_05.png").read_bytes() == restored_photo
+    assert (tmp_path / "out" / "faces" / "a_07.png").read_bytes() == restored_photo
+    assert (tmp_path / "out" / "faces" / "a_00.png").exists()
+
+
 def test_a_photo_named_like_another_photos_face_is_refused(models, face_folder, tmp_path, capsys):
     (face_folder / "faces").mkdir()
     shutil.copy(face_folder / "b.png", face_folder / "faces" / "a_00.png")
