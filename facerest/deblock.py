@@ -81,6 +81,7 @@ SMALLEST_MEDIAN_STEP = 0.1
 PIXEL_REPEATS = (2, 3, 4)
 REPEATED_PIXEL_STEP_RATIO = 3.0
 
+
 def enlarged_jpeg_period(image: np.ndarray) -> float | None:
     """The period in pixels of the grid of JPEG blocks an RGB uint8 image shows when it was saved as a JPEG 1.5 to 8
     times smaller and enlarged (see the module); None when it shows none, a grid at its own pixels, or is too small to
