@@ -75,6 +75,12 @@ PHOTO_LIGHTING_SCALE = 1 / 16
 LIGHTING_RESOLUTION = 128
 # Added to both lightings before their ratio is taken (0-255 units), so that near-black regions do not blow it up.
 LIGHTING_FLOOR = 8.0
+# A deblocked face (`facerest.deblock`) whose restoration keeps less than this share of the photo's sharpness in its box
+# lost detail of its own, not a JPEG's blocks: the grid was a tiled or brick wall's behind it, and the face is restored
+# again without deblocking. Faces of photos from outside the project, shrunk 2-4 times, saved as JPEG of quality 30 or
+# 50 and enlarged back, kept 0.94-1.17 of the blocky photo's; clean faces before tiles or bricks of 16-80 px, taken for
+# grids, 0.43-0.93 (`bench/deblock_walls.py`; docs/restoring.md, "JPEG blocks of an enlarged photo").
+DEBLOCKED_SHARPNESS_SHARE = 0.9
 # Faces restored in one forward pass unless told otherwise (on the CPU: one, see `default_face_batch_size`).
 DEFAULT_FACE_BATCH_SIZE = 8
 OUTPUT_TYPES = ("pil", "np")
@@ -457,7 +463,9 @@ class FaceRestorePipeline(DiffusionPipeline):
                 `DENOISE_ABOVE` (`facerest.denoise`: non-local means) before the model sees it: the models leave
                 such noise as it is. The faces of an image that shows the grid of a JPEG saved smaller and enlarged
                 (`facerest.deblock.enlarged_jpeg_period`) are deblocked first (a blur the size of the enlargement): the
-                models sharpen such blocks into strokes. A face larger than the model's resolution also loses what
+                models sharpen such blocks into strokes; a face that comes out under `DEBLOCKED_SHARPNESS_SHARE` of
+                its sharpness had no blocks (a tiled wall behind it made the grid) and is restored again without
+                it. A face larger than the model's resolution also loses what
                 reads as noise in its finest octave above it (`fine_noise`), a band the model never sees.
             never_blur (`bool`, defaults to `True`):
                 In photos (not `aligned`): a face whose box the restoration leaves less sharp than the face the model
@@ -558,13 +566,16 @@ class FaceRestorePipeline(DiffusionPipeline):
         )
 
     def _restore_photo(
-        self, photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool, fidelity: float, denoise: bool
+        self, photo: np.ndarray, faces: list, upscale: int, restore, never_blur: bool, fidelity: float, denoise: bool,
+        undeblocked: frozenset[int] = frozenset(),
     ) -> "_RestoredPhoto":
         """With `denoise`, deblock the faces' regions of a photo showing an enlarged JPEG's grid, denoise the regions of
         the noisy faces and take what reads as noise out of the finest octave of each face whose crop is no
         enlargement (`_crop_fine_noise`), `fidelity` of each; align each face of that photo at 512 px, restore it at
         the model's size, and add `fidelity` of the model's change back; with `never_blur`, a face that the change
-        leaves less sharp (`_faces_made_blurrier`) keeps the face the model was given."""
+        leaves less sharp (`_faces_made_blurrier`) keeps the face the model was given. A deblocked face that comes out
+        under `DEBLOCKED_SHARPNESS_SHARE` of the photo's sharpness is restored again without deblocking (the faces of
+        `undeblocked` are not deblocked)."""
         boxes = np.array([face.box for face in faces], np.float32).reshape(-1, 4)
         landmarks = np.array([face.landmarks for face in faces], np.float32).reshape(-1, 5, 2)
         if not faces:
@@ -573,7 +584,7 @@ class FaceRestorePipeline(DiffusionPipeline):
         affines = [face_alignment(face.landmarks, ALIGN_SIZE) for face in faces]  # photo -> aligned crop
         whole_faces = [index for index, affine in enumerate(affines) if self._resolves_whole_face(affine)]
         block_period = enlarged_jpeg_period(photo) if denoise and fidelity > 0 and whole_faces else None
-        deblocked_indices = [] if block_period is None else whole_faces
+        deblocked_indices = [] if block_period is None else [index for index in whole_faces if index not in undeblocked]
         deblocked_photo = photo
         if deblocked_indices:
             deblocked_photo = with_face_regions_cleaned(
@@ -599,6 +610,11 @@ class FaceRestorePipeline(DiffusionPipeline):
         changes = [face.astype(np.float32) - given_face for face, given_face in zip(restored, given_faces)]
         restored = [_with_change(given_face, change, fidelity) for given_face, change in zip(given_faces, changes)]
         corrections = [resize_square(fidelity * change, ALIGN_SIZE) for change in changes]
+        lost = _deblocked_faces_losing_detail(photo, given_photo, corrections, affines, boxes, deblocked_indices)
+        if lost:
+            again = self._restore_photo(photo, faces, upscale, restore, never_blur, fidelity, denoise, undeblocked | set(lost))
+            again.messages[:0] = [_undeblocked_note(index, share, block_period) for index, share in lost.items()]
+            return again
         pasted = None
         messages = []
         if deblocked_indices:
@@ -644,11 +660,13 @@ class FaceRestorePipeline(DiffusionPipeline):
         return fine_noise(crop, ALIGN_SIZE / self.face_size)
 
     def _restore_aligned(
-        self, faces: list[np.ndarray], names: list[str], upscale: int, restore, fidelity: float, denoise: bool
+        self, faces: list[np.ndarray], names: list[str], upscale: int, restore, fidelity: float, denoise: bool,
+        undeblocked: frozenset[int] = frozenset(),
     ) -> list["_RestoredPhoto"]:
         """Restore aligned faces at the model's size (with `denoise`, `fidelity` of each face's deblocking and
         denoising first), and add `fidelity` of the model's change to each face the model was given, at its own
-        size."""
+        size. As in a photo, a deblocked face that comes out under `DEBLOCKED_SHARPNESS_SHARE` of its sharpness is
+        restored again without deblocking (the faces of `undeblocked` are not deblocked)."""
         for face, name in zip(faces, names):
             if face.shape[0] != face.shape[1]:
                 raise ImageReadError(
@@ -657,9 +675,10 @@ class FaceRestorePipeline(DiffusionPipeline):
                     "off: its faces are then found and aligned)",
                 )
         block_periods = [  # a face larger than the model's, like a photo's, keeps its own finest band undeblocked
-            enlarged_jpeg_period(face) if denoise and fidelity > 0 and face.shape[0] <= self.face_size else None
-            for face in faces
-        ]
+            enlarged_jpeg_period(face)
+            if denoise and fidelity > 0 and face.shape[0] <= self.face_size and index not in undeblocked else None
+            for index, face in enumerate(faces)
+        ]  # fmt: skip
         deblocked_faces = [
             face if period is None else deblocked(face, period) for face, period in zip(faces, block_periods)
         ]
@@ -686,6 +705,15 @@ class FaceRestorePipeline(DiffusionPipeline):
             kept_face = _with_change(model_face, change, fidelity)
             image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
             photos.append(_RestoredPhoto(image, [kept_face], boxes, landmarks, messages))
+        shares = {  # each deblocked face's sharpness after its restoration, at its own size, over before
+            index: _sharpness_share(resize_square(photo.image, face.shape[0]), face)
+            for index, (face, period, photo) in enumerate(zip(faces, block_periods, photos)) if period is not None
+        }  # fmt: skip
+        lost = {index: share for index, share in shares.items() if share < DEBLOCKED_SHARPNESS_SHARE}
+        if lost:
+            photos = self._restore_aligned(faces, names, upscale, restore, fidelity, denoise, undeblocked | set(lost))
+            for index, share in lost.items():
+                photos[index].messages.insert(0, _undeblocked_note(None, share, block_periods[index]))
         return photos
 
 
@@ -700,6 +728,15 @@ def _deblocked_note(block_period: float, what: str) -> str:
 
 
 QUARTER_TURNS = {1: "turned a quarter clockwise", 2: "turned upside down", 3: "turned a quarter counter-clockwise"}
+
+
+def _undeblocked_note(index: int | None, sharpness_share: float, block_period: float) -> str:
+    """The note of a face (`index` in its photo; None: an aligned face) restored again without deblocking."""
+    face, its_sharpness = ("the face", "its") if index is None else (f"face {index}", "the photo's")
+    return (
+        f"{face} restored without deblocking: deblocked, it kept {sharpness_share:.2f} of {its_sharpness} sharpness "
+        f"(the grid of {block_period:.1f} px is not its own)"
+    )
 
 
 def _load_named(source: ImageSource, name: str, max_pixels, upscale: int, max_output_pixels) -> np.ndarray:
@@ -750,6 +787,26 @@ def _faces_made_blurrier(
         if not newly_blurred:
             return sorted(blurred), result
         blurred += newly_blurred
+
+
+def _deblocked_faces_losing_detail(
+    photo: np.ndarray, given_photo: np.ndarray, corrections: list[np.ndarray], affines: list[np.ndarray],
+    boxes: np.ndarray, deblocked_indices: list[int],
+) -> dict[int, float]:
+    """The deblocked faces whose box (`face_window`) keeps less than `DEBLOCKED_SHARPNESS_SHARE` of the `photo`'s
+    `gradient_sharpness` in the photo restored (`given_photo`, deblocked, with the `corrections`), each with the share
+    it kept."""
+    if not deblocked_indices:
+        return {}
+    result = add_face_corrections(given_photo, corrections, affines)
+    windows = {index: face_window(boxes[index], photo.shape) for index in deblocked_indices}
+    shares = {index: _sharpness_share(result[window], photo[window]) for index, window in windows.items()}
+    return {index: share for index, share in shares.items() if share < DEBLOCKED_SHARPNESS_SHARE}
+
+
+def _sharpness_share(image: np.ndarray, before: np.ndarray) -> float:
+    """The `gradient_sharpness` of `image` over that of `before`."""
+    return gradient_sharpness(image) / max(gradient_sharpness(before), 1e-6)
 
 
 def _in_tone_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, shared_path, with_noise
+from conftest import REPO_ROOT, saved_small_and_enlarged, shared_path, with_noise
 
 from bench.detection_recall import photo_with_a_face
 from facerest import FaceRestorePipeline
@@ -117,6 +117,18 @@ def test_no_face_of_a_whole_photo_comes_out_blurrier(default):
             ratios.append(gradient_sharpness(output.images[0][window]) / gradient_sharpness(photo[window]))
     print(f"\n{len(ratios)} faces, sharpness after / before: lowest {min(ratios):.3f}, median {np.median(ratios):.3f}")
     assert len(ratios) == 24 and min(ratios) >= 1.0
+
+
+@pytest.mark.parametrize(("name", "times"), [("gfpgan_10045.png", 3), ("codeformer_02.png", 2)])
+def test_the_faces_of_an_enlarged_jpeg_stay_deblocked(default, name, times):
+    """A photo saved small as a JPEG and enlarged: its faces' regions are deblocked, and each restoration keeps at least
+    DEBLOCKED_SHARPNESS_SHARE of the blocky photo's sharpness, so none is sent back to be restored undeblocked (as a
+    face before a tiled wall is, whose grid is not its own)."""
+    blocky = saved_small_and_enlarged(load_image(shared_path("data", "whole_imgs", name)), times, quality=30)
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
+    output = default(blocky, detector=detector, output_type="np", progress=False)
+    period = 8 * times
+    assert output.messages[0] == [f"JPEG blocks of {period:.1f} px (a JPEG enlarged {times:.1f}x): its faces deblocked first"]
 
 
 def test_noisy_faces_come_out_denoised(default, ffhq_test_dir):

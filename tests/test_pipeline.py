@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 
 from facerest import FaceRestorePipeline, IDMScheduler
+from facerest import pipeline as pipeline_module
+from facerest.deblock import enlarged_jpeg_period
 from facerest.denoise import DENOISE_ABOVE, face_region, noise_level
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, add_face_corrections, align_face, face_paste_mask, face_window
@@ -703,6 +705,9 @@ def test_the_faces_of_a_jpeg_saved_small_and_enlarged_are_deblocked_first_where_
     large = FaceRestorePipeline(unet=tiny_unet(size=512), scheduler=IDMScheduler())  # faces of 512 px: crops fit
     for pipeline in (gfpgan, large):
         monkeypatch.setattr(pipeline, "restore_faces", restoring_with(lambda face: face))
+    # a deblocked face restored by a model that changes nothing keeps only the blur: the check that sends a face that
+    # lost its own detail back undeblocked is for the next test
+    monkeypatch.setattr(pipeline_module, "DEBLOCKED_SHARPNESS_SHARE", 0.0)
     blocky = saved_small_and_enlarged(load_image(shared_path("data", "whole_imgs", "codeformer_06.png")), 3, quality=30)
     output = large(blocky, detector=retinaface, never_blur=False, output_type="np")
     assert output.messages[0] == ["JPEG blocks of 24.0 px (a JPEG enlarged 3.0x): its faces deblocked first"]
@@ -721,6 +726,33 @@ def test_the_faces_of_a_jpeg_saved_small_and_enlarged_are_deblocked_first_where_
     aligned = large(face, aligned=True, output_type="np")
     assert re.fullmatch(r"JPEG blocks of 3[12]\.\d px \(a JPEG enlarged 4\.0x\): the face deblocked first", aligned.messages[0][0])
     assert not any("JPEG blocks" in message for message in gfpgan(face, aligned=True).messages[0])
+
+
+def test_a_clean_face_before_a_tiled_wall_is_restored_undeblocked(retinaface, monkeypatch):
+    """Tiles fold into a grid in the whole photo as an enlarged JPEG's blocks do; deblocked, the face (which has no
+    grid of its own) keeps under DEBLOCKED_SHARPNESS_SHARE of its sharpness, and is restored again without the
+    deblocking: with a model that changes nothing, the photo comes back as it was; so does an aligned face."""
+    large = FaceRestorePipeline(unet=tiny_unet(size=512), scheduler=IDMScheduler())  # faces of 512 px: crops fit
+    monkeypatch.setattr(large, "restore_faces", restoring_with(lambda face: face))
+    wall = np.random.default_rng(0).normal(200, 3, (480, 640, 3))  # tiles with some texture
+    wall[:, ::24], wall[::24] = 120, 120  # grout lines every 24 px
+    photo = np.clip(wall, 0, 255).astype(np.uint8)
+    photo[100:260, 240:400] = resize_square(load_image(shared_path("data", "ffhq256", "test", "01000.jpg")), 160)
+    assert enlarged_jpeg_period(photo) == pytest.approx(24.0, abs=0.5)
+    output = large(photo, detector=retinaface, never_blur=False, output_type="np")
+    assert re.fullmatch(
+        r"face 0 restored without deblocking: deblocked, it kept 0\.\d\d of the photo's sharpness \(the grid of 2\d\.\d "
+        r"px is not its own\)",
+        output.messages[0][0],
+    )
+    assert len(output.messages[0]) == 1
+    np.testing.assert_array_equal(output.images[0], photo)
+
+    face = photo[60:316, 192:448]  # an aligned face before the wall: searched, and sent back, at its own size
+    assert enlarged_jpeg_period(face) is not None
+    aligned = large(face, aligned=True, output_type="np")
+    assert aligned.messages[0][0].startswith("the face restored without deblocking: deblocked, it kept 0.")
+    np.testing.assert_array_equal(aligned.images[0], face)
 
 
 def test_the_noise_around_small_faces_is_read_from_the_photo(gfpgan, retinaface, monkeypatch):
