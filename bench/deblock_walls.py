@@ -112,17 +112,20 @@ def measure(pipeline, photo: np.ndarray, detector: FaceDetector, clean: np.ndarr
 
 
 def add_row(table: Table, what: str, records: list[dict]) -> None:
-    """One row of `table` for the faces of `records` (`measure`): ranges of their sharpness, means of their PSNR."""
-    if not records:
-        table.add(what, 0, "-", "-", "-", "-")
-        return
-    kept = np.array([record["kept"] for record in records])
-    after = np.array([record["after"] for record in records])
-    psnrs = np.array([record["psnr"] for record in records]) if "psnr" in records[0] else None
-    psnr_cell = "-" if psnrs is None else " / ".join(f"{value:.2f}" for value in psnrs.mean(axis=0))
-    sent_back = sum(record["sent back"] for record in records)
-    kept_range, after_range = f"{kept.min():.2f}-{kept.max():.2f}", f"{after.min():.2f}-{after.max():.2f}"
-    table.add(what, len(records), kept_range, sent_back, after_range, psnr_cell)
+    """One row of `table` for the faces of `records` (`measure`), printed: ranges of their sharpness, means of their
+    PSNR."""
+    cells = [what, len(records), "-", "-", "-", "-"]
+    if records:
+        kept = np.array([record["kept"] for record in records])
+        after = np.array([record["after"] for record in records])
+        psnrs = np.array([record["psnr"] for record in records]) if "psnr" in records[0] else None
+        cells[2:] = [
+            f"{kept.min():.2f}-{kept.max():.2f}", sum(record["sent back"] for record in records),
+            f"{after.min():.2f}-{after.max():.2f}",
+            "-" if psnrs is None else " / ".join(f"{value:.2f}" for value in psnrs.mean(axis=0)),
+        ]  # fmt: skip
+    row = table.add(*cells)
+    print(" | ".join(table.cell(value) for value in row.values()), flush=True)
 
 
 def main() -> None:
@@ -148,7 +151,6 @@ def main() -> None:
             photo[150 : 150 + size, 300 : 300 + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
             records += measure(pipeline, photo, detector, clean=None)
         add_row(table, f"clean faces of {', '.join(map(str, FACE_SIZES))} px before {name}", records)
-        print(" | ".join(table.cell(value) for value in table.rows[-1].values()), flush=True)
     for folder in args.photos:
         for quality in QUALITIES:
             records = []
@@ -157,7 +159,6 @@ def main() -> None:
                 for times in SHRINKS:
                     records += measure(pipeline, saved_small_and_enlarged(times, quality)(clean, times), detector, clean)
             add_row(table, f"{folder.name}, shrunk {', '.join(map(str, SHRINKS))}x, JPEG {quality}, enlarged", records)
-            print(" | ".join(table.cell(value) for value in table.rows[-1].values()), flush=True)
     share = facerest.pipeline.DEBLOCKED_SHARPNESS_SHARE
     table.notes.append(f"DEBLOCKED_SHARPNESS_SHARE = {share}; sharpness: the face box's gradient over the photo's")
     print(table.markdown())
