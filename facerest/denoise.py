@@ -42,6 +42,12 @@ _QUANTILE_UNDER_UNIT_NOISE = float(np.sqrt(chi2.ppf(NOISE_QUANTILE / 100, NOISE_
 # median), the degraded faces of the 256-px test set at most 4.45, those of realworld_lq at most 1.42; white noise of
 # standard deviation 6 reads 6.22 in the median face, 8 reads 8.18.
 DENOISE_ABOVE = 6.0
+# White noise halves one octave coarser (the diagonal band of 2 x 2 pixels' means holds a quarter of its variance), a
+# photo's own fine texture does not: a face is denoised only where that band, in the flattest tenth of the blocks,
+# reads under this share of the finest band's (`next_band_ratio`). Clean 48- to 110-px faces set before scikit-image's
+# `grass` and `gravel` read 1.27-1.84 there and 6.0-11.0 as noise; the regions of `whole_imgs` faces with white noise
+# of 6-15 grey levels, at most 0.85 (docs/restoring.md, "Noisy faces").
+TEXTURE_BAND_RATIO = 1.0
 # Only an image at least this large is measured (an aligned face; a photo's region around a face, which `face_region`
 # grows to this size): where a face fills a smaller one, its own finest detail reads as noise (ffhq256's clean test
 # faces shrunk to 64 px: 4.47 in the median, 36 of 100 above DENOISE_ABOVE; at 192 px 0.61, one of 100 at 5.08).
@@ -80,25 +86,36 @@ FINE_BAND_PIXELS = 2.0
 
 def noise_level(image: np.ndarray) -> float:
     """The standard deviation of the white noise in an RGB uint8 image, in grey levels of 255 (see the module)."""
-    side = 2 * NOISE_BLOCK
-    height, width = image.shape[0] // side * side, image.shape[1] // side * side
-    if height == 0 or width == 0:
+    finest, _ = _diagonal_block_levels(image)
+    if finest.size == 0:
         return 0.0
-    pixels = image[:height, :width].astype(np.float32)
-    diagonal = (pixels[0::2, 0::2] - pixels[0::2, 1::2] - pixels[1::2, 0::2] + pixels[1::2, 1::2]) / 2
-    blocks = diagonal.reshape(height // side, NOISE_BLOCK, width // side, NOISE_BLOCK, 3)
-    block_levels = np.sqrt(np.mean(blocks**2, axis=(1, 3)))  # (rows, columns, channels)
-    quantiles = np.percentile(block_levels.reshape(-1, 3), NOISE_QUANTILE, axis=0)
+    quantiles = np.percentile(finest, NOISE_QUANTILE, axis=0)
     return float(np.median(quantiles)) / _QUANTILE_UNDER_UNIT_NOISE
+
+
+def next_band_ratio(image: np.ndarray) -> float:
+    """The level of the diagonal band one octave coarser over the finest's, in the flattest tenth of the blocks (by
+    the finest band, per channel; the median over the channels): about 0.5 under white noise, 1 or more where a
+    photo's own fine texture (grass, gravel) fills the flattest blocks (see `TEXTURE_BAND_RATIO`)."""
+    finest, next_band = _diagonal_block_levels(image)
+    if finest.size == 0:
+        return 0.0
+    flattest = np.argsort(finest, axis=0)[: max(1, len(finest) * NOISE_QUANTILE // 100)]  # (blocks, channels)
+    finest_energy = np.mean(np.take_along_axis(finest, flattest, axis=0) ** 2, axis=0)
+    next_energy = np.mean(np.take_along_axis(next_band, flattest, axis=0) ** 2, axis=0)
+    return float(np.median(np.sqrt(next_energy / np.maximum(finest_energy, 1e-12))))
 
 
 def denoised(face: np.ndarray) -> np.ndarray:
     """The face through non-local means at its `noise_level`; the face itself when that level is at most
-    `DENOISE_ABOVE`, the face is smaller than `MIN_DENOISED_SIZE` or it has at most `MAX_DITHERED_LEVELS` levels."""
+    `DENOISE_ABOVE` or does not read as white noise (`next_band_ratio` of `TEXTURE_BAND_RATIO` or more), the face is
+    smaller than `MIN_DENOISED_SIZE` or it has at most `MAX_DITHERED_LEVELS` levels."""
     if min(face.shape[:2]) < MIN_DENOISED_SIZE or _is_dithered(face):
         return face
     level = noise_level(face)
-    return _non_local_means(face, level) if level > DENOISE_ABOVE else face
+    if level <= DENOISE_ABOVE or next_band_ratio(face) >= TEXTURE_BAND_RATIO:
+        return face
+    return _non_local_means(face, level)
 
 
 def fine_noise(image: np.ndarray, model_pixel: float) -> np.ndarray:
@@ -183,6 +200,28 @@ def _feathered(region: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarra
 
     rows, columns = region
     return (ramp(rows, shape[0])[:, None] * ramp(columns, shape[1])[None, :])[..., None]
+
+
+def _diagonal_block_levels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The root mean square of the finest diagonal Haar band (``HH``) in each block of ``NOISE_BLOCK`` x
+    ``NOISE_BLOCK`` coefficients (16 x 16 pixels), and of the band one octave coarser (``HH`` of the 2 x 2 pixels'
+    means) in the same blocks: (blocks, channels) each, float32."""
+    side = 2 * NOISE_BLOCK
+    height, width = image.shape[0] // side * side, image.shape[1] // side * side
+    pixels = image[:height, :width].astype(np.float32)
+    finest = _diagonal_band(pixels)
+    next_band = _diagonal_band((pixels[0::2, 0::2] + pixels[0::2, 1::2] + pixels[1::2, 0::2] + pixels[1::2, 1::2]) / 4)
+
+    def block_levels(band: np.ndarray, block: int) -> np.ndarray:
+        blocks = band.reshape(height // side, block, width // side, block, 3)
+        return np.sqrt(np.mean(blocks**2, axis=(1, 3))).reshape(-1, 3)
+
+    return block_levels(finest, NOISE_BLOCK), block_levels(next_band, NOISE_BLOCK // 2)
+
+
+def _diagonal_band(pixels: np.ndarray) -> np.ndarray:
+    """The diagonal Haar band of 2 x 2 cells (half the size): one pixel's difference from its neighbours."""
+    return (pixels[0::2, 0::2] - pixels[0::2, 1::2] - pixels[1::2, 0::2] + pixels[1::2, 1::2]) / 2
 
 
 def _non_local_means(image: np.ndarray, level: float) -> np.ndarray:

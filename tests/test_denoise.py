@@ -8,11 +8,13 @@ from conftest import shared_path, with_noise
 from facerest.denoise import (
     DENOISE_ABOVE,
     MIN_DENOISED_SIZE,
+    TEXTURE_BAND_RATIO,
     denoised,
     denoised_faces,
     face_region,
-    noise_level,
     fine_noise,
+    next_band_ratio,
+    noise_level,
 )
 from facerest.images import list_images, load_image, resize_square
 from facerest.metrics import psnr
@@ -47,6 +49,28 @@ def test_noisy_faces_are_read_near_their_level_and_denoised(ffhq_test_dir, sigma
     before, after = psnr(noisy, clean).mean(), psnr([denoised(face) for face in noisy], clean).mean()
     print(f"\nsigma {sigma:.0f}: read {levels.mean():.2f}; PSNR {before:.2f} -> {after:.2f} dB")
     assert after > before + least_gain
+
+
+@pytest.mark.parametrize("texture", ["grass", "gravel"])
+def test_a_small_clean_face_before_fine_texture_is_not_denoised(texture):
+    """The region around a 64-px face is mostly the texture behind it (scikit-image's photos of grass and gravel),
+    whose flattest blocks read as noise above DENOISE_ABOVE; one octave coarser the texture holds as much, where white
+    noise halves, so the region is left as it is. With white noise of 15 grey levels over it, it is denoised."""
+    import skimage.data
+
+    wall = np.tile(getattr(skimage.data, texture)()[..., None], (3, 3, 3))[:720, :960]
+    photo = wall.copy()
+    photo[150:214, 300:364] = resize_square(load_image(shared_path("data", "ffhq256", "test", "01001.jpg")), 64)
+    region = photo[face_region(np.array([300, 150, 364, 214], np.float32), photo.shape)]
+    assert noise_level(region) > DENOISE_ABOVE and next_band_ratio(region) >= TEXTURE_BAND_RATIO
+    assert denoised(region) is region
+    noisy = with_noise(region, 15.0)
+    assert next_band_ratio(noisy) < TEXTURE_BAND_RATIO and denoised(noisy) is not noisy
+
+
+def test_white_noise_halves_one_octave_coarser():
+    noisy = with_noise(np.full((256, 256, 3), 128, np.uint8), 10.0)
+    assert next_band_ratio(noisy) == pytest.approx(0.5, abs=0.1)
 
 
 def test_an_image_smaller_than_a_block_reads_no_noise():
