@@ -11,7 +11,9 @@ the face: the root mean square of ``HH`` over blocks of ``NOISE_BLOCK`` x ``NOIS
 ``NOISE_QUANTILE``-th percentile over the blocks divided by that percentile's expected value under white noise of
 level 1 (the square root of a chi-squared quantile over its degrees of freedom), the median over the three channels.
 Blocks of hair or lashes hold strong ``HH`` without noise; taking the flattest blocks keeps such texture from passing
-for noise (the median over a whole face did not: a face under a net of hair read as noise of 13 grey levels).
+for noise (the median over a whole face did not: a face under a net of hair read as noise of 13 grey levels). Where
+the flattest blocks are themselves texture (grass or gravel behind a small face fills most of its region), the band
+one octave coarser tells it from noise: white noise halves there, texture does not (``next_band_ratio``).
 
 A face larger than the model's face size keeps the photo's own detail finer than the model's pixels (the model never
 sees that band), less what reads as noise in its finest octave (``fine_noise``): that band is shrunk by a local Wiener
