@@ -88,7 +88,7 @@ FINE_BAND_PIXELS = 2.0
 
 def noise_level(image: np.ndarray) -> float:
     """The standard deviation of the white noise in an RGB uint8 image, in grey levels of 255 (see the module)."""
-    finest, _ = _diagonal_block_levels(image)
+    finest = _block_levels(_diagonal_band(_whole_blocks(image)), NOISE_BLOCK)
     if finest.size == 0:
         return 0.0
     quantiles = np.percentile(finest, NOISE_QUANTILE, axis=0)
@@ -99,9 +99,12 @@ def next_band_ratio(image: np.ndarray) -> float:
     """The level of the diagonal band one octave coarser over the finest's, in the flattest tenth of the blocks (by
     the finest band, per channel; the median over the channels): about 0.5 under white noise, 1 or more where a
     photo's own fine texture (grass, gravel) fills the flattest blocks (see `TEXTURE_BAND_RATIO`)."""
-    finest, next_band = _diagonal_block_levels(image)
+    pixels = _whole_blocks(image)
+    finest = _block_levels(_diagonal_band(pixels), NOISE_BLOCK)
     if finest.size == 0:
         return 0.0
+    cell_means = (pixels[0::2, 0::2] + pixels[0::2, 1::2] + pixels[1::2, 0::2] + pixels[1::2, 1::2]) / 4
+    next_band = _block_levels(_diagonal_band(cell_means), NOISE_BLOCK // 2)  # the same blocks, half the coefficients
     flattest = np.argsort(finest, axis=0)[: max(1, len(finest) * NOISE_QUANTILE // 100)]  # (blocks, channels)
     finest_energy = np.mean(np.take_along_axis(finest, flattest, axis=0) ** 2, axis=0)
     next_energy = np.mean(np.take_along_axis(next_band, flattest, axis=0) ** 2, axis=0)
@@ -204,21 +207,16 @@ def _feathered(region: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarra
     return (ramp(rows, shape[0])[:, None] * ramp(columns, shape[1])[None, :])[..., None]
 
 
-def _diagonal_block_levels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The root mean square of the finest diagonal Haar band (``HH``) in each block of ``NOISE_BLOCK`` x
-    ``NOISE_BLOCK`` coefficients (16 x 16 pixels), and of the band one octave coarser (``HH`` of the 2 x 2 pixels'
-    means) in the same blocks: (blocks, channels) each, float32."""
+def _whole_blocks(image: np.ndarray) -> np.ndarray:
+    """The image (float32) cut to whole blocks of 2 ``NOISE_BLOCK`` pixels (16 x 16), those of ``HH`` coefficients."""
     side = 2 * NOISE_BLOCK
-    height, width = image.shape[0] // side * side, image.shape[1] // side * side
-    pixels = image[:height, :width].astype(np.float32)
-    finest = _diagonal_band(pixels)
-    next_band = _diagonal_band((pixels[0::2, 0::2] + pixels[0::2, 1::2] + pixels[1::2, 0::2] + pixels[1::2, 1::2]) / 4)
+    return image[: image.shape[0] // side * side, : image.shape[1] // side * side].astype(np.float32)
 
-    def block_levels(band: np.ndarray, block: int) -> np.ndarray:
-        blocks = band.reshape(height // side, block, width // side, block, 3)
-        return np.sqrt(np.mean(blocks**2, axis=(1, 3))).reshape(-1, 3)
 
-    return block_levels(finest, NOISE_BLOCK), block_levels(next_band, NOISE_BLOCK // 2)
+def _block_levels(band: np.ndarray, block: int) -> np.ndarray:
+    """The root mean square of a band in each block of `block` x `block` coefficients: (blocks, channels)."""
+    blocks = band.reshape(band.shape[0] // block, block, band.shape[1] // block, block, band.shape[2])
+    return np.sqrt(np.mean(blocks**2, axis=(1, 3))).reshape(-1, band.shape[2])
 
 
 def _diagonal_band(pixels: np.ndarray) -> np.ndarray:
