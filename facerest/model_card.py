@@ -25,7 +25,7 @@ from typing import Sequence
 from huggingface_hub import ModelCard, ModelCardData
 
 from .errors import FacerestError
-from .pipeline import check_saved_pipeline
+from .saved_pipeline import check_saved_pipeline
 
 SAMPLE_GRID_NAME = "sample_grid.png"
 

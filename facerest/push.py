@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import one_line
 from .model_card import SAMPLE_GRID_NAME, build_model_card, read_metrics_table, read_pipeline
-from .pipeline import SAVED_COMPONENT_FILES
+from .saved_pipeline import SAVED_COMPONENT_FILES
 
 
 def add_card_arguments(parser: argparse.ArgumentParser) -> None:
