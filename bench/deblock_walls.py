@@ -5,7 +5,7 @@
 The pipeline looks for an enlarged JPEG's grid of blocks in the whole photo (`facerest.deblock`), where tiles or
 bricks behind a face fold into a grid as the blocks do; deblocked, such a face loses detail of its own. A deblocked
 face whose restoration keeps less than `DEBLOCKED_SHARPNESS_SHARE` of the photo's sharpness in its box is restored
-again without the deblocking (`FaceRestorePipeline._restore_photo`). Two kinds of photos, each restored as README
+again without the deblocking (`facerest.photo_restoration.restore_photo`). Two kinds of photos, each restored as README
 command 1 restores it (seed 0):
 
 - walls: clean faces of `ffhq256/test` (110-280 px) set before tiled walls (grout every 16-64 px) and brick walls;
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-import facerest.pipeline
+import facerest.photo_restoration
 from facerest import FaceRestorePipeline
 from facerest.faces import FaceDetector, face_window
 from facerest.images import list_images, load_image
@@ -77,13 +77,13 @@ def saved_small_and_enlarged(times: int, quality: int):
 
 def restore(pipeline: FaceRestorePipeline, photo: np.ndarray, detector: FaceDetector, check: bool):
     """README command 1's restoration of `photo`; without `check`, the deblocked faces are never sent back."""
-    share = facerest.pipeline.DEBLOCKED_SHARPNESS_SHARE
-    facerest.pipeline.DEBLOCKED_SHARPNESS_SHARE = share if check else 0.0
+    share = facerest.photo_restoration.DEBLOCKED_SHARPNESS_SHARE
+    facerest.photo_restoration.DEBLOCKED_SHARPNESS_SHARE = share if check else 0.0
     try:
         generator = torch.Generator().manual_seed(0)
         return pipeline(photo, detector=detector, output_type="np", progress=False, generator=generator)
     finally:
-        facerest.pipeline.DEBLOCKED_SHARPNESS_SHARE = share
+        facerest.photo_restoration.DEBLOCKED_SHARPNESS_SHARE = share
 
 
 def measure(pipeline, photo: np.ndarray, detector: FaceDetector, clean: np.ndarray | None) -> list[dict]:
@@ -159,7 +159,7 @@ def main() -> None:
                 for times in SHRINKS:
                     records += measure(pipeline, saved_small_and_enlarged(times, quality)(clean, times), detector, clean)
             add_row(table, f"{folder.name}, shrunk {', '.join(map(str, SHRINKS))}x, JPEG {quality}, enlarged", records)
-    share = facerest.pipeline.DEBLOCKED_SHARPNESS_SHARE
+    share = facerest.photo_restoration.DEBLOCKED_SHARPNESS_SHARE
     table.notes.append(f"DEBLOCKED_SHARPNESS_SHARE = {share}; sharpness: the face box's gradient over the photo's")
     print(table.markdown())
     if args.out:

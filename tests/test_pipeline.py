@@ -16,14 +16,15 @@ import torch
 from PIL import Image
 
 from facerest import FaceRestorePipeline, IDMScheduler
-from facerest import pipeline as pipeline_module
+from facerest import photo_restoration
 from facerest.deblock import enlarged_jpeg_period
 from facerest.denoise import DENOISE_ABOVE, face_region, noise_level
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import FaceDetector, add_face_corrections, align_face, face_paste_mask, face_window
 from facerest.images import DEFAULT_MAX_PIXELS, is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness, psnr
-from facerest.pipeline import ALIGN_SIZE, DEFAULT_HYBRID_STRENGTH, _faces_made_blurrier
+from facerest.photo_restoration import ALIGN_SIZE, _faces_made_blurrier
+from facerest.pipeline import DEFAULT_HYBRID_STRENGTH
 from conftest import png_claiming, saved_small_and_enlarged, shared_path, with_noise
 from test_faces import EXPECTED_FACES
 from tiny_pipelines import FACE_SIZE, KINDS, restoring_with, tiny_pipeline, tiny_restorer, tiny_unet
@@ -707,7 +708,7 @@ def test_the_faces_of_a_jpeg_saved_small_and_enlarged_are_deblocked_first_where_
         monkeypatch.setattr(pipeline, "restore_faces", restoring_with(lambda face: face))
     # a deblocked face restored by a model that changes nothing keeps only the blur: the check that sends a face that
     # lost its own detail back undeblocked is for the next test
-    monkeypatch.setattr(pipeline_module, "DEBLOCKED_SHARPNESS_SHARE", 0.0)
+    monkeypatch.setattr(photo_restoration, "DEBLOCKED_SHARPNESS_SHARE", 0.0)
     blocky = saved_small_and_enlarged(load_image(shared_path("data", "whole_imgs", "codeformer_06.png")), 3, quality=30)
     output = large(blocky, detector=retinaface, never_blur=False, output_type="np")
     assert output.messages[0] == ["JPEG blocks of 24.0 px (a JPEG enlarged 3.0x): its faces deblocked first"]

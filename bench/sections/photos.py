@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
+from types import ModuleType
 
 from facerest.devices import synchronize
 
@@ -22,21 +23,36 @@ COLUMNS = ["Photo", "Size", "Faces (ours / official)", "Decode (ms)", "Detect (m
 
 class StageClock:
     """Times the stages of ``pipeline(path, detector=detector)`` as it runs: the detector's ``detect_turned``, the
-    pipeline's ``_restore_photo`` (align, restore, paste back) and ``restore_faces`` are wrapped, on these two
-    objects only, to note when they start and end. Decode is the time before detection starts."""
+    pipeline's ``restore_faces`` and the ``restore_photo`` it calls (align, restore, paste back) are wrapped, while
+    the clock is entered, to note when they start and end. Decode is the time before detection starts."""
 
     def __init__(self, pipeline, detector, device):
         self.pipeline, self.detector, self.device, self.marks = pipeline, detector, device, {}
-        self._wrap(detector, "detect_turned")
-        self._wrap(pipeline, "_restore_photo")
-        self._wrap(pipeline, "restore_faces")
+        self._originals = []  # (owner, name, what was there)
+
+    def __enter__(self) -> "StageClock":
+        import facerest.pipeline as pipeline_module
+
+        for owner, name in ((self.detector, "detect_turned"), (pipeline_module, "restore_photo"),
+                            (self.pipeline, "restore_faces")):
+            self._wrap(owner, name)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for owner, name, function in self._originals:
+            if isinstance(owner, ModuleType):
+                setattr(owner, name, function)
+            else:
+                delattr(owner, name)  # the instance's wrapper goes; its class's method shows again
+        self._originals = []
 
     def _wrap(self, owner, name: str) -> None:
-        method = getattr(owner, name)
+        function = getattr(owner, name)
+        self._originals.append((owner, name, function))
 
         def timed(*args, **kwargs):
             self.marks[f"{name} start"] = self._now()
-            result = method(*args, **kwargs)
+            result = function(*args, **kwargs)
             self.marks[f"{name} end"] = self._now()
             return result
 
@@ -53,7 +69,7 @@ class StageClock:
         result = self.pipeline(str(path), detector=self.detector, output_type="np", progress=False, **kwargs)
         total = self._now() - started
         marks = self.marks
-        photo_start, photo_end = marks["_restore_photo start"], marks["_restore_photo end"]
+        photo_start, photo_end = marks["restore_photo start"], marks["restore_photo end"]
         restore_start, restore_end = marks.get("restore_faces start", photo_start), marks.get("restore_faces end", photo_start)
         stages = {
             "decode": marks["detect_turned start"] - started,
@@ -124,9 +140,8 @@ def photos(ctx: Context) -> None:
     full_size_detector = copy.copy(face_detector)  # the same network on the full-size photo, as the official side
     full_size_detector.max_detection_side = None
     pipeline(str(paths[0]), detector=face_detector, output_type="np", progress=False)  # warm-up, as the official side
-    clock = StageClock(pipeline, face_detector, ctx.device)
     passes = 2 * ctx.photo_passes  # as many as the official side gets, before ours and after
-    with PeakRSS(ctx.device) as memory:
+    with StageClock(pipeline, face_detector, ctx.device) as clock, PeakRSS(ctx.device) as memory:
         measured = [_time_photo(ctx, clock, full_size_detector, path, passes) for path in paths]
     theirs = _official_photos(ctx, official, configs, name, paths)
     _fill_tables(ctx, table, measured, theirs)
