@@ -66,6 +66,9 @@ DEGRADATIONS = {
     "noise, sigma 15": one_stage(noise_range=(15.0, 15.0)),
     "noise, sigma 30": one_stage(noise_range=(30.0, 30.0)),
     "JPEG quality 20": one_stage(jpeg_range=(20, 20)),
+    # a low-light photo's grain as a camera saves it: the JPEG takes the finest band's noise, the coarser grain stays
+    "noise, sigma 10, JPEG 70": one_stage(noise_range=(10.0, 10.0), jpeg_range=(70, 70)),
+    "noise, sigma 20, JPEG 50": one_stage(noise_range=(20.0, 20.0), jpeg_range=(50, 50)),
     "JPEG quality 40": one_stage(jpeg_range=(40, 40)),
     "downsampled 4x, JPEG 30 there": one_stage(downsample_range=(4.0, 4.0), jpeg_range=(30, 30)),
     # shrunk and enlarged as photo tools do it (the recipe resamples bilinearly)

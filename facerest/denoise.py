@@ -15,6 +15,11 @@ for noise (the median over a whole face did not: a face under a net of hair read
 the flattest blocks are themselves texture (grass or gravel behind a small face fills most of its region), the band
 one octave coarser tells it from noise: white noise halves there, texture does not (``next_band_ratio``).
 
+A camera's JPEG takes white noise's finest band and leaves its coarser grain (a low-light photo as it is saved): the
+finest band then reads nearly clean while the image at half its size still shows the grain. So a face whose finest band
+reads clean is measured again at half its size (``grain_level``), and denoised where the grain there reads as noise,
+at the level white noise of that grain would read at the face's own pixels (twice the grain's).
+
 A face larger than the model's face size keeps the photo's own detail finer than the model's pixels (the model never
 sees that band), less what reads as noise in its finest octave (``fine_noise``): that band is shrunk by a local Wiener
 gain, 1 - floor / energy, where the energy is the band's square averaged over a Gaussian window of
@@ -32,6 +37,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from .images import is_monochrome, resize
+from .metrics import halved
 
 # HH coefficients along a block's side (a block covers 16 x 16 pixels).
 NOISE_BLOCK = 8
@@ -44,6 +50,13 @@ _QUANTILE_UNDER_UNIT_NOISE = float(np.sqrt(chi2.ppf(NOISE_QUANTILE / 100, NOISE_
 # median), the degraded faces of the 256-px test set at most 4.45, those of realworld_lq at most 1.42; white noise of
 # standard deviation 6 reads 6.22 in the median face, 8 reads 8.18.
 DENOISE_ABOVE = 6.0
+# A face whose finest band reads at most DENOISE_ABOVE is denoised where its grain, the noise level of the face at half
+# its size, is above this (grey levels there) and reads as noise there too (`next_band_ratio` of the halved face under
+# TEXTURE_BAND_RATIO). The regions around the faces of four photos from outside the project (docs/restoring.md, "Noisy
+# faces") with white noise of 20 grey levels saved as JPEG of quality 50 read 3.2-5.5 at their own pixels and 6.0-6.9
+# halved. Of clean faces read as noise there, the 1,000 of ffhq256/train at most 3.1 and its 100 test faces at most
+# 4.2 (a freckled face); a margin above that keeps them.
+GRAIN_ABOVE = 5.0
 # White noise halves one octave coarser (the diagonal band of 2 x 2 pixels' means holds a quarter of its variance), a
 # photo's own fine texture does not: a face is denoised only where that band, in the flattest tenth of the blocks,
 # reads under this share of the finest band's (`next_band_ratio`). Clean 48- to 110-px faces set before scikit-image's
@@ -111,16 +124,33 @@ def next_band_ratio(image: np.ndarray) -> float:
     return float(np.median(np.sqrt(next_energy / np.maximum(finest_energy, 1e-12))))
 
 
-def denoised(face: np.ndarray) -> np.ndarray:
-    """The face through non-local means at its `noise_level`; the face itself when that level is at most
-    `DENOISE_ABOVE` or does not read as white noise (`next_band_ratio` of `TEXTURE_BAND_RATIO` or more), the face is
-    smaller than `MIN_DENOISED_SIZE` or it has at most `MAX_DITHERED_LEVELS` levels."""
+def grain_level(image: np.ndarray) -> float:
+    """The `noise_level` of `image` at half its size (`halved`: the area filter averages the finest band away), in
+    grey levels there: where JPEG took the finest band of a noisy photo, its grain (see the module)."""
+    return noise_level(halved(image))
+
+
+def denoising_level(face: np.ndarray) -> float | None:
+    """The noise level `denoised` takes a face's noise out at: its `noise_level` where that is above `DENOISE_ABOVE`
+    and reads as white noise (`next_band_ratio` under `TEXTURE_BAND_RATIO`); else twice its `grain_level` where that
+    is above `GRAIN_ABOVE` and reads as noise at half the face's size (a JPEG of a noisy photo: its finest band reads
+    under the threshold, or as texture); else None (nothing to take out), and None for a face smaller than
+    `MIN_DENOISED_SIZE` or of at most `MAX_DITHERED_LEVELS` levels."""
     if min(face.shape[:2]) < MIN_DENOISED_SIZE or _is_dithered(face):
-        return face
+        return None
     level = noise_level(face)
-    if level <= DENOISE_ABOVE or next_band_ratio(face) >= TEXTURE_BAND_RATIO:
-        return face
-    return _non_local_means(face, level)
+    if level > DENOISE_ABOVE and next_band_ratio(face) < TEXTURE_BAND_RATIO:
+        return level
+    grain = grain_level(face)  # a JPEG takes the finest band, and can leave it reading as texture
+    if grain > GRAIN_ABOVE and next_band_ratio(halved(face)) < TEXTURE_BAND_RATIO:
+        return 2 * grain
+    return None
+
+
+def denoised(face: np.ndarray) -> np.ndarray:
+    """The face through non-local means at its `denoising_level`; the face itself where that is None."""
+    level = denoising_level(face)
+    return face if level is None else _non_local_means(face, level)
 
 
 def fine_noise(image: np.ndarray, model_pixel: float) -> np.ndarray:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .deblock import JPEG_BLOCK, deblocked, enlarged_jpeg_period
-from .denoise import denoised, denoised_faces, face_region, fine_noise, noise_level, with_face_regions_cleaned
+from .denoise import denoised, denoised_faces, denoising_level, face_region, fine_noise, with_face_regions_cleaned
 from .errors import ImageReadError
 from .faces import (
     FFHQ_TEMPLATE_512, DetectedFace, add_face_corrections, aligned_crop, face_alignment, face_window, points_before_turn,
@@ -121,10 +121,7 @@ def restore_photo(
     if deblocked_indices:
         which = "its faces" if len(deblocked_indices) == len(faces) else f"face {', '.join(map(str, deblocked_indices))}"
         messages.append(_deblocked_note(block_period, which))
-    messages += [
-        f"face {index} denoised first: noise of {noise_level(deblocked_photo[regions[index]]):.1f} grey levels"
-        for index in sorted(denoised_indices)
-    ]
+    messages += [_denoised_note(index, denoising_level(deblocked_photo[regions[index]])) for index in sorted(denoised_indices)]
     if never_blur:  # checked at the photo's own size, where the photo's sharpness is measured
         blurred, at_photo_size = _faces_made_blurrier(given_photo, corrections, affines, boxes)
         for index in blurred:
@@ -170,7 +167,7 @@ def restore_aligned_faces(
     ):
         notes.append([] if period is None else [_deblocked_note(period, "the face")])
         if given_face is not face and cleaned_face is not deblocked_face:
-            notes[-1].append(f"denoised first: noise of {noise_level(deblocked_face):.1f} grey levels")
+            notes[-1].append(f"denoised first: noise of {denoising_level(deblocked_face):.1f} grey levels")
     model_faces = [resize_square(face, face_size) for face in given_faces]
     restored = [in_tone_of(face, model_face) for face, model_face in zip(restore(model_faces), model_faces)]
     photos = []
@@ -244,6 +241,13 @@ def _crop_scale(affine: np.ndarray) -> float:
 def _deblocked_note(block_period: float, what: str) -> str:
     enlargement = block_period / JPEG_BLOCK
     return f"JPEG blocks of {block_period:.1f} px (a JPEG enlarged {enlargement:.1f}x): {what} deblocked first"
+
+
+def _denoised_note(index: int, level: float | None) -> str:
+    """The note of a face of a photo whose region was denoised: at its own region's noise `level`, or (None) as part of
+    a neighbouring face's region."""
+    where = f"noise of {level:.1f} grey levels" if level is not None else "its region overlaps a noisy face's"
+    return f"face {index} denoised first: {where}"
 
 
 def _undeblocked_note(index: int | None, sharpness_share: float, block_period: float) -> str:

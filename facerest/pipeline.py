@@ -418,8 +418,9 @@ class FaceRestorePipeline(DiffusionPipeline):
                 denoising included.
             denoise (`bool`, defaults to `True`):
                 Denoise each face whose white noise, measured at the image's own pixels around it, is above
-                `DENOISE_ABOVE` (`facerest.denoise`: non-local means) before the model sees it: the models leave
-                such noise as it is. The faces of an image that shows the grid of a JPEG saved smaller and enlarged
+                `DENOISE_ABOVE`, or whose grain at half those pixels is above `GRAIN_ABOVE` (the noise of a photo
+                saved as JPEG; `facerest.denoise`: non-local means) before the model sees it: the models leave such
+                noise as it is. The faces of an image that shows the grid of a JPEG saved smaller and enlarged
                 (`facerest.deblock.enlarged_jpeg_period`) are deblocked first (a blur the size of the enlargement): the
                 models sharpen such blocks into strokes; a face that comes out under `DEBLOCKED_SHARPNESS_SHARE` of
                 its sharpness had no blocks (a tiled wall behind it made the grid) and is restored again without

@@ -3,16 +3,19 @@ denoised copy the pipeline gives the model."""
 
 import numpy as np
 import pytest
-from conftest import shared_path, with_noise
+from conftest import saved_small_and_enlarged, shared_path, with_noise
 
 from facerest.denoise import (
     DENOISE_ABOVE,
+    GRAIN_ABOVE,
     MIN_DENOISED_SIZE,
     TEXTURE_BAND_RATIO,
     denoised,
     denoised_faces,
     face_region,
+    denoising_level,
     fine_noise,
+    grain_level,
     next_band_ratio,
     noise_level,
 )
@@ -31,6 +34,7 @@ def test_clean_faces_read_below_the_threshold_and_come_back_as_they_are(ffhq_tes
     levels = np.array([noise_level(face) for face in faces])
     print(f"\nnoise level of {len(faces)} clean faces: median {np.median(levels):.2f}, highest {levels.max():.2f}")
     assert levels.max() < DENOISE_ABOVE
+    assert all(denoising_level(face) is None for face in faces)  # nor read as grain at half their size
     assert all(denoised(face) is face for face in faces[:8])
 
 
@@ -48,6 +52,24 @@ def test_noisy_faces_are_read_near_their_level_and_denoised(ffhq_test_dir, sigma
     assert np.all(levels > DENOISE_ABOVE) and np.all(levels < 1.1 * sigma)
     before, after = psnr(noisy, clean).mean(), psnr([denoised(face) for face in noisy], clean).mean()
     print(f"\nsigma {sigma:.0f}: read {levels.mean():.2f}; PSNR {before:.2f} -> {after:.2f} dB")
+    assert after > before + least_gain
+
+
+@pytest.mark.parametrize("sigma, least_denoised, least_gain", [(20.0, 5, 1.0), (30.0, 8, 2.0)])
+def test_a_noisy_face_saved_as_jpeg_is_denoised_by_its_grain(ffhq_test_dir, sigma, least_denoised, least_gain):
+    """White noise saved as JPEG of quality 50, as a camera saves a low-light photo: the JPEG takes the finest band,
+    which then reads under DENOISE_ABOVE (noise of 20) or, weaker than the band one octave coarser, as texture (noise
+    of 30); at half the face's size the grain reads above GRAIN_ABOVE, and non-local means at twice that level takes
+    it out."""
+    clean = [load_image(path) for path in list_images(ffhq_test_dir)[:8]]
+    grainy = [saved_small_and_enlarged(with_noise(face, sigma, seed), 1, quality=50) for seed, face in enumerate(clean)]
+    assert all(noise_level(face) < DENOISE_ABOVE or next_band_ratio(face) >= TEXTURE_BAND_RATIO for face in grainy)
+    grains = np.array([grain_level(face) for face in grainy])
+    levels = [denoising_level(face) for face in grainy]  # None where the grain is under GRAIN_ABOVE or reads as texture
+    assert all(level is None or (grain > GRAIN_ABOVE and level == pytest.approx(2 * grain)) for level, grain in zip(levels, grains))
+    assert sum(level is not None for level in levels) >= least_denoised
+    before, after = psnr(grainy, clean).mean(), psnr([denoised(face) for face in grainy], clean).mean()
+    print(f"\nsigma {sigma:.0f} at JPEG 50: grain {np.round(grains, 1)}; PSNR {before:.2f} -> {after:.2f} dB")
     assert after > before + least_gain
 
 
