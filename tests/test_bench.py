@@ -370,7 +370,7 @@ def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_pa
     assert done.returncode == 0, done.stderr
     cell = r"([+-][\d.]+) dB, ([+-][\d.]+), (\d)/2"
     rows = re.findall(rf"^\| ([^|]+) \| ([\d.]+) \| ([\d.]+) \| {cell} \| {cell} \|$", (tmp_path / "sweep.md").read_text(), flags=re.M)
-    assert len(rows) == 13
+    assert len(rows) == 15
     input_psnr = {row[0]: float(row[1]) for row in rows}
     assert all(10 < value < 45 for value in input_psnr.values())
     assert input_psnr["downsampled 8x"] < input_psnr["downsampled 4x"] < input_psnr["downsampled 2x"]
@@ -378,6 +378,7 @@ def test_degradation_sweep_script_degrades_each_way_and_scores_each_model(tmp_pa
     assert input_psnr["downsampled 2x (area), enlarged bicubic"] > input_psnr["downsampled 2x"]
     assert input_psnr["downsampled 4x (area), enlarged bicubic"] > input_psnr["downsampled 4x"]
     assert input_psnr["noise, sigma 30"] < input_psnr["noise, sigma 15"]
+    assert input_psnr["noise, sigma 20, JPEG 50"] < input_psnr["noise, sigma 10, JPEG 70"]
     assert input_psnr["JPEG quality 20"] < input_psnr["JPEG quality 40"]
     assert all(row[3:6] == row[6:9] for row in rows)  # the same model, the same seeds: the same gains
 
