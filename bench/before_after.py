@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from facerest.faces import FaceDetector, face_window
-from facerest.images import list_images, load_image, save_image
-from facerest.metrics import gradient_sharpness, halved, laplacian_variance
+from facerest.images import halved, list_images, load_image, save_image
+from facerest.metrics import gradient_sharpness, laplacian_variance
 
 TILE = 128  # side of one face tile in the picture, px
 COLUMNS = 4  # before/after pairs per row

@@ -36,8 +36,7 @@ import cv2
 import numpy as np
 from scipy.stats import chi2
 
-from .images import is_monochrome, resize
-from .metrics import halved
+from .images import halved, is_monochrome, resize
 
 # HH coefficients along a block's side (a block covers 16 x 16 pixels).
 NOISE_BLOCK = 8

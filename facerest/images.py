@@ -329,6 +329,11 @@ def resize_square(image: np.ndarray, resolution: int) -> np.ndarray:
     return resize(image, resolution, resolution)
 
 
+def halved(image: np.ndarray) -> np.ndarray:
+    """``image`` at half its size (area filter): detail finer than two pixels, noise among it, averaged away."""
+    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an (H, W, C) image to ``width`` x ``height``: area filter when the longer side shrinks, else bicubic."""
     interpolation = cv2.INTER_AREA if max(width, height) < max(image.shape[:2]) else cv2.INTER_CUBIC

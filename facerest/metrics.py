@@ -147,11 +147,6 @@ def laplacian_variance(image: np.ndarray) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def halved(image: np.ndarray) -> np.ndarray:
-    """``image`` at half its size (area filter): detail finer than two pixels, noise among it, averaged away."""
-    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
-
-
 _SSIM_KERNEL = cv2.getGaussianKernel(11, 1.5)  # separable: the 11 x 11 window is its outer product
 _SSIM_MARGIN = 5  # half the window: only pixels whose whole window lies inside the image are averaged
 _SSIM_C1 = (0.01 * 255) ** 2
