@@ -297,7 +297,8 @@ def _restore_each(pipeline, settings: dict, seed: int, inputs: list[tuple[Path, 
     from .errors import ImageReadError
     from .images import colour_profile_options, load_alpha
 
-    failed, restored, faces_written, interrupted, started = [], 0, 0, False, time.perf_counter()
+    failed, restored, faces_written, without_faces = [], 0, 0, 0
+    interrupted, started = False, time.perf_counter()
     try:
         for path, name in tqdm(inputs, unit="image", desc="restoring"):
             try:  # seeded afresh for each image: as if it were restored alone
@@ -312,13 +313,15 @@ def _restore_each(pipeline, settings: dict, seed: int, inputs: list[tuple[Path, 
                 continue
             restored += 1
             faces_written += len(result.restored_faces[0])
+            without_faces += not result.restored_faces[0]
             for message in result.messages[0]:
                 tqdm.write(f"{path}: {message}")
     except KeyboardInterrupt:
         interrupted = True
 
     seconds = time.perf_counter() - started
-    print(f"restored {restored} of {len(inputs)} images ({faces_written} faces) in {seconds:.1f} s into {output}")
+    faces = f"{faces_written} face" + ("" if faces_written == 1 else "s") + (f"; no face found in {without_faces}" if without_faces else "")
+    print(f"restored {restored} of {len(inputs)} images ({faces}) in {seconds:.1f} s into {output}")
     if interrupted:
         print(f"interrupted: {len(inputs) - restored - len(failed)} image(s) not restored", file=sys.stderr)
     if failed:

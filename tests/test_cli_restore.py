@@ -109,7 +109,7 @@ def test_strict_lists_photos_without_a_face(models, tmp_path, capsys):
     arguments = [tmp_path / "wall.png", "-o", tmp_path / "out", "--model", models["gfpgan"], "--detector", "mtcnn"]
     status, out, err = _restore(capsys, *arguments)
     assert status == 0 and "wall.png: no face found: returned unchanged" in out
-    assert "face detector: mtcnn" in out
+    assert "face detector: mtcnn" in out and "restored 1 of 1 images (0 faces; no face found in 1)" in out
     status, out, err = _restore(capsys, *arguments, "--strict")
     assert status == 1 and f"{tmp_path / 'wall.png'}: no face found" in err
 
@@ -254,7 +254,7 @@ def test_a_second_run_into_the_same_folder_leaves_only_its_own_faces_of_each_pho
 
     shutil.copy(whole / "codeformer_03.jpg", photos / "x.jpg")  # now one face
     status, out, _ = _restore(capsys, photos / "x.jpg", *arguments)
-    assert status == 0 and "restored 1 of 1 images (1 faces)" in out
+    assert status == 0 and "restored 1 of 1 images (1 face)" in out
     assert sorted(path.name for path in (tmp_path / "out" / "faces").iterdir()) == ["x_00.png", "x_01_00.png"]
     assert (tmp_path / "out" / "faces" / "x_01_00.png").read_bytes() == kept
 
@@ -293,7 +293,7 @@ def test_a_later_run_never_removes_a_photo_that_an_earlier_run_restored_under_a_
     shutil.copy(tmp_path / "out" / "faces" / "a_05.png", tmp_path / "out" / "faces" / "a_07.png")  # a copy the user made
 
     status, out, _ = _restore(capsys, face_folder / "a.png", *arguments)  # one face: faces/a_00.png
-    assert status == 0 and "restored 1 of 1 images (1 faces)" in out
+    assert status == 0 and "restored 1 of 1 images (1 face)" in out
     assert (tmp_path / "out" / "faces" / "a_05.png").read_bytes() == restored_photo
     assert (tmp_path / "out" / "faces" / "a_07.png").read_bytes() == restored_photo
     assert (tmp_path / "out" / "faces" / "a_00.png").exists()
