@@ -295,7 +295,7 @@ def _restore_each(pipeline, settings: dict, seed: int, inputs: list[tuple[Path, 
     from tqdm.auto import tqdm
 
     from .errors import ImageReadError
-    from .images import colour_profile_options, load_alpha
+    from .images import colour_profile_options, is_gray_file, load_alpha
 
     failed, restored, faces_written, without_faces = [], 0, 0, 0
     interrupted, started = False, time.perf_counter()
@@ -307,7 +307,7 @@ def _restore_each(pipeline, settings: dict, seed: int, inputs: list[tuple[Path, 
                 failed.append((path, error.reason if isinstance(error, ImageReadError) else str(error)))
                 continue
             try:
-                _save_restored(result, output, name, load_alpha(path), colour_profile_options(path))
+                _save_restored(result, output, name, load_alpha(path), is_gray_file(path), colour_profile_options(path))
             except OSError as error:
                 failed.append((path, f"cannot save the result: {error.strerror or error}"))
                 continue
@@ -364,13 +364,13 @@ def _check_restore_output(source: Path, output: Path) -> None:
         )
 
 
-def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, save_options: dict) -> None:
+def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, gray: bool, save_options: dict) -> None:
     """Write the restored photo as OUTPUT/<name>.png, with the input's transparency `alpha` when it has one, and its
-    faces as OUTPUT/faces/<name>_<index>.png (with `alpha` warped as each face was), each saved with `save_options`
-    (the input's colour profile: the pixels are in its colour space) and tagged as <name>'s (`FACE_CROP_KEY`); then
-    remove the faces of <name> that an earlier run into this folder wrote beyond this run's (that photo had more
-    faces), so that faces/ holds this run's only: files so tagged, never a photo restored from an input's own faces/
-    sub-folder that an earlier run put there under such a name."""
+    faces as OUTPUT/faces/<name>_<index>.png (with `alpha` warped as each face was), gray where the input is (`gray`:
+    `is_gray_file`), each saved with `save_options` (the input's colour profile: the pixels are in its colour space)
+    and tagged as <name>'s (`FACE_CROP_KEY`); then remove the faces of <name> that an earlier run into this folder
+    wrote beyond this run's (that photo had more faces), so that faces/ holds this run's only: files so tagged, never
+    a photo restored from an input's own faces/ sub-folder that an earlier run put there under such a name."""
     import glob
     import re
 
@@ -381,14 +381,14 @@ def _save_restored(result, output: Path, name: str, alpha: np.ndarray | None, sa
     from .output_folders import FACE_CROP_KEY, RESTORED_FACES_FOLDER
 
     photo = result.images[0] if alpha is None else with_alpha(result.images[0], alpha)
-    save_image(photo, output / f"{name}.png", **save_options)
+    save_image(photo, output / f"{name}.png", gray, **save_options)
     faces = result.restored_faces[0]
     tag = PngInfo()
     tag.add_text(FACE_CROP_KEY, name)
     for index, (face, landmarks) in enumerate(zip(faces, result.face_landmarks[0])):
         if alpha is not None:
             face = with_photo_alpha(face, alpha, landmarks)
-        save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", **save_options, pnginfo=tag)
+        save_image(face, output / RESTORED_FACES_FOLDER / f"{name}_{index:02d}.png", gray, **save_options, pnginfo=tag)
     faces_of_name = output / RESTORED_FACES_FOLDER / name  # <name> may hold sub-folders
     earlier_face = re.compile(re.escape(faces_of_name.name) + r"_(\d{2,})\.png")
     for path in faces_of_name.parent.glob(f"{glob.escape(faces_of_name.name)}_*.png"):

@@ -32,7 +32,7 @@ import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
 from .faces import FaceDetector, with_photo_alpha
-from .images import colour_profile_options, input_notes, load_alpha, load_image, with_alpha
+from .images import colour_profile_options, input_notes, is_gray_file, load_alpha, load_image, pil_image, with_alpha
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint
 from .pipeline import (
@@ -296,7 +296,7 @@ def restore(
     save_options = colour_profile_options(image) if is_file else {}
     alpha = load_alpha(image, max_pixels=max_pixels) if is_file else None
     png_path, before_path, after_path, face_paths = write_result_files(
-        photo, output, source_name, output_dir, alpha, save_options
+        photo, output, source_name, output_dir, alpha, is_file and is_gray_file(image), save_options
     )
     details = result_details(entry, pipeline, photo, output, arguments, seed, detector, seconds)
     # what the app decoded itself, the pipeline cannot see: the upload's frames and bit depth (`input_notes`)
@@ -372,12 +372,14 @@ def write_result_files(
     source_name: str,
     output_dir: str | os.PathLike | None,
     alpha: np.ndarray | None,
+    gray: bool,
     save_options: dict,
 ) -> tuple[Path, Path, Path, list[Path]]:
     """Write the result into a new folder of its own under `output_dir`: the full-resolution PNG (transparent where
     the input is, `alpha`: `load_alpha`), the before and after previews (WebP, at most `PREVIEW_MAX_SIDE`,
-    transparent as the PNG is) and the restored faces (PNG, with `alpha` warped as each face was), each saved with
-    `save_options` (the input's colour profile, `colour_profile_options`); returns their paths.
+    transparent as the PNG is) and the restored faces (PNG, with `alpha` warped as each face was; the PNGs gray where
+    the input is, `gray`: `is_gray_file`), each saved with `save_options` (the input's colour profile,
+    `colour_profile_options`); returns their paths.
 
     Files rather than PIL images go to Gradio: it writes a returned PIL image to a cache path named by the image's
     hash without a lock, so two requests with identical outputs could serve a half-written file; it copies returned
@@ -386,7 +388,7 @@ def write_result_files(
     folder = Path(output_dir or tempfile.gettempdir()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     png_path = folder / f"{Path(source_name).stem or 'image'}_restored.png"
-    full = restored if alpha is None else PIL.Image.fromarray(with_alpha(np.asarray(restored), alpha))
+    full = pil_image(np.asarray(restored) if alpha is None else with_alpha(np.asarray(restored), alpha), gray)
     full.save(png_path, format="PNG", compress_level=1, **save_options)  # level 6 takes ~5x longer on a 10 MP photo
     before = PIL.Image.fromarray(photo if alpha is None else with_alpha(photo, alpha))
     size = preview_size(restored.size)
@@ -395,9 +397,8 @@ def write_result_files(
     (full if full.size == size else full.resize(size, PIL.Image.LANCZOS)).save(after_path, quality=90, **save_options)
     face_paths = [folder / f"face_{index + 1}.png" for index in range(len(output.restored_faces[0]))]
     for face, landmarks, path in zip(output.restored_faces[0], output.face_landmarks[0], face_paths):
-        if alpha is not None:
-            face = PIL.Image.fromarray(with_photo_alpha(np.asarray(face), alpha, landmarks))
-        face.save(path, **save_options)
+        face = np.asarray(face) if alpha is None else with_photo_alpha(np.asarray(face), alpha, landmarks)
+        pil_image(face, gray).save(path, **save_options)
     return png_path, before_path, after_path, face_paths
 
 

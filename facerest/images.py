@@ -41,6 +41,8 @@ ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 MONOCHROME_MAX_CHROMA_STD = 3.0
 # BT.601 luma of RGB (cv2's RGB2GRAY weights)
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+# Pillow's modes of gray images: 1-bit, 8-bit (and with alpha), 16- and 32-bit integer, float.
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
 def list_images(folder: Union[str, os.PathLike], recursive: bool = False) -> list[Path]:
@@ -174,18 +176,37 @@ def with_alpha(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.dstack([image, alpha])
 
 
-def save_image(image: np.ndarray, path: Union[str, os.PathLike], **save_kwargs) -> None:
-    """Write an RGB (or RGBA) uint8 array; the format follows the file extension. The file is written beside its
-    place under a hidden name and moved there once complete, so a run killed or failing mid-write (a full disk)
-    leaves no truncated image, and an earlier image at `path` stays whole until it is replaced."""
+def save_image(image: np.ndarray, path: Union[str, os.PathLike], gray: bool = False, **save_kwargs) -> None:
+    """Write an RGB (or RGBA) uint8 array; the format follows the file extension; with `gray`, as a gray image
+    (`pil_image`). The file is written beside its place under a hidden name and moved there once complete, so a run
+    killed or failing mid-write (a full disk) leaves no truncated image, and an earlier image at `path` stays whole
+    until it is replaced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.partial{path.suffix}")  # unique per call
     try:
-        Image.fromarray(image).save(partial, **save_kwargs)
+        pil_image(image, gray).save(partial, **save_kwargs)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def pil_image(image: np.ndarray, gray: bool = False) -> Image.Image:
+    """An RGB or RGBA uint8 array as a PIL image; with `gray`, a gray one (L, or LA with the alpha): its luma, which is
+    each channel where they are equal, as they are in the restoration of a gray photo (a face crop reaching past the
+    photo's edge is filled with facexlib's near-gray there). A gray input (`is_gray_file`) so comes back gray."""
+    pil = Image.fromarray(image)
+    return pil.convert("LA" if pil.mode == "RGBA" else "L") if gray else pil
+
+
+def is_gray_file(path: Union[str, os.PathLike]) -> bool:
+    """Whether the image file at `path` holds gray levels only (a 1-bit, 8-bit or 16-bit gray image, with or without
+    alpha), by its header; False for a colour image or an unreadable file."""
+    try:
+        with Image.open(path) as pil:  # reads the header only
+            return pil.mode in GRAY_MODES
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def colour_profile_options(path: Union[str, os.PathLike]) -> dict:

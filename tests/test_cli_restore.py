@@ -483,6 +483,36 @@ def test_the_inputs_transparency_goes_with_the_restored_photo(models, face_folde
     assert np.asarray(face_crop.getchannel("A"))[face_crop.height // 8 :, : face_crop.width // 4 - 2].max() == 0
 
 
+def test_a_gray_photo_comes_back_gray(models, face_folder, tmp_path, capsys):
+    """A gray scan (8- or 16-bit, with or without transparency) gives gray outputs, the photo and its face crops, of
+    the gray levels its restoration as RGB has; a colour photo stays RGB."""
+    face = Image.open(face_folder / "a.png").convert("RGB")
+    gray = face.convert("L")
+    alpha = np.full(face.size[::-1], 255, np.uint8)
+    alpha[:, : face.width // 4] = 0
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gray.save(photos / "scan.png")
+    Image.merge("LA", (gray, Image.fromarray(alpha))).save(photos / "cutout.png")
+    Image.fromarray(np.asarray(gray, np.uint16) * 257).save(photos / "deep.png")  # 16-bit gray (I;16)
+    gray.convert("RGB").save(photos / "as_rgb.png")  # gray pixels in an RGB file: the user's choice of format stays
+    face.save(photos / "colour.png")
+    status, _, err = _restore(capsys, photos, "-o", tmp_path / "out", "--model", models["gfpgan"], "--aligned")
+    assert status == 0, err
+    out = tmp_path / "out"
+    modes = {path.name: Image.open(path).mode for path in [*out.glob("*.png"), *out.glob("faces/*.png")]}
+    assert modes == {
+        "scan.png": "L", "cutout.png": "LA", "deep.png": "L", "as_rgb.png": "RGB", "colour.png": "RGB",
+        "scan_00.png": "L", "cutout_00.png": "LA", "deep_00.png": "L", "as_rgb_00.png": "RGB", "colour_00.png": "RGB",
+    }  # fmt: skip
+    as_rgb = np.asarray(Image.open(out / "as_rgb.png"))
+    assert np.array_equal(as_rgb[..., 0], as_rgb[..., 2])  # the restoration of a gray face is gray
+    for name in ("scan.png", "deep.png", "faces/scan_00.png"):
+        restored_as_rgb = np.asarray(Image.open(out / name.replace("scan", "as_rgb").replace("deep", "as_rgb")))
+        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), restored_as_rgb[..., 0])
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "cutout.png").getchannel("A")), alpha)
+
+
 def test_phone_photo_formats_are_restored(models, face_folder, tmp_path, capsys):
     """HEIC/HEIF (an iPhone's photos, read through pillow-heif) and AVIF are read like any other image."""
     face = Image.open(face_folder / "a.png").convert("RGB")

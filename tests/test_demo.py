@@ -287,6 +287,18 @@ def test_a_transparent_uploads_png_and_previews_keep_its_transparency(tiny_model
         assert face.mode == "RGBA" and face_alpha[0].max() == 0 and face_alpha[face.height // 2 :].min() == 255
 
 
+def test_a_gray_uploads_png_and_faces_are_gray(tiny_models, detector, tmp_path):
+    PIL.Image.open(shared_path("data", "whole_imgs", "codeformer_04.jpg")).convert("L").save(tmp_path / "scan.png")
+    registry = demo.load_models([str(tiny_models["gfpgan"])], offer_official=False)
+    result = demo.restore(registry, detector, str(tmp_path / "scan.png"), "gfpgan", upscale=1, output_dir=tmp_path / "out")
+    assert result.face_paths
+    for path in [result.png_path, *result.face_paths]:
+        with PIL.Image.open(path) as written:
+            assert written.mode == "L", path.name
+    with PIL.Image.open(result.png_path) as png:
+        np.testing.assert_array_equal(np.asarray(png), np.asarray(result.image)[..., 0])
+
+
 def test_previews_are_at_most_the_preview_side_and_old_results_are_pruned(tmp_path):
     assert demo.preview_size((4000, 1000)) == (demo.PREVIEW_MAX_SIDE, 512)
     assert demo.preview_size((300, 200)) == (300, 200)
