@@ -96,6 +96,12 @@ SMALL_FACE_AT_DETECTION_SIZE = 32
 # scored it at least WEAK_FACE_SCORE. Found on the finer copy alone it may be a false face of an enlarged photo (a
 # hand in codeformer_02 enlarged 4x: 0.99 at 4,096 px, 0.87 at 1,024).
 WEAK_FACE_SCORE = 0.9
+# A photo that is not shrunk for detection (its longer side at most `max_detection_side`) has no finer copy: where it
+# shows faces that small scored at least WEAK_FACE_SCORE but under the threshold, it is searched on a copy enlarged
+# this many times, and each such face found there is added. The faces of a group photo at a web thumbnail's size
+# (insightface's t1.jpg shrunk to 320 px, boxes of 26-38 px) scored 0.93-0.97 on the photo, three of six under the
+# threshold, and all six 0.998 or more enlarged twice.
+SMALL_PHOTO_ENLARGEMENT = 2
 
 # RetinaFace scores some things that are not faces at 0.97 and more: skin-coloured stripes, an ear, the hair above a
 # face, a blurred patch of background. MTCNN's last network (ONet: a face classifier on 48-px crops, whose weights ship
@@ -276,7 +282,9 @@ class FaceDetector:
         also searched on a copy at most ``small_face_detection_side`` px, and each face found there that would be
         that small is added, unless it lies inside a face twice its size (a part of a large face, which RetinaFace
         finds on an enlarged copy); so is each face up to twice that size that the detection copy scored under the
-        threshold but at least ``weak_face_score``. A face found on both copies is kept once, the better-scored.
+        threshold but at least ``weak_face_score``. A photo detected at its own size has no finer copy: such faces
+        of it are looked for on a copy enlarged ``SMALL_PHOTO_ENLARGEMENT`` times, and each found there is added. A
+        face found on both copies is kept once, the better-scored.
         That search doubles the detection time or more, so a photo shrunk at most ``SMALL_FACE_SEARCH_SHRINK`` times
         has it only when it shows small faces (a group photo, whose smallest faces are missed) or none: a portrait,
         whose face is large, does not.
@@ -306,6 +314,9 @@ class FaceDetector:
                 or (face.size * detection_scale < 2 * SMALL_FACE_AT_DETECTION_SIZE and any(_nested(face, w) for w in weak))
             ]
             faces += [face for face in small if not any(_part_of(face, other) for other in faces)]
+        elif detection_scale == 1 and (small_weak := [w for w in weak if w.size < 2 * SMALL_FACE_AT_DETECTION_SIZE]):
+            enlarged = self._detect_on_enlarged(image, SMALL_PHOTO_ENLARGEMENT)
+            faces += [face for face in enlarged if any(_nested(face, w) for w in small_weak)]
         faces = _best_of_nested(faces)
         minimum = self.min_face_size if min_face_size is None else min_face_size
         faces = [face for face in faces if face.size >= minimum]
@@ -346,6 +357,14 @@ class FaceDetector:
         if detection_scale * SMALL_FACE_SEARCH_SHRINK < 1 or not faces:
             return True
         return any(face.size * detection_scale < 2 * SMALL_FACE_AT_DETECTION_SIZE for face in faces)
+
+    def _detect_on_enlarged(self, image: np.ndarray, factor: int) -> list[DetectedFace]:
+        """The faces found on a copy of ``image`` enlarged ``factor`` times (bicubic), in ``image``'s pixels."""
+        enlarged = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        return [
+            DetectedFace(face.box / factor, face.landmarks / factor, face.score)
+            for face in self._detect_on_copy(enlarged, None)
+        ]
 
     def _detect_on_copy(
         self, image: np.ndarray, max_side: int | None, score_threshold: float | None = None

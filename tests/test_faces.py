@@ -559,6 +559,21 @@ def test_a_small_face_scored_low_on_the_shrunk_copy_is_found_on_the_finer_one(re
     assert FaceDetector("retinaface", "mobilenet0.25", weights_dir=weights, weak_face_score=None).detect(photo) == []
 
 
+def test_a_small_face_of_a_small_photo_scored_low_is_found_on_an_enlarged_copy(retinaface_detector, ffhq_test_dir):
+    """A face with a 24-px box in a 240-px photo (a thumbnail): detected at the photo's own size it scores under the
+    threshold (0.93), on the copy enlarged `SMALL_PHOTO_ENLARGEMENT` times above it (0.99); that search adds it."""
+    photo = np.full((180, 240, 3), 120, np.uint8)
+    photo[40:88, 60:108] = cv2.resize(load_image(ffhq_test_dir / "01030.jpg"), (48, 48), interpolation=cv2.INTER_AREA)
+    _, encoded = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    photo = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    assert retinaface_detector._detect_on_copy(photo, None) == []
+    found = retinaface_detector.detect(photo)
+    assert len(found) == 1 and 60 <= found[0].center[0] <= 108 and 40 <= found[0].center[1] <= 88
+    assert found[0].landmarks[0, 0] < found[0].landmarks[1, 0] and found[0].landmarks[2, 1] < found[0].landmarks[3, 1]
+    weights = shared_path("weights", "facexlib")
+    assert FaceDetector("retinaface", "mobilenet0.25", weights_dir=weights, weak_face_score=None).detect(photo) == []
+
+
 def test_a_large_faces_mask_is_made_small_and_matches_the_full_size_one(monkeypatch):
     """A 1,500-px face enlarged 2x (a 3,000-px window): its mask is feathered on a copy shrunk to at most
     MAX_MASK_FEATHER and enlarged back, and differs from the mask made at full size only by a few hundredths."""
