@@ -143,7 +143,7 @@ def restore_aligned_faces(
     """Restore aligned faces at the model's size (with `denoise`, `fidelity` of each face's deblocking and
     denoising first), and add `fidelity` of the model's change to each face the model was given, at its own
     size. As in a photo, a deblocked face that comes out under `DEBLOCKED_SHARPNESS_SHARE` of its sharpness is
-    restored again without deblocking (the faces of `undeblocked` are not deblocked)."""
+    restored again without deblocking, alone (the faces of `undeblocked` are not deblocked)."""
     for face, name in zip(faces, names):
         if face.shape[0] != face.shape[1]:
             raise ImageReadError(
@@ -187,12 +187,14 @@ def restore_aligned_faces(
         for index, (face, period, photo) in enumerate(zip(faces, block_periods, photos)) if period is not None
     }  # fmt: skip
     lost = {index: share for index, share in shares.items() if share < DEBLOCKED_SHARPNESS_SHARE}
-    if lost:
-        photos = restore_aligned_faces(
-            faces, names, face_size, restore, upscale, fidelity, denoise, undeblocked | set(lost)
-        )
-        for index, share in lost.items():
-            photos[index].messages.insert(0, _undeblocked_note(None, share, block_periods[index]))
+    if lost:  # only those faces again; the others keep their restorations
+        again = restore_aligned_faces(
+            [faces[index] for index in lost], [names[index] for index in lost], face_size, restore, upscale,
+            fidelity, denoise, frozenset(range(len(lost))),
+        )  # fmt: skip
+        for (index, share), photo in zip(lost.items(), again):
+            photo.messages.insert(0, _undeblocked_note(None, share, block_periods[index]))
+            photos[index] = photo
     return photos
 
 

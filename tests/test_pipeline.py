@@ -755,6 +755,18 @@ def test_a_clean_face_before_a_tiled_wall_is_restored_undeblocked(retinaface, mo
     assert aligned.messages[0][0].startswith("the face restored without deblocking: deblocked, it kept 0.")
     np.testing.assert_array_equal(aligned.images[0], face)
 
+    faces_restored = []  # with another face in the call, only the face sent back is restored again
+
+    def identity_counting(face):
+        faces_restored.append(face)
+        return face
+
+    monkeypatch.setattr(large, "restore_faces", restoring_with(identity_counting))
+    other = resize_square(load_image(shared_path("data", "ffhq256", "test", "01001.jpg")), 256)
+    both = large([other, face], aligned=True, output_type="np")
+    assert len(faces_restored) == 3 and both.messages == [[], aligned.messages[0]]
+    np.testing.assert_array_equal(both.images[1], face)
+
 
 def test_the_noise_around_small_faces_is_read_from_the_photo(gfpgan, retinaface, monkeypatch):
     """codeformer_00's faces have 40- to 52-px boxes: twice a box is under MIN_DENOISED_SIZE, so each region grows to
