@@ -40,6 +40,10 @@ PHOTO_LIGHTING_SCALE = 1 / 16
 LIGHTING_RESOLUTION = 128
 # Added to both lightings before their ratio is taken (0-255 units), so that near-black regions do not blow it up.
 LIGHTING_FLOOR = 8.0
+# An aligned face, which has no photo around it, keeps the model's change of its lighting in proportion to the change's
+# size (`with_large_lighting_change`): none of a change whose root mean square (0-255 units) is at most the first, all
+# of one of at least the second, linearly between.
+LIGHTING_CHANGE_KEPT_FROM, LIGHTING_CHANGE_KEPT_FULLY = 3.0, 8.0
 # A deblocked face (`facerest.deblock`) whose restoration keeps less than this share of the photo's sharpness in its box
 # lost detail of its own, not a JPEG's blocks: the grid was a tiled or brick wall's behind it, and the face is restored
 # again without deblocking. Faces of photos from outside the project, shrunk 2-4 times, saved as JPEG of quality 30 or
@@ -169,7 +173,10 @@ def restore_aligned_faces(
         if given_face is not face and cleaned_face is not deblocked_face:
             notes[-1].append(f"denoised first: noise of {denoising_level(deblocked_face):.1f} grey levels")
     model_faces = [resize_square(face, face_size) for face in given_faces]
-    restored = [in_tone_of(face, model_face) for face, model_face in zip(restore(model_faces), model_faces)]
+    restored = [
+        in_tone_of(with_large_lighting_change(face, model_face), model_face)
+        for face, model_face in zip(restore(model_faces), model_faces)
+    ]
     photos = []
     for given_face, model_face, restored_face, messages in zip(given_faces, model_faces, restored, notes):
         change = restored_face.astype(np.float32) - model_face
@@ -327,6 +334,17 @@ def in_lighting_of(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray
     restored_lighting, lq_lighting = _lighting(restored), _lighting(lq)
     gain = np.clip((lq_lighting + LIGHTING_FLOOR) / (restored_lighting + LIGHTING_FLOOR), 0.25, 4.0)
     return np.clip(np.rint(lq_lighting + (restored - restored_lighting) * gain), 0, 255).astype(np.uint8)
+
+
+def with_large_lighting_change(restored_face: np.ndarray, lq_face: np.ndarray) -> np.ndarray:
+    """The restored face with the part of its change of lighting (`_lighting`) that `LIGHTING_CHANGE_KEPT_FROM` and
+    `LIGHTING_CHANGE_KEPT_FULLY` keep for the change's root mean square: a large change undoes a colour cast or an
+    exposure, as the model learnt from the recipe's jitter; a small one is the model's error on a face without."""
+    restored = restored_face.astype(np.float32)
+    change = _lighting(restored) - _lighting(lq_face.astype(np.float32))
+    size = float(np.sqrt(np.mean(change**2)))
+    kept = np.clip((size - LIGHTING_CHANGE_KEPT_FROM) / (LIGHTING_CHANGE_KEPT_FULLY - LIGHTING_CHANGE_KEPT_FROM), 0.0, 1.0)
+    return np.clip(np.rint(restored - (1.0 - kept) * change), 0, 255).astype(np.uint8)
 
 
 def _lighting(face: np.ndarray) -> np.ndarray:

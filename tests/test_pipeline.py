@@ -832,7 +832,8 @@ def test_a_face_the_model_would_blur_keeps_the_photos_pixels(gfpgan, retinaface,
 
 def test_a_face_in_a_photo_keeps_the_photos_lighting(gfpgan, retinaface, monkeypatch):
     """A model that brightens faces 1.8 times and sharpens them (as the default lit up a dark photo's faces as
-    patches): in a photo only the sharpening reaches the faces; an aligned face takes the whole change."""
+    patches): in a photo only the sharpening reaches the faces; an aligned face takes the whole change, which is large
+    (`with_large_lighting_change`)."""
     brightening_and_sharpening = restoring_with(
         lambda face: cv2.addWeighted(face, 2.7, cv2.GaussianBlur(face, (0, 0), 1.0), -0.9, 0)  # 1.8 x (1.5, -0.5)
     )
@@ -847,6 +848,18 @@ def test_a_face_in_a_photo_keeps_the_photos_lighting(gfpgan, retinaface, monkeyp
         assert 1.1 < sharpness < 1.5  # sharpened (1.17 alone), its detail not brightened too (1.85)
     face = resize_square(photo[: min(photo.shape[:2]), : min(photo.shape[:2])], FACE_SIZE)
     assert gfpgan(face, aligned=True, output_type="np").images[0].mean() > 1.7 * face.mean()
+
+
+def test_an_aligned_face_keeps_a_large_change_of_its_lighting_and_not_a_small_one(gfpgan, monkeypatch):
+    """A model that adds a constant to every pixel changes only the face's lighting: an aligned face keeps none of a
+    change of 2 grey levels, part of one of 5 and all of one of 12 (LIGHTING_CHANGE_KEPT_FROM, _FULLY: 3 and 8)."""
+    face = resize_square(load_image(shared_path("data", "ffhq256", "test", "01000.jpg")), FACE_SIZE)
+    for added, kept in ((2, 0.0), (5, 0.4), (12, 1.0)):
+        brightening = restoring_with(lambda image: np.clip(image.astype(np.int16) + added, 0, 255).astype(np.uint8))
+        monkeypatch.setattr(gfpgan, "restore_faces", brightening)
+        restored = gfpgan(face, aligned=True, output_type="np").images[0].astype(np.float32)
+        unclipped = (face > 5) & (face < 240)  # where adding the constant was not clipped
+        assert abs((restored - face)[unclipped].mean() - kept * added) < 0.1, (added, kept)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
