@@ -409,7 +409,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             aligned (`bool`, defaults to `False`):
                 Each input already is a square face aligned to the FFHQ template: detection is skipped, the face is
                 resized to `face_size`, restored, and returned at the input's size times `upscale`; it takes the
-                model's whole change, its lighting too (a face in a photo keeps the photo's, `PHOTO_LIGHTING_SCALE`).
+                model's change of its lighting where that is large (`with_large_lighting_change`: a colour cast
+                undone), where a face in a photo keeps the photo's (`PHOTO_LIGHTING_SCALE`).
             upscale (`int`, defaults to 1):
                 Enlarge the output 1 to 4 times; the background is resized with Lanczos interpolation.
             fidelity (`float`, defaults to `DEFAULT_FIDELITY`):
