@@ -320,7 +320,9 @@ def _restore_each(pipeline, settings: dict, seed: int, inputs: list[tuple[Path, 
         interrupted = True
 
     seconds = time.perf_counter() - started
-    faces = f"{faces_written} face" + ("" if faces_written == 1 else "s") + (f"; no face found in {without_faces}" if without_faces else "")
+    faces = f"{faces_written} face{'' if faces_written == 1 else 's'}"
+    if without_faces:
+        faces += f"; no face found in {without_faces}"
     print(f"restored {restored} of {len(inputs)} images ({faces}) in {seconds:.1f} s into {output}")
     if interrupted:
         print(f"interrupted: {len(inputs) - restored - len(failed)} image(s) not restored", file=sys.stderr)
