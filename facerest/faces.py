@@ -335,16 +335,16 @@ class FaceDetector:
         shows no face, or where it shows at least twice as many and ``MORE_FACES_TURNED`` more (why: the note above
         ``DetectedFace``). ``(0, [])`` when no turn shows a face."""
         given = self.detect(image, only_center_face, min_face_size)
-        turned_images = {turns: np.ascontiguousarray(np.rot90(image, -turns)) for turns in (1, 2, 3)}
-        if given:
-            counted = {turns: self._detect_on_copy(turned, TURN_COUNT_SIDE) for turns, turned in turned_images.items()}
+        turns_to_detect = (1, 2, 3)
+        if given:  # counted on one shrunk copy, turned (turning the photo and shrinking each took longer than the count)
+            counting_copy, _ = _shrunk(image, TURN_COUNT_SIDE)
+            counted = {turns: self._detect_on_copy(_turned(counting_copy, turns), None) for turns in turns_to_detect}
             turns = _showing_most_faces(counted)
-            if not _shows_more_faces(counted[turns], self._detect_on_copy(image, TURN_COUNT_SIDE)):
+            if not _shows_more_faces(counted[turns], self._detect_on_copy(counting_copy, None)):
                 return 0, given
-            turned_images = {turns: turned_images[turns]}
+            turns_to_detect = (turns,)
         turned = {
-            turns: self.detect(turned_image, only_center_face, min_face_size)
-            for turns, turned_image in turned_images.items()
+            turns: self.detect(_turned(image, turns), only_center_face, min_face_size) for turns in turns_to_detect
         }
         turns = _showing_most_faces(turned)
         return (turns, turned[turns]) if _shows_more_faces(turned[turns], given) else (0, given)
@@ -372,12 +372,7 @@ class FaceDetector:
         """The faces found on a copy of ``image`` shrunk so its longer side is at most ``max_side`` (``None``: the
         image itself), with boxes and landmarks in ``image``'s pixels, scored above ``score_threshold`` (``None``: the
         detector's)."""
-        height, width = image.shape[:2]
-        scale = 1.0
-        if max_side is not None and max(height, width) > max_side:
-            scale = max_side / max(height, width)
-            small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+        image, scale = _shrunk(image, max_side)
         threshold = self.score_threshold if score_threshold is None else score_threshold
         boxes, landmarks, scores = self._detect_faces(image, threshold)
         if self._face_check is not None and len(boxes):
@@ -387,6 +382,22 @@ class FaceDetector:
             DetectedFace((box / scale).astype(np.float32), (points / scale).astype(np.float32), float(score))
             for box, points, score in zip(boxes, landmarks, scores)
         ]
+
+
+def _shrunk(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """``image`` shrunk (area filter) so that its longer side is at most ``max_side``, and the scale it was shrunk by:
+    ``(image, 1.0)`` when it is no larger or ``max_side`` is ``None``."""
+    height, width = image.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return image, 1.0
+    scale = max_side / max(height, width)
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, small_size, interpolation=cv2.INTER_AREA), scale
+
+
+def _turned(image: np.ndarray, turns: int) -> np.ndarray:
+    """``image`` turned ``turns`` quarters clockwise, as a contiguous array (what the detector takes)."""
+    return np.ascontiguousarray(np.rot90(image, -turns))
 
 
 def _showing_most_faces(faces_by_turn: dict[int, list[DetectedFace]]) -> int:
