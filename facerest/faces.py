@@ -125,9 +125,13 @@ FACE_CHECK_THRESHOLD = 0.1
 # (bench/turned_photos.py measures the search). Where the photo as given shows faces, the turns are first counted on
 # a copy of at most TURN_COUNT_SIDE px, one pass each, and only a turn counted so is detected in full: a full `detect`
 # of each turn tripled the detection time of realworld_lq's 100 portraits, counting on 640 px doubled it, on 320 px
-# it adds about 0.07 s a photo; insightface's t1.jpg (1280 px) given at each turn still shows its six faces.
+# it adds about 0.07 s a photo; insightface's t1.jpg (1280 px) given at each turn still shows its six faces. The copy
+# is set in a TURN_COUNT_SIDE square of SQUARE_FILL, so that every photo's counts, at every turn, are one input size
+# for the network: each new size had the CPU's convolution library build and cache code for it, and a long CLI run's
+# resident memory climbed with the sizes (BENCHMARKS.md, "Bounded memory"); the counts are the same.
 MORE_FACES_TURNED = 2
 TURN_COUNT_SIDE = 320
+SQUARE_FILL = (123, 117, 104)  # RGB: RetinaFace's mean colour (facexlib subtracts it as BGR 104, 117, 123)
 
 
 @dataclass
@@ -336,8 +340,8 @@ class FaceDetector:
         ``DetectedFace``). ``(0, [])`` when no turn shows a face."""
         given = self.detect(image, only_center_face, min_face_size)
         turns_to_detect = (1, 2, 3)
-        if given:  # counted on one shrunk copy, turned (turning the photo and shrinking each took longer than the count)
-            counting_copy, _ = _shrunk(image, TURN_COUNT_SIDE)
+        if given:  # counted on one shrunk copy in a square, turned (turning the photo and shrinking each took longer)
+            counting_copy = _in_square(_shrunk(image, TURN_COUNT_SIDE)[0], TURN_COUNT_SIDE)
             counted = {turns: self._detect_on_copy(_turned(counting_copy, turns), None) for turns in turns_to_detect}
             turns = _showing_most_faces(counted)
             if not _shows_more_faces(counted[turns], self._detect_on_copy(counting_copy, None)):
@@ -393,6 +397,15 @@ def _shrunk(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]
     scale = max_side / max(height, width)
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, small_size, interpolation=cv2.INTER_AREA), scale
+
+
+def _in_square(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` (at most ``side`` px each way) at the top left of a ``side`` x ``side`` square of ``SQUARE_FILL``:
+    every photo's copy, and each of its turns, is then one input size for the detector's network."""
+    square = np.empty((side, side, 3), np.uint8)
+    square[...] = SQUARE_FILL
+    square[: image.shape[0], : image.shape[1]] = image
+    return square
 
 
 def _turned(image: np.ndarray, turns: int) -> np.ndarray:

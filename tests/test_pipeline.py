@@ -20,7 +20,9 @@ from facerest import photo_restoration
 from facerest.deblock import enlarged_jpeg_period
 from facerest.denoise import DENOISE_ABOVE, face_region, noise_level
 from facerest.errors import FacerestError, ImageReadError
-from facerest.faces import FaceDetector, add_face_corrections, align_face, face_paste_mask, face_window
+from facerest.faces import (
+    SQUARE_FILL, TURN_COUNT_SIDE, FaceDetector, _shrunk, add_face_corrections, align_face, face_paste_mask, face_window,
+)
 from facerest.images import DEFAULT_MAX_PIXELS, is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness, psnr
 from facerest.photo_restoration import ALIGN_SIZE, _faces_made_blurrier
@@ -480,6 +482,34 @@ def test_a_turned_photo_showing_some_of_its_faces_as_given_is_searched_turned_to
     np.testing.assert_allclose(
         sorted(face.box.tolist() for face in faces), sorted(face.box.tolist() for face in upright_faces), atol=2.0
     )
+
+
+def test_the_turns_of_photos_of_any_shape_are_counted_at_one_input_size(monkeypatch):
+    """An upright photo showing faces has its turns counted on its copy set in a TURN_COUNT_SIDE square, so that
+    photos of every shape, and their turns, give the network one input size: new sizes made the CPU's convolution
+    library build and cache code for each, and the resident memory of a long CLI run climbed with them."""
+    detector = FaceDetector("retinaface", "mobilenet0.25", weights_dir=shared_path("weights", "facexlib"))
+    network_inputs = []
+    network_call = type(detector._detect_faces).__call__
+
+    def recording(network, image, score_threshold):
+        network_inputs.append(image)
+        return network_call(network, image, score_threshold)
+
+    monkeypatch.setattr(type(detector._detect_faces), "__call__", recording)
+    for name in ("gfpgan_00.jpg", "codeformer_01.jpg"):  # 1297 x 1920 and 248 x 189 px
+        photo = load_image(shared_path("data", "whole_imgs", name))
+        network_inputs.clear()
+        given = detector.detect(photo)
+        detection_passes = len(network_inputs)
+        turns, faces = detector.detect_turned(photo)
+        assert turns == 0 and [face.box.tolist() for face in faces] == [face.box.tolist() for face in given], name
+        counting = network_inputs[2 * detection_passes :]  # detect_turned's own detect, then the four counts
+        assert [image.shape for image in counting] == [(TURN_COUNT_SIDE, TURN_COUNT_SIDE, 3)] * 4, name
+        copy, _ = _shrunk(photo, TURN_COUNT_SIDE)
+        np.testing.assert_array_equal(counting[-1][: copy.shape[0], : copy.shape[1]], copy)  # upright, at the top left
+        below, beside = counting[-1][copy.shape[0] :], counting[-1][:, copy.shape[1] :]
+        assert (below == SQUARE_FILL).all() and (beside == SQUARE_FILL).all()
 
 
 def test_an_upright_photo_is_not_turned_and_a_faceless_one_finds_nothing_turned(retinaface):
