@@ -57,6 +57,19 @@ def test_a_quick_run_leaves_the_full_report_as_it_is(tmp_path, monkeypatch):
     assert "- Command: `python -m bench --quick --sections matmul --threads 1`" in (tmp_path / "BENCHMARKS_quick.md").read_text()
 
 
+def test_the_memory_part_counts_only_its_own_run_in_a_work_dir_used_before(tmp_path):
+    """The README's bench command names one --work-dir run after run: the earlier run's results there were counted
+    as this run's, so no sample came before them and the table was left without rows."""
+    shared_path("data", "whole_imgs")
+    arguments = ["--quick", "--sections", "memory", "--threads", "1", "--memory-photos", "2", "--work-dir",
+                 str(tmp_path / "work")]  # fmt: skip
+    for run in ("first", "second"):
+        assert bench_main([*arguments, "--out", str(tmp_path / f"{run}.md")]) == 0
+        tables = _tables((tmp_path / f"{run}.md").read_text())
+        _, *rows = tables["Bounded memory: python -m facerest restore over a folder"]
+        assert [row[0] for row in rows] == ["1", "2"], run
+
+
 def test_a_device_this_machine_lacks_is_one_error_line(tmp_path, capsys):
     assert bench_main(["--quick", "--device", "cuda:99", "--out", str(tmp_path / "BENCHMARKS.md")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: device 'cuda:99' is not available")

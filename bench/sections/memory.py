@@ -29,11 +29,12 @@ def memory(ctx: Context) -> None:
         return
     total = ctx.options.memory_photos or (10 if ctx.quick else 100)
     checkpoint = min(len(photos), total)  # one pass over the distinct photos, the largest included
-    folder = ctx.work / "memory_photos"
-    folder.mkdir(exist_ok=True)
+    folder, out_dir = ctx.work / "memory_photos", ctx.work / "memory_out"
+    for earlier_run in (folder, out_dir):  # a --work-dir used before: its photos and results would be counted
+        shutil.rmtree(earlier_run, ignore_errors=True)
+    folder.mkdir()
     for index in range(total):
         shutil.copyfile(photos[index % len(photos)], folder / f"{index:03d}_{photos[index % len(photos)].name}")
-    out_dir = ctx.work / "memory_out"
     returncode, samples, output = _restore_folder(ctx, folder, out_dir, total)
     if returncode != 0:
         table.notes.append(f"the restore command failed (exit {returncode}): {''.join(output[-3:]).strip()}")
