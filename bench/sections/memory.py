@@ -48,19 +48,24 @@ def memory(ctx: Context) -> None:
             prefixes = {f"{index:03d}_" for index in range(mark)}
             peaks[mark] = max(sample[2] for sample in seen)
             table.add(mark, sum(1 for name in face_names if name[:4] in prefixes), peaks[mark], seen[-1][0])
-    peak_all = max(sample[2] for sample in samples)
-    if peaks.get(checkpoint):
-        growth = (peak_all - peaks[checkpoint]) / peaks[checkpoint] * 100
+    if peaks.get(checkpoint) and peaks.get(total):
+        growth = (peaks[total] - peaks[checkpoint]) / peaks[checkpoint] * 100
         ctx.summary.append(
             f"Streaming restore (CLI): peak RSS {peaks[checkpoint]:.0f} MiB after the {checkpoint} distinct photos, "
-            f"{peak_all:.0f} MiB after {total} ({growth:+.1f}%)"
+            f"{peaks[total]:.0f} MiB after {total} ({growth:+.1f}%)"
         )
+    exit_peak = max(sample[2] for sample in samples)
     table.notes += [
         f"{total} photos: copies of the {len(photos)} photos of {ctx.photos_dir}, restored by one `python -m facerest "
         "restore` process with a tiny random 64-px GFP-GAN, its RSS sampled every 50 ms; a 'so far' row takes the "
         "samples taken before that many result files were written.",
         f"Limited by: the largest photo ({_largest(photos)}), reached as soon as it is first met.",
     ]
+    if exit_peak > max(peaks.values(), default=0.0):
+        table.notes.append(
+            f"After the last result was written, the process's exit peaked at {exit_peak:.0f} MiB (not restoring, "
+            "and once a run whatever its length: left out of the rows and the summary)."
+        )
     if 1 in peaks:
         table.notes.append(f"The first photo's peak ({peaks[1]:.0f} MiB) is mostly the imported libraries and the models.")
 
