@@ -126,12 +126,13 @@ FACE_CHECK_THRESHOLD = 0.1
 # a copy of at most TURN_COUNT_SIDE px, one pass each, and only a turn counted so is detected in full: a full `detect`
 # of each turn tripled the detection time of realworld_lq's 100 portraits, counting on 640 px doubled it, on 320 px
 # it adds about 0.07 s a photo; insightface's t1.jpg (1280 px) given at each turn still shows its six faces. The copy
-# is set in a TURN_COUNT_SIDE square of SQUARE_FILL, so that every photo's counts, at every turn, are one input size
-# for the network: each new size had the CPU's convolution library build and cache code for it, and a long CLI run's
-# resident memory climbed with the sizes (BENCHMARKS.md, "Bounded memory"); the counts are the same.
+# is set in a TURN_COUNT_SIDE square of RETINAFACE_MEAN_RGB, so that every photo's counts, at every turn, are one
+# input size for the network: each new size had the CPU's convolution library build and cache code for it, and a long
+# CLI run's resident memory climbed with the sizes (BENCHMARKS.md, "Bounded memory"); the counts are the same.
 MORE_FACES_TURNED = 2
 TURN_COUNT_SIDE = 320
-SQUARE_FILL = (123, 117, 104)  # RGB: RetinaFace's mean colour (facexlib subtracts it as BGR 104, 117, 123)
+# The colour RetinaFace subtracts from its input (facexlib's mean_tensor, there in BGR order): what it sees as zero.
+RETINAFACE_MEAN_RGB = (123, 117, 104)
 
 
 @dataclass
@@ -400,10 +401,11 @@ def _shrunk(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]
 
 
 def _in_square(image: np.ndarray, side: int) -> np.ndarray:
-    """``image`` (at most ``side`` px each way) at the top left of a ``side`` x ``side`` square of ``SQUARE_FILL``:
-    every photo's copy, and each of its turns, is then one input size for the detector's network."""
+    """``image`` (at most ``side`` px each way) at the top left of a ``side`` x ``side`` square of
+    ``RETINAFACE_MEAN_RGB``: every photo's copy, and each of its turns, is then one input size for the detector's
+    network."""
     square = np.empty((side, side, 3), np.uint8)
-    square[...] = SQUARE_FILL
+    square[...] = RETINAFACE_MEAN_RGB
     square[: image.shape[0], : image.shape[1]] = image
     return square
 
@@ -541,7 +543,7 @@ class _RetinaFace:
         self.device = device
         self.strides = self.network.cfg["steps"]
         self.variances = self.network.cfg["variance"]
-        self.bgr_mean = torch.tensor([104.0, 117.0, 123.0], device=device).view(1, 3, 1, 1)  # facexlib's mean_tensor
+        self.bgr_mean = torch.tensor(RETINAFACE_MEAN_RGB[::-1], dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
         # The largest face found whole, in input pixels: the largest anchor, and a quarter more that the box
         # regression reaches. Larger faces come out as parts (an eye region scored as a face; see FaceDetector.detect).

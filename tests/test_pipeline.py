@@ -21,7 +21,8 @@ from facerest.deblock import enlarged_jpeg_period
 from facerest.denoise import DENOISE_ABOVE, face_region, noise_level
 from facerest.errors import FacerestError, ImageReadError
 from facerest.faces import (
-    SQUARE_FILL, TURN_COUNT_SIDE, FaceDetector, _shrunk, add_face_corrections, align_face, face_paste_mask, face_window,
+    RETINAFACE_MEAN_RGB, TURN_COUNT_SIDE, FaceDetector, _shrunk, add_face_corrections, align_face, face_paste_mask,
+    face_window,
 )
 from facerest.images import DEFAULT_MAX_PIXELS, is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness, psnr
@@ -509,7 +510,7 @@ def test_the_turns_of_photos_of_any_shape_are_counted_at_one_input_size(monkeypa
         copy, _ = _shrunk(photo, TURN_COUNT_SIDE)
         np.testing.assert_array_equal(counting[-1][: copy.shape[0], : copy.shape[1]], copy)  # upright, at the top left
         below, beside = counting[-1][copy.shape[0] :], counting[-1][:, copy.shape[1] :]
-        assert (below == SQUARE_FILL).all() and (beside == SQUARE_FILL).all()
+        assert (below == RETINAFACE_MEAN_RGB).all() and (beside == RETINAFACE_MEAN_RGB).all()
 
 
 def test_an_upright_photo_is_not_turned_and_a_faceless_one_finds_nothing_turned(retinaface):
