@@ -54,7 +54,7 @@ from facerest.demo import (
     restore,
 )
 from facerest.devices import resolve_device
-from facerest.faces import DETECTOR_WEIGHTS_ENV, FaceDetector, detector_summary
+from facerest.face_detection import DETECTOR_WEIGHTS_ENV, FaceDetector, detector_summary
 from facerest.images import too_large_for_pillow, too_many_pixels
 from facerest.pipeline import DEFAULT_FIDELITY, MAX_UPSCALE
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerest.faces import FaceDetector, face_window
+from facerest.face_detection import FaceDetector
+from facerest.faces import face_window
 from facerest.images import halved, list_images, load_image, save_image
 from facerest.metrics import gradient_sharpness, laplacian_variance
 

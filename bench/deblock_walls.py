@@ -26,7 +26,8 @@ import torch
 
 import facerest.photo_restoration
 from facerest import FaceRestorePipeline
-from facerest.faces import FaceDetector, face_window
+from facerest.face_detection import FaceDetector
+from facerest.faces import face_window
 from facerest.images import list_images, load_image
 from facerest.metrics import gradient_sharpness, psnr
 from facerest.table import Table

@@ -34,7 +34,8 @@ import torch
 from detection_recall import photo_with_a_face  # a sibling script: bench/ is on sys.path when this one runs
 from facerest import FaceRestorePipeline
 from facerest.degradation import DegradationConfig, degrade
-from facerest.faces import FaceDetector, face_window
+from facerest.face_detection import FaceDetector
+from facerest.faces import face_window
 from facerest.images import list_images, load_image
 from facerest.metrics import gradient_sharpness, laplacian_variance, load_niqe_params, niqe, psnr, ssim
 from facerest.pipeline import DEFAULT_FIDELITY

@@ -29,7 +29,7 @@ import torch
 
 from facerest import FaceRestorePipeline
 from facerest.degradation import DegradationConfig, degrade
-from facerest.faces import FaceDetector
+from facerest.face_detection import FaceDetector
 from facerest.images import list_images, load_image
 from facerest.metrics import psnr, ssim
 from facerest.table import Table

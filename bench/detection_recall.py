@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from facerest.degradation import degrade
-from facerest.faces import FFHQ_TEMPLATE_512, WEAK_FACE_SCORE, FaceDetector
+from facerest.face_detection import WEAK_FACE_SCORE, FaceDetector
+from facerest.faces import FFHQ_TEMPLATE_512
 from facerest.images import list_images, load_image
 from facerest.table import Table
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import PIL.Image
 
 from facerest import FaceRestorePipeline, demo
-from facerest.faces import FaceDetector
+from facerest.face_detection import FaceDetector
 
 
 def resized_copy(photo: str, size: str, folder: Path) -> Path:

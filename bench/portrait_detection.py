@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerest.faces import FFHQ_TEMPLATE_512, FaceDetector
+from facerest.face_detection import FaceDetector
+from facerest.faces import FFHQ_TEMPLATE_512
 from facerest.images import list_images, load_image
 from facerest.table import Table
 

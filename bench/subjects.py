@@ -60,7 +60,7 @@ def gfpgan_label(name: str, config: dict) -> str:
 
 def detector(ctx: Context):
     """RetinaFace mobilenet0.25 from --detector-weights when there, else the library's automatic choice."""
-    from facerest.faces import FaceDetector
+    from facerest.face_detection import FaceDetector
 
     if (ctx.detector_dir / "detection_mobilenet0.25_Final.pth").is_file():
         return FaceDetector("retinaface", "mobilenet0.25", weights_dir=ctx.detector_dir, device=ctx.device)

@@ -25,7 +25,7 @@ import torch
 from detection_recall import photo_with_a_face  # a sibling script: bench/ is on sys.path when this one runs
 from facerest import FaceRestorePipeline
 from facerest.degradation import DegradationConfig, degrade
-from facerest.faces import FaceDetector, points_before_turn
+from facerest.face_detection import FaceDetector, points_before_turn
 from facerest.images import list_images, load_image
 from facerest.metrics import psnr
 from facerest.table import Table

@@ -243,7 +243,7 @@ def _evaluate(args) -> int:
 
 def _restore(args) -> int:
     from .devices import resolve_device
-    from .faces import FaceDetector, detector_summary
+    from .face_detection import FaceDetector, detector_summary
     from .output_folders import RESTORE_COMMAND, check_writable_folder, mark_output_folder
     from .pipeline import DEFAULT_FIDELITY, MAX_SEED, FaceRestorePipeline
 

@@ -31,7 +31,8 @@ import PIL.Image
 import torch
 
 from .errors import FacerestError, ImageReadError, shown_value
-from .faces import FaceDetector, with_photo_alpha
+from .face_detection import FaceDetector
+from .faces import with_photo_alpha
 from .images import colour_profile_options, input_notes, is_gray_file, load_alpha, load_image, pil_image, with_alpha
 from .models.gfpgan import GFPGANConfig
 from .models.gfpgan.convert_original import GFPGAN_V14_CONFIG, GFPGAN_V14_URL, convert_original_checkpoint

@@ -222,6 +222,16 @@ def colour_profile_options(path: Union[str, os.PathLike]) -> dict:
     return {"icc_profile": profile} if isinstance(profile, bytes) and profile[16:20] == b"RGB " else {}
 
 
+def check_rgb_image(image: np.ndarray, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` unless ``image`` is an RGB ``uint8`` array (H, W, 3) with pixels."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"{what} must be an RGB uint8 array of shape (H, W, 3), got {dtype} with shape {shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{what} has no pixels (shape {image.shape})")
+
+
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]. A copy: a read-only array (`np.asarray` of a PIL image) is
     fine."""

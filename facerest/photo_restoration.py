@@ -23,9 +23,8 @@ import numpy as np
 from .deblock import JPEG_BLOCK, deblocked, enlarged_jpeg_period
 from .denoise import denoised, denoised_faces, denoising_level, face_region, fine_noise, with_face_regions_cleaned
 from .errors import ImageReadError
-from .faces import (
-    FFHQ_TEMPLATE_512, DetectedFace, add_face_corrections, aligned_crop, face_alignment, face_window, points_before_turn,
-)  # fmt: skip
+from .face_detection import DetectedFace, points_before_turn
+from .faces import FFHQ_TEMPLATE_512, add_face_corrections, aligned_crop, face_alignment, face_window
 from .images import is_monochrome, resize_square, with_chroma_of
 from .metrics import gradient_sharpness
 

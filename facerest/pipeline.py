@@ -26,7 +26,7 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 
 from .errors import FacerestError, ImageReadError, one_line
-from .faces import FaceDetector
+from .face_detection import FaceDetector
 from .images import (
     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageSource, check_output_size, image_to_tensor, input_notes,
     load_image, tensor_to_image,
@@ -226,7 +226,7 @@ class FaceRestorePipeline(DiffusionPipeline):
             detector (`FaceDetector`, `str`, `dict` or `None`):
                 A ready [`FaceDetector`] (returned as is), a backend name (`"auto"`, `"retinaface"`, `"mtcnn"`), or
                 a dict of `FaceDetector` arguments. `None` is `"auto"`: RetinaFace with weights from
-                `$FACEREST_DETECTOR_WEIGHTS` (or the usual places, see `facerest.faces`), else MTCNN. The detector
+                `$FACEREST_DETECTOR_WEIGHTS` (or the usual places, see `facerest.face_detection`), else MTCNN. The detector
                 runs on the pipeline's device unless the settings name one.
         """
         if isinstance(detector, FaceDetector):

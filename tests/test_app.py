@@ -29,7 +29,7 @@ import pytest
 
 from conftest import REPO_ROOT, SHARED, free_port, png_claiming, shared_path
 from facerest.demo import load_models
-from facerest.faces import FaceDetector
+from facerest.face_detection import FaceDetector
 from tiny_pipelines import save_tiny_pipelines
 
 APP_PATH = REPO_ROOT / "app.py"

@@ -15,7 +15,8 @@ from bench.detection_recall import photo_with_a_face
 from facerest import FaceRestorePipeline
 from facerest.data import make_testset
 from facerest.degradation import DegradationConfig, degrade
-from facerest.faces import FaceDetector, face_window
+from facerest.face_detection import FaceDetector
+from facerest.faces import face_window
 from facerest.images import list_images, load_image
 from facerest.metrics import gradient_sharpness, load_niqe_params, niqe, psnr, ssim
 

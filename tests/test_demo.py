@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SHARED, shared_path, with_noise
 from facerest import FacerestError, ImageReadError, demo
-from facerest.faces import FaceDetector
+from facerest.face_detection import FaceDetector
 from facerest.pipeline import DEFAULT_HYBRID_STRENGTH, DEFAULT_INFERENCE_STEPS, FaceRestorePipeline
 from tiny_pipelines import restoring_with, save_tiny_pipelines
 

@@ -1,4 +1,4 @@
-"""Face detection, alignment and paste-back (facerest/faces.py).
+"""Face detection, alignment and paste-back (facerest/face_detection.py, facerest/faces.py).
 
 The photos of ../shared/data/whole_imgs are detected once per detector (module fixtures) and reused by the
 alignment and paste-back tests. Run with ``-s`` to see the per-photo face counts and detection times.
@@ -12,16 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from facerest import face_detection
 from facerest import faces as faces_module
 from facerest.errors import FacerestError, MissingPackageError
-from facerest.faces import (
-    DETECTOR_WEIGHTS_ENV,
-    FFHQ_TEMPLATE_512,
-    FaceDetector,
-    align_face,
-    face_paste_mask,
-    paste_faces,
-)
+from facerest.face_detection import DETECTOR_WEIGHTS_ENV, FaceDetector
+from facerest.faces import FFHQ_TEMPLATE_512, align_face, face_paste_mask, paste_faces
 from facerest.images import list_images, load_image
 from facerest.weights import MissingWeightsError
 from conftest import shared_path
@@ -330,7 +325,7 @@ def no_weights_anywhere(tmp_path, monkeypatch):
         monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
     monkeypatch.delenv("FACEREST_DETECTOR_WEIGHTS", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(faces_module, "_facexlib_weights_dirs", lambda: (tmp_path / "facexlib_weights",))
+    monkeypatch.setattr(face_detection, "_facexlib_weights_dirs", lambda: (tmp_path / "facexlib_weights",))
     (tmp_path / "empty").mkdir()
     return tmp_path / "empty"
 
@@ -402,7 +397,7 @@ def _facexlib_retinaface(weights_path):
     network = RetinaFace(network_name="mobile0.25", half=False, device="cpu")
     network.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
     network.eval()
-    variant = faces_module.RETINAFACE_VARIANTS_BY_SHA256.get(faces_module._sha256(weights_path))
+    variant = face_detection.RETINAFACE_VARIANTS_BY_SHA256.get(face_detection._sha256(weights_path))
     if variant is not None:
         network.cfg = {**network.cfg, "min_sizes": variant["anchor_sizes"]}
         for module in network.modules():

@@ -20,10 +20,8 @@ from facerest import photo_restoration
 from facerest.deblock import enlarged_jpeg_period
 from facerest.denoise import DENOISE_ABOVE, face_region, noise_level
 from facerest.errors import FacerestError, ImageReadError
-from facerest.faces import (
-    RETINAFACE_MEAN_RGB, TURN_COUNT_SIDE, FaceDetector, _shrunk, add_face_corrections, align_face, face_paste_mask,
-    face_window,
-)
+from facerest.face_detection import RETINAFACE_MEAN_RGB, TURN_COUNT_SIDE, FaceDetector, _shrunk
+from facerest.faces import add_face_corrections, align_face, face_paste_mask, face_window
 from facerest.images import DEFAULT_MAX_PIXELS, is_monochrome, list_images, load_image, resize_square, with_chroma_of
 from facerest.metrics import gradient_sharpness, psnr
 from facerest.photo_restoration import ALIGN_SIZE, _faces_made_blurrier
