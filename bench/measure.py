@@ -116,3 +116,10 @@ def cpu_flags() -> str:
         return "flags unknown"
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
     return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in wanted)
+
+
+def has_bf16_instructions() -> bool:
+    """Whether the CPU computes bf16 itself (AVX-512 BF16 or AMX); without them torch emulates it, tens of times
+    slower than fp32."""
+    flags = cpu_flags()
+    return "avx512_bf16 yes" in flags or "amx_bf16 yes" in flags

@@ -14,6 +14,7 @@ import pytest
 from bench.__main__ import build_parser
 from bench.__main__ import main as bench_main
 from bench.context import NOT_INSTALLED, SECTIONS
+from bench.measure import has_bf16_instructions
 from facerest.cli import main
 from conftest import REPO_ROOT, shared_path
 
@@ -120,14 +121,18 @@ def test_every_part_has_its_table(quick_report):
         assert all(len(row) == len(header) for row in rows), title
 
 
-def test_the_default_model_is_timed_on_one_face_and_on_four_per_pass_and_one_by_one(quick_report):
+def test_the_default_model_is_timed_on_one_face_in_fp32_and_bf16_and_on_four_per_pass_and_one_by_one(quick_report):
     _, text = quick_report
     forward = next(rows for title, rows in _tables(text).items() if title.startswith("GFP-GAN forward"))
     default_rows = [row for row in forward if row[0].startswith("shipped default (") and ": idm, " in row[0]]
-    assert [(row[1], row[3]) for row in default_rows] == [
-        ("facerest pipeline, aligned 512-px face", "1"),
-        ("facerest pipeline, 4 aligned 512-px faces in one call (default)", "1"),  # on the CPU: one face per pass
-        ("facerest pipeline, 4 aligned 512-px faces in one call", "4"),
+    one_face = [("facerest pipeline, aligned 512-px face", "fp32", "1")]
+    if has_bf16_instructions():
+        one_face.append(("facerest pipeline, aligned 512-px face", "bf16 weights (--dtype bf16)", "1"))
+    else:
+        assert "The shipped default in bf16: not timed, this CPU lacks bf16 instructions (emulated)." in text
+    assert [(row[1], row[2], row[3]) for row in default_rows] == one_face + [
+        ("facerest pipeline, 4 aligned 512-px faces in one call (default)", "fp32", "1"),  # on the CPU: one face per pass
+        ("facerest pipeline, 4 aligned 512-px faces in one call", "fp32", "4"),
     ]
     assert all(float(row[4]) > 0 for row in default_rows)
 

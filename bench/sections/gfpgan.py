@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..context import GPU_FACE_BATCH, NOT_INSTALLED, Context
-from ..measure import PeakRSS, count_flops, cpu_flags, time_calls, time_interleaved
+from ..measure import PeakRSS, count_flops, has_bf16_instructions, time_calls, time_interleaved
 from ..official import official_side, official_weights
 from ..subjects import gfpgan_configs, gfpgan_label, gfpgan_model, network_arguments, photo_config, photo_paths
 
@@ -62,7 +62,7 @@ def _forward_rows(ctx: Context, table, name: str, config: dict, official: dict |
     ours_fp32 = None
     for variant, batch, call in _variants(ctx, model, face, heavy):
         # bf16 on a CPU without bf16 instructions is emulated (tens of times slower): one call, no warm-up
-        emulated = variant.startswith("bf16") and ctx.device.type == "cpu" and "avx512_bf16 yes" not in cpu_flags()
+        emulated = variant.startswith("bf16") and ctx.device.type == "cpu" and not has_bf16_instructions()
         ctx.log(f"gfpgan {label}: {variant}, batch {batch}")
         with PeakRSS(ctx.device) as memory, torch.no_grad():
             times = time_calls(call, 1 if emulated else repeats, ctx.device, warmup=0 if emulated else 1)
@@ -132,8 +132,8 @@ def _compiled_row(ctx: Context, label: str, model, face) -> list:
 
 def _default_model_rows(ctx: Context, table) -> None:
     """The shipped default restoring one aligned 512-px face as README's main job runs it (the pipeline's aligned
-    path with its default steps and fidelity); then four faces in one call, one face per pass (the default on the
-    CPU) and all four in one pass, timed in interleaved rounds."""
+    path with its default steps and fidelity), in fp32 and in bf16 (``--dtype bf16``) in interleaved rounds; then
+    four faces in one call, one face per pass (the default on the CPU) and all four in one pass, timed so too."""
     from facerest.pipeline import FaceRestorePipeline
 
     folder = ctx.default_model_dir
@@ -142,14 +142,21 @@ def _default_model_rows(ctx: Context, table) -> None:
         return
     pipeline = FaceRestorePipeline.from_pretrained(folder).to(ctx.device)
     face = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    sampling = "" if pipeline.kind == "gfpgan" else f", {pipeline.default_inference_steps} steps"
+    network = f"shipped default ({folder}: {pipeline.kind}, {pipeline.face_size} px{sampling})"
     ctx.log(f"shipped default {folder}: one aligned face")
     with PeakRSS(ctx.device) as memory:
         call = lambda: pipeline(face, aligned=True, output_type="np", progress=False)  # noqa: E731
-        seconds = statistics.median(time_calls(call, ctx.repeats, ctx.device))
-    sampling = "" if pipeline.kind == "gfpgan" else f", {pipeline.default_inference_steps} steps"
-    network = f"shipped default ({folder}: {pipeline.kind}, {pipeline.face_size} px{sampling})"
-    table.add(network, "facerest pipeline, aligned 512-px face", "fp32", 1, seconds * 1e3, 1 / seconds, None,
-              memory.growth_mib)
+        call()
+    bf16_pipeline = FaceRestorePipeline.from_pretrained(folder, dtype=torch.bfloat16).to(ctx.device)  # as --dtype bf16
+    ways = {"fp32": call, "bf16 weights (--dtype bf16)": lambda: bf16_pipeline(face, aligned=True, output_type="np", progress=False)}
+    if ctx.device.type == "cpu" and not has_bf16_instructions():
+        ways = {"fp32": call}
+        table.notes.append("The shipped default in bf16: not timed, this CPU lacks bf16 instructions (emulated).")
+    for variant, times in time_interleaved(ways, ctx.repeats, ctx.device).items():
+        seconds = statistics.median(times)
+        table.add(network, "facerest pipeline, aligned 512-px face", variant, 1, seconds * 1e3, 1 / seconds, None,
+                  memory.growth_mib if variant == "fp32" else None)
     faces, batch = [face] * 4, pipeline.default_face_batch_size
     ways = {size: (lambda size=size: pipeline(faces, aligned=True, output_type="np", progress=False, face_batch_size=size))
             for size in sorted({batch, len(faces)})}  # fmt: skip
