@@ -137,6 +137,25 @@ def test_the_default_model_is_timed_on_one_face_in_fp32_and_bf16_and_on_four_per
     assert all(float(row[4]) > 0 for row in default_rows)
 
 
+def test_the_default_model_is_timed_in_fp32_alone_where_the_cpu_would_emulate_bf16(tmp_path, monkeypatch):
+    from bench.sections import gfpgan as gfpgan_section
+    from tiny_pipelines import tiny_pipeline
+
+    tiny_pipeline("idm").save_pretrained(tmp_path / "default")
+    monkeypatch.setattr(gfpgan_section, "has_bf16_instructions", lambda: False)
+    out = tmp_path / "BENCHMARKS.md"
+    status = bench_main([
+        "--quick", "--sections", "gfpgan", "--threads", "1", "--out", str(out), "--default-model", str(tmp_path / "default"),
+        "--official-python", str(tmp_path / "no-such-python"), "--work-dir", str(tmp_path / "work"),
+    ])  # fmt: skip
+    assert status == 0
+    text = out.read_text()
+    forward = next(rows for title, rows in _tables(text).items() if title.startswith("GFP-GAN forward"))
+    one_face = [row[2] for row in forward if row[0].startswith("shipped default (") and row[1].endswith("aligned 512-px face")]
+    assert one_face == ["fp32"]
+    assert "The shipped default in bf16: not timed, this CPU lacks bf16 instructions (emulated)." in text
+
+
 def test_the_default_models_unet_is_timed_per_step_at_its_own_size(quick_report):
     _, text = quick_report
     sampling = next(rows for title, rows in _tables(text).items() if title.startswith("IDM sampling"))
