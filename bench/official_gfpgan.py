@@ -16,7 +16,8 @@ bench converts into ``GFPGANModel`` with ``facerest.models.gfpgan.load_original_
 pass; then it times ``GFPGANer.enhance`` on each photo, stage by stage, with:
 
 - the same detector as ours: facexlib's RetinaFace mobilenet0.25 with the weights of ``detector_weights_dir``,
-  adjusted like ``facerest.face_detection`` adjusts it for the same file (anchor sizes, ReLU slope), score threshold 0.97;
+  adjusted like ``facerest.face_detection`` adjusts it for the same file (anchor sizes, ReLU slope), score
+  threshold 0.97;
 - no face-parsing network (``use_parse=False``, and its loading skipped: its weights are not available offline;
   ours has none either);
 - ``upscale=1``, no background upsampler.
@@ -135,7 +136,8 @@ def make_restorer(GFPGANer, FaceRestoreHelper, network, detector_weights_dir: st
 
 
 def _adjust_detector(network, weights_path: Path) -> None:
-    """Give the official detector the settings ``facerest.face_detection`` gives the same weights file (known by SHA-256)."""
+    """Give the official detector the settings ``facerest.face_detection`` gives the same weights file (known by
+    SHA-256)."""
     import torch
     from facerest.face_detection import RETINAFACE_VARIANTS_BY_SHA256, _sha256
 

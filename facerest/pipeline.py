@@ -226,8 +226,8 @@ class FaceRestorePipeline(DiffusionPipeline):
             detector (`FaceDetector`, `str`, `dict` or `None`):
                 A ready [`FaceDetector`] (returned as is), a backend name (`"auto"`, `"retinaface"`, `"mtcnn"`), or
                 a dict of `FaceDetector` arguments. `None` is `"auto"`: RetinaFace with weights from
-                `$FACEREST_DETECTOR_WEIGHTS` (or the usual places, see `facerest.face_detection`), else MTCNN. The detector
-                runs on the pipeline's device unless the settings name one.
+                `$FACEREST_DETECTOR_WEIGHTS` (or the usual places, see `facerest.face_detection`), else MTCNN. The
+                detector runs on the pipeline's device unless the settings name one.
         """
         if isinstance(detector, FaceDetector):
             return detector

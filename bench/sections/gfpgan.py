@@ -61,8 +61,7 @@ def _forward_rows(ctx: Context, table, name: str, config: dict, official: dict |
     repeats = config.get("repeats", ctx.repeats)
     ours_fp32 = None
     for variant, batch, call in _variants(ctx, model, face, heavy):
-        # bf16 on a CPU without bf16 instructions is emulated (tens of times slower): one call, no warm-up
-        emulated = variant.startswith("bf16") and ctx.device.type == "cpu" and not has_bf16_instructions()
+        emulated = variant.startswith("bf16") and _emulates_bf16(ctx)  # tens of times slower: one call, no warm-up
         ctx.log(f"gfpgan {label}: {variant}, batch {batch}")
         with PeakRSS(ctx.device) as memory, torch.no_grad():
             times = time_calls(call, 1 if emulated else repeats, ctx.device, warmup=0 if emulated else 1)
@@ -82,6 +81,11 @@ def _forward_rows(ctx: Context, table, name: str, config: dict, official: dict |
         ctx.note_flops(f"GFP-GAN {label} (official)", flops, official_seconds)
     if not heavy:
         _face_scheduling(ctx, label, model, face.repeat(4, 1, 1, 1))
+
+
+def _emulates_bf16(ctx: Context) -> bool:
+    """Whether bf16 on the bench's device is emulated: a CPU without bf16 instructions."""
+    return ctx.device.type == "cpu" and not has_bf16_instructions()
 
 
 def _variants(ctx: Context, model, face: torch.Tensor, heavy: bool) -> list:
@@ -149,11 +153,13 @@ def _default_model_rows(ctx: Context, table) -> None:
         call = lambda: pipeline(face, aligned=True, output_type="np", progress=False)  # noqa: E731
         call()
     ways = {"fp32": call}
-    if ctx.device.type != "cpu" or has_bf16_instructions():
-        bf16_pipeline = FaceRestorePipeline.from_pretrained(folder, dtype=torch.bfloat16).to(ctx.device)  # --dtype bf16
-        ways["bf16 weights (--dtype bf16)"] = lambda: bf16_pipeline(face, aligned=True, output_type="np", progress=False)
-    else:
+    if _emulates_bf16(ctx):
         table.notes.append("The shipped default in bf16: not timed, this CPU lacks bf16 instructions (emulated).")
+    else:
+        bf16_pipeline = FaceRestorePipeline.from_pretrained(folder, dtype=torch.bfloat16).to(ctx.device)  # --dtype bf16
+        ways["bf16 weights (--dtype bf16)"] = lambda: bf16_pipeline(
+            face, aligned=True, output_type="np", progress=False
+        )
     for variant, times in time_interleaved(ways, ctx.repeats, ctx.device).items():
         seconds = statistics.median(times)
         table.add(network, "facerest pipeline, aligned 512-px face", variant, 1, seconds * 1e3, 1 / seconds, None,
